@@ -1,0 +1,67 @@
+"""The ``accel`` command line: one entry point, one module per command group.
+
+Each module in :data:`COMMAND_MODULES` has ``register(subparsers)`` which adds
+its parser and sets ``func(args) -> int``. The CLI holds no logic of its own:
+commands call the library. User errors (:class:`~accel.errors.AccelError`)
+print one line and exit 2; ``--debug`` shows the traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from ..errors import AccelError
+
+__all__ = ["main", "build_parser", "COMMAND_MODULES"]
+
+#: Command modules, in the order ``accel --help`` lists them.
+COMMAND_MODULES = [
+    "accel.cli.config_cmd",
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, as for every user error
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="accel", description="Hardware/software co-design for low-bit "
+                     "LUT/shift neural-network accelerators.")
+    from .. import __version__
+
+    parser.add_argument("--version", action="version", version=f"accel {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except AccelError as exc:
+        if args.debug:
+            raise
+        print(f"accel: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("accel: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

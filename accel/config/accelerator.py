@@ -1,0 +1,263 @@
+"""`AcceleratorConfig`: fields, validation, TOML load and save."""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+
+__all__ = ["Overflow", "Rounding", "Requant", "LutScope", "EnergyTable", "AcceleratorConfig",
+           "load_config", "save_config"]
+
+
+class Overflow(str, enum.Enum):
+    """What the accumulator does when a sum leaves its ``acc_bits`` range."""
+    WRAP = "wrap"          #: two's complement wrap-around (order-free)
+    SATURATE = "saturate"  #: clamp after every addition, bias first, k ascending
+
+
+class Rounding(str, enum.Enum):
+    """Rounding of the requantization right shift."""
+    HALF_UP = "half_up"  #: ``(v + 2^(s-1)) >> s``
+    FLOOR = "floor"      #: ``v >> s``
+
+
+class Requant(str, enum.Enum):
+    """How accumulators are rescaled to the output type."""
+    SHIFT = "shift"                    #: power-of-two scale: a rounding right shift
+    MULTIPLY_SHIFT = "multiply_shift"  #: unsigned ``mult_bits`` multiplier, then the shift
+
+
+class LutScope(str, enum.Enum):
+    """Whether one weight LUT serves a whole layer or each output channel has its own."""
+    LAYER = "layer"
+    CHANNEL = "channel"
+
+
+def _check_int(owner: str, name: str, value: Any, lo: int, hi: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{owner}.{name}: expected an integer in {lo}..{hi}, got {value!r}")
+    if not lo <= value <= hi:
+        raise ConfigError(f"{owner}.{name}: {value} is out of range, allowed {lo}..{hi}")
+    return value
+
+
+def _check_float(owner: str, name: str, value: Any, lo: float, hi: float = math.inf) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise ConfigError(f"{owner}.{name}: expected a finite number, got {value!r}")
+    if not lo <= value <= hi:
+        bound = f">= {lo}" if hi == math.inf else f"in {lo}..{hi}"
+        raise ConfigError(f"{owner}.{name}: {value} is out of range, allowed {bound}")
+    return float(value)
+
+
+def _check_enum(owner: str, name: str, value: Any, kind: type[enum.Enum]) -> enum.Enum:
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(repr(m.value) for m in kind)
+        raise ConfigError(f"{owner}.{name}: {value!r} is not one of {allowed}") from None
+
+
+@dataclass(frozen=True)
+class EnergyTable:
+    """Energy per event in picojoules, used by the performance model.
+
+    Defaults are the 45 nm figures of Horowitz, "Computing's energy problem"
+    (ISSCC 2014): 8-bit multiply 0.2 pJ, 32-bit add 0.1 pJ, an 8 KiB SRAM
+    read of 64 bits about 10 pJ, DRAM about 1.3-2.6 nJ per 64 bits.
+    """
+
+    mac_pj: float = 0.3             #: one 8x8 multiply plus one accumulator add
+    lut_decode_pj: float = 0.05     #: one 16x8 register-file read in the weight decoder
+    requant_pj: float = 0.2         #: one shift/round/clamp of an output
+    sram_read_byte_pj: float = 1.25
+    sram_write_byte_pj: float = 1.25
+    dram_byte_pj: float = 160.0
+    leakage_mw: float = 5.0         #: static power of the array while it runs
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            _check_float("energy", f.name, getattr(self, f.name), 0.0)
+            object.__setattr__(self, f.name, float(getattr(self, f.name)))
+
+
+@dataclass(frozen=True)
+class AcceleratorConfig:
+    """The one description of an accelerator instance.
+
+    Parameters
+    ----------
+    rows, cols : int
+        Systolic array size: ``rows`` activation lanes by ``cols`` output channels.
+    weight_bits : int
+        Width of a stored weight code, 2..8 (default 4: a 16-entry LUT).
+    lut_scope : LutScope
+        ``layer`` (one LUT per layer) or ``channel`` (one LUT per output channel).
+    act_bits : int
+        Activation width, 2..8; activations are int8 or uint8 on the datapath.
+    acc_bits : int
+        Accumulator width, 8..32.
+    overflow : Overflow
+        ``wrap`` or ``saturate``.
+    requant : Requant
+        ``shift`` or ``multiply_shift``; ``mult_bits`` is the multiplier width (1..31).
+    rounding : Rounding
+        ``half_up`` or ``floor``.
+    clock_mhz : float
+        Target clock frequency.
+    weight_buffer_bytes, act_buffer_bytes, out_buffer_bytes : int
+        On-chip buffer sizes.
+    energy : EnergyTable
+        Energy per event.
+    """
+
+    rows: int = 8
+    cols: int = 8
+    weight_bits: int = 4
+    lut_scope: LutScope = LutScope.LAYER
+    act_bits: int = 8
+    acc_bits: int = 32
+    overflow: Overflow = Overflow.WRAP
+    requant: Requant = Requant.SHIFT
+    mult_bits: int = 16
+    rounding: Rounding = Rounding.HALF_UP
+    clock_mhz: float = 100.0
+    weight_buffer_bytes: int = 64 * 1024
+    act_buffer_bytes: int = 64 * 1024
+    out_buffer_bytes: int = 16 * 1024
+    energy: EnergyTable = field(default_factory=EnergyTable)
+
+    def __post_init__(self) -> None:
+        own = "config"
+        _check_int(own, "rows", self.rows, 1, 256)
+        _check_int(own, "cols", self.cols, 1, 256)
+        _check_int(own, "weight_bits", self.weight_bits, 2, 8)
+        _check_int(own, "act_bits", self.act_bits, 2, 8)
+        _check_int(own, "acc_bits", self.acc_bits, 8, 32)
+        # mult_bits <= 31 keeps acc * M + 2^(s-1) inside int64 for every executor.
+        _check_int(own, "mult_bits", self.mult_bits, 1, 31)
+        for name, kind in (("lut_scope", LutScope), ("overflow", Overflow),
+                           ("requant", Requant), ("rounding", Rounding)):
+            object.__setattr__(self, name, _check_enum(own, name, getattr(self, name), kind))
+        object.__setattr__(self, "clock_mhz", _check_float(own, "clock_mhz", self.clock_mhz, 1e-3, 1e5))
+        for name in ("weight_buffer_bytes", "act_buffer_bytes", "out_buffer_bytes"):
+            _check_int(own, name, getattr(self, name), 1, 1 << 34)
+        if isinstance(self.energy, dict):
+            object.__setattr__(self, "energy", _energy_from_dict(self.energy))
+        elif not isinstance(self.energy, EnergyTable):
+            raise ConfigError(f"config.energy: expected a table of energies, got {self.energy!r}")
+
+    # Derived quantities: read these instead of recomputing them.
+    @property
+    def lut_entries(self) -> int:
+        """Number of LUT entries (``2 ** weight_bits``)."""
+        return 1 << self.weight_bits
+
+    @property
+    def max_shift(self) -> int:
+        """Largest legal requantization shift."""
+        if self.requant is Requant.SHIFT:
+            return 31
+        return self.acc_bits + self.mult_bits - 1
+
+    @property
+    def acc_min(self) -> int:
+        return -(1 << (self.acc_bits - 1))
+
+    @property
+    def acc_max(self) -> int:
+        return (1 << (self.acc_bits - 1)) - 1
+
+    def act_range(self, signed: bool) -> tuple[int, int]:
+        """Integer range of an activation of ``act_bits`` bits."""
+        if signed:
+            return -(1 << (self.act_bits - 1)), (1 << (self.act_bits - 1)) - 1
+        return 0, (1 << self.act_bits) - 1
+
+    def replace(self, **changes: Any) -> "AcceleratorConfig":
+        """A copy with some fields changed (validated again)."""
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, enum.Enum):
+                value = value.value
+            elif isinstance(value, EnergyTable):
+                value = dataclasses.asdict(value)
+            out[f.name] = value
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], source: str = "config") -> "AcceleratorConfig":
+        """Build from a plain mapping (as read from TOML or a model manifest).
+
+        Unknown keys are errors that name the key and the source.
+        """
+        if not isinstance(data, dict):
+            raise ConfigError(f"{source}: expected a table of fields, got {type(data).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"{source}: unknown field {unknown[0]!r}; known fields: {', '.join(sorted(known))}")
+        kwargs = dict(data)
+        try:
+            if "energy" in kwargs:
+                kwargs["energy"] = _energy_from_dict(kwargs["energy"])
+            return cls(**kwargs)
+        except ConfigError as exc:
+            raise ConfigError(f"{source}: {exc}") from None
+
+
+def _energy_from_dict(data: Any) -> EnergyTable:
+    if not isinstance(data, dict):
+        raise ConfigError(f"config.energy: expected a table, got {data!r}")
+    known = {f.name for f in dataclasses.fields(EnergyTable)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"energy: unknown field {unknown[0]!r}; known fields: {', '.join(sorted(known))}")
+    return EnergyTable(**data)
+
+
+def load_config(path: str | os.PathLike | None) -> AcceleratorConfig:
+    """Load a TOML accelerator description; ``None`` gives the defaults."""
+    if path is None:
+        return AcceleratorConfig()
+    path = Path(path)
+    try:
+        text = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the configuration ({exc.strerror})") from None
+    try:
+        data = tomllib.loads(text.decode("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    # Accept either a flat file or one with an [accelerator] table.
+    if set(data) == {"accelerator"} or ("accelerator" in data and isinstance(data["accelerator"], dict)):
+        data = data["accelerator"]
+    return AcceleratorConfig.from_dict(data, source=str(path))
+
+
+def save_config(config: AcceleratorConfig, path: str | os.PathLike, overwrite: bool = False) -> Path:
+    """Write ``config`` as TOML. Refuses to replace an existing file unless ``overwrite``."""
+    import tomli_w
+
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise ConfigError(f"{path}: already exists; refusing to overwrite it")
+    data = config.to_dict()
+    energy = data.pop("energy")
+    text = tomli_w.dumps({**data, "energy": energy})
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+    return path

@@ -1,0 +1,214 @@
+"""Reference implementation of the datapath contract (DESIGN.md, "The datapath contract").
+
+Conventions
+-----------
+* Integers are numpy ``int64``; every function returns ``int64`` arrays.
+* A Conv/Linear layer's reduction index ``k`` runs over its weight tensor in
+  C order: input channel (within the group), then kernel row, then kernel
+  column. With ``overflow="saturate"`` the accumulator is clamped after every
+  addition, bias first, ``k`` ascending; padded positions count as additions
+  of ``w * pad_value``.
+* ``rounding`` is ``"half_up"`` (``(v + 2^(s-1)) >> s``) or ``"floor"`` (``v >> s``),
+  shifts are arithmetic.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ..config import AcceleratorConfig, Overflow, Requant, Rounding
+
+__all__ = ["POOL_MULT_BITS", "wrap", "saturate", "clamp", "rshift_round", "decode_weights",
+           "accumulate", "requantize", "matmul_requant", "conv_output_size", "im2col", "conv2d",
+           "linear", "add", "max_pool", "avg_pool", "global_avg_pool", "concat", "quantize_input"]
+
+#: Width of the unsigned multiplier of average pooling (window sum * M >> s).
+POOL_MULT_BITS = 16
+
+
+def _i64(a) -> np.ndarray:
+    return np.asarray(a, dtype=np.int64)
+
+
+def wrap(value, bits: int) -> np.ndarray:
+    """Two's complement wrap of ``value`` to ``bits`` bits."""
+    v = _i64(value)
+    half = np.int64(1) << np.int64(bits - 1)
+    return ((v + half) & ((half << 1) - 1)) - half
+
+
+def saturate(value, bits: int) -> np.ndarray:
+    """Clamp ``value`` to the signed ``bits``-bit range."""
+    half = 1 << (bits - 1)
+    return np.clip(_i64(value), -half, half - 1)
+
+
+def clamp(value, lo, hi) -> np.ndarray:
+    """Clamp to ``[lo, hi]`` (the output type and fused activation)."""
+    return np.minimum(np.maximum(_i64(value), _i64(lo)), _i64(hi))
+
+
+def rshift_round(value, shift, rounding: Rounding | str = Rounding.HALF_UP) -> np.ndarray:
+    """Arithmetic right shift by ``shift`` (>= 0) with the contract's rounding.
+
+    ``half_up``: ``(v + 2^(s-1)) >> s`` for ``s > 0``, ``v`` for ``s == 0``;
+    ``floor``: ``v >> s``. The addition is exact (int64 has the spare bit).
+    """
+    v = _i64(value)
+    s = _i64(shift)
+    if Rounding(rounding) is Rounding.FLOOR:
+        return v >> s
+    bias = np.where(s > 0, np.int64(1) << np.maximum(s - 1, 0), 0)
+    return (v + bias) >> s
+
+
+def decode_weights(codes, lut) -> np.ndarray:
+    """Effective weights ``w[n, ...] = T[c[n, ...]]`` (``T_n`` when ``lut`` has one row per channel).
+
+    ``codes`` has the output channel first; ``lut`` has shape ``(1, E)`` or ``(N, E)``.
+    """
+    codes = _i64(codes)
+    lut = _i64(lut)
+    n = codes.shape[0]
+    flat = codes.reshape(n, -1)
+    rows = np.zeros(n, dtype=np.int64) if lut.shape[0] == 1 else np.arange(n)
+    return lut[rows[:, None], flat].reshape(codes.shape)
+
+
+def accumulate(x, w, bias, acc_bits: int, overflow: Overflow | str) -> np.ndarray:
+    """``acc[b, n] = bias[n] + sum_k w[n, k] * x[b, k]`` in ``acc_bits`` two's complement.
+
+    ``x``: (B, K) activations; ``w``: (N, K) effective weights; ``bias``: (N,).
+    """
+    x = _i64(x)
+    w = _i64(w)
+    bias = _i64(bias)
+    if Overflow(overflow) is Overflow.WRAP:
+        # Order-free: the exact sum (int64 never overflows for K < 2^40) wrapped once.
+        return wrap(bias[None, :] + x @ w.T, acc_bits)
+    acc = np.broadcast_to(saturate(bias, acc_bits), (x.shape[0], w.shape[0])).copy()
+    for k in range(x.shape[1]):
+        acc = saturate(acc + x[:, k, None] * w[None, :, k], acc_bits)
+    return acc
+
+
+def requantize(acc, shift, mult, lo, hi, config: AcceleratorConfig) -> np.ndarray:
+    """Rescale accumulators to the output type: shift, or multiply then shift; round; clamp.
+
+    ``shift`` and ``mult`` broadcast along the last axis (output channels);
+    ``mult`` is ignored for ``requant="shift"``.
+    """
+    acc = _i64(acc)
+    if config.requant is Requant.MULTIPLY_SHIFT:
+        acc = acc * _i64(mult)
+    return clamp(rshift_round(acc, shift, config.rounding), lo, hi)
+
+
+def matmul_requant(x, w, bias, shift, mult, lo, hi, config: AcceleratorConfig,
+                   raw: bool = False) -> np.ndarray:
+    """Accumulate then requantize (or return raw accumulators): (B, K) x (N, K) -> (B, N)."""
+    acc = accumulate(x, w, bias, config.acc_bits, config.overflow)
+    if raw:
+        return acc
+    return requantize(acc, shift, mult, lo, hi, config)
+
+
+def conv_output_size(size: int, kernel: int, stride: int, pad_before: int, pad_after: int,
+                     dilation: int = 1) -> int:
+    """Output length of a convolution or pooling window along one axis."""
+    return (size + pad_before + pad_after - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def im2col(x, kernel, stride, padding, dilation, pad_value) -> np.ndarray:
+    """Patches of ``x`` (B, C, H, W) as (B, OH, OW, C, KH, KW), padding with ``pad_value``.
+
+    ``padding`` is (top, left, bottom, right).
+    """
+    x = _i64(x)
+    b, c, h, w = x.shape
+    kh, kw = kernel
+    sh, sw = stride
+    pt, pl, pb, pr = padding
+    dh, dw = dilation
+    oh = conv_output_size(h, kh, sh, pt, pb, dh)
+    ow = conv_output_size(w, kw, sw, pl, pr, dw)
+    padded = np.full((b, c, h + pt + pb, w + pl + pr), pad_value, dtype=np.int64)
+    padded[:, :, pt:pt + h, pl:pl + w] = x
+    out = np.empty((b, oh, ow, c, kh, kw), dtype=np.int64)
+    for i in range(kh):
+        for j in range(kw):
+            rows = padded[:, :, i * dh: i * dh + sh * (oh - 1) + 1: sh, j * dw: j * dw + sw * (ow - 1) + 1: sw]
+            out[:, :, :, :, i, j] = rows.transpose(0, 2, 3, 1)
+    return out
+
+
+def conv2d(x, codes, lut, bias, shift, mult, lo, hi, config: AcceleratorConfig, *,
+           stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups: int = 1,
+           pad_value: int = 0, raw: bool = False) -> np.ndarray:
+    """Quantized 2-D convolution: (B, C, H, W) -> (B, N, OH, OW).
+
+    ``codes``: (N, C // groups, KH, KW) weight codes; see :func:`decode_weights`.
+    """
+    x = _i64(x)
+    w = decode_weights(codes, lut)
+    n, cg, kh, kw = w.shape
+    b = x.shape[0]
+    cols = im2col(x, (kh, kw), stride, padding, dilation, pad_value)
+    _, oh, ow = cols.shape[:3]
+    ng = n // groups
+    out = np.empty((b, oh * ow, n), dtype=np.int64)
+    shift, mult, bias = (np.broadcast_to(_i64(a), (n,)) for a in (shift, mult, bias))
+    for g in range(groups):
+        patch = cols[:, :, :, g * cg:(g + 1) * cg].reshape(b * oh * ow, cg * kh * kw)
+        sl = slice(g * ng, (g + 1) * ng)
+        res = matmul_requant(patch, w[sl].reshape(ng, -1), bias[sl], shift[sl], mult[sl],
+                             lo, hi, config, raw)
+        out[:, :, sl] = res.reshape(b, oh * ow, ng)
+    return out.reshape(b, oh, ow, n).transpose(0, 3, 1, 2)
+
+
+def linear(x, codes, lut, bias, shift, mult, lo, hi, config: AcceleratorConfig, *,
+           raw: bool = False) -> np.ndarray:
+    """Quantized fully connected layer: (B, K) x codes (N, K) -> (B, N)."""
+    w = decode_weights(codes, lut)
+    return matmul_requant(x, w, bias, shift, mult, lo, hi, config, raw)
+
+
+def add(a, b, shift_a: int, shift_b: int, shift: int, lo: int, hi: int,
+        rounding: Rounding | str) -> np.ndarray:
+    """Residual add: ``clamp(rshift_round((a << shift_a) + (b << shift_b), shift), lo, hi)``."""
+    total = (_i64(a) << np.int64(shift_a)) + (_i64(b) << np.int64(shift_b))
+    return clamp(rshift_round(total, shift, rounding), lo, hi)
+
+
+def max_pool(x, kernel, stride, padding) -> np.ndarray:
+    """Exact max pooling; padded positions never win."""
+    x = _i64(x)
+    lowest = np.iinfo(np.int64).min
+    cols = im2col(x, kernel, stride, padding, (1, 1), lowest)
+    return cols.max(axis=(4, 5)).transpose(0, 3, 1, 2)
+
+
+def avg_pool(x, kernel, stride, padding, pad_value: int, mult: int, shift: int, lo: int, hi: int,
+             rounding: Rounding | str) -> np.ndarray:
+    """Average pool: window sum (padding counts as ``pad_value``) times ``mult``, rounding shift, clamp."""
+    cols = im2col(x, kernel, stride, padding, (1, 1), pad_value)
+    total = cols.sum(axis=(4, 5)).transpose(0, 3, 1, 2)
+    return clamp(rshift_round(total * np.int64(mult), shift, rounding), lo, hi)
+
+
+def global_avg_pool(x, mult: int, shift: int, lo: int, hi: int, rounding: Rounding | str) -> np.ndarray:
+    """Global average pool to (B, C, 1, 1): sum over H, W, times ``mult``, rounding shift, clamp."""
+    total = _i64(x).sum(axis=(2, 3), keepdims=True)
+    return clamp(rshift_round(total * np.int64(mult), shift, rounding), lo, hi)
+
+
+def concat(tensors, axis: int = 1) -> np.ndarray:
+    """Concatenation along ``axis`` (data movement only)."""
+    return np.concatenate([_i64(t) for t in tensors], axis=axis)
+
+
+def quantize_input(x, exponent: int, lo: int = -128, hi: int = 127) -> np.ndarray:
+    """Real-valued network input to integers: ``clamp(floor(x * 2^e + 1/2), lo, hi)``."""
+    scaled = np.floor(np.asarray(x, dtype=np.float64) * np.ldexp(1.0, exponent) + 0.5)
+    return np.clip(scaled, lo, hi).astype(np.int64)
