@@ -1,0 +1,1 @@
+"""Quantization front end: trained networks in, integer models out."""
