@@ -1,0 +1,237 @@
+"""Execution of integer models on batches.
+
+Two backends, both bit-exact to :mod:`accel.datapath`:
+
+``reference``
+    numba direct loops in int64 for every op (the oracle for the gateware tests).
+``fast`` (default)
+    conv/linear as im2col + a BLAS matrix product in floating point, which is
+    exact because every partial sum of integer products stays below the
+    float's integer limit (2^24 for float32, 2^53 for float64; the bound is
+    computed per layer from the weights and the input type), followed by an
+    integer epilogue (bias, wrap, requantize). Grouped convolutions and layers
+    whose accumulator could saturate fall back to the direct kernel, where the
+    order of additions matters.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+import numpy as np
+
+from ..config import Overflow, Requant, Rounding
+from ..datapath import decode_weights
+from ..errors import DataError, ModelError
+from ..ir import Layer, Model
+from . import kernels
+
+__all__ = ["BACKENDS", "Engine", "run_model", "run_layer"]
+
+BACKENDS = ("fast", "reference")
+_F32_EXACT = 1 << 24
+_F64_EXACT = 1 << 53
+_NP_DTYPE = {"int8": np.int8, "uint8": np.uint8, "int32": np.int32}
+
+
+class _MacPlan:
+    """Per-layer data prepared once: effective weights, bounds, and the chosen path."""
+
+    def __init__(self, layer: Layer, model: Model, backend: str):
+        cfg = model.config
+        x_info = model.tensors[layer.inputs[0]]
+        codes = layer.arrays["codes"]
+        w = decode_weights(codes, layer.arrays["lut"])
+        if layer.op == "linear":
+            w = w.reshape(w.shape[0], w.shape[1], 1, 1)
+        self.w = np.ascontiguousarray(w, dtype=np.int64)
+        n = w.shape[0]
+        self.bias = np.asarray(layer.arrays["bias"], dtype=np.int64)
+        self.shift = np.asarray(layer.arrays["shift"], dtype=np.int64)
+        if cfg.requant is Requant.MULTIPLY_SHIFT:
+            self.mult = np.asarray(layer.arrays["mult"], dtype=np.int64)
+        else:
+            self.mult = np.ones(n, dtype=np.int64)
+        a = layer.attrs
+        if layer.op == "conv2d":
+            self.stride, self.padding = tuple(a["stride"]), tuple(a["padding"])
+            self.dilation, self.groups, self.pad_value = tuple(a["dilation"]), a["groups"], a["pad_value"]
+        else:
+            self.stride, self.padding, self.dilation, self.groups, self.pad_value = (1, 1), (0,) * 4, (1, 1), 1, 0
+        self.lo, self.hi, self.raw = int(a["lo"]), int(a["hi"]), bool(a["raw"])
+        self.cfg = cfg
+        self.out_dtype = _NP_DTYPE[model.tensors[layer.output].dtype]
+        lo_in, hi_in = x_info.range
+        xmax = max(abs(lo_in), abs(hi_in), abs(self.pad_value))
+        # Largest magnitude any partial sum of products can reach, per channel.
+        self.sum_bound = np.abs(self.w).reshape(n, -1).sum(axis=1) * xmax
+        self.gemm = None
+        if backend == "fast" and self.groups == 1:
+            saturating = (cfg.overflow is Overflow.SATURATE
+                          and np.any(np.abs(self.bias) + self.sum_bound > cfg.acc_max))
+            bound = int(self.sum_bound.max(initial=0))
+            if not saturating and bound < _F64_EXACT:
+                ftype = np.float32 if bound < _F32_EXACT else np.float64
+                self.gemm = np.ascontiguousarray(self.w.reshape(n, -1).T, dtype=ftype)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        cfg = self.cfg
+        linear = x.ndim == 2
+        x4 = x.reshape(x.shape[0], x.shape[1], 1, 1) if linear else x
+        b, c, h, wd = x4.shape
+        n, _, kh, kw = self.w.shape
+        (sh, sw), (pt, pl, pb, pr), (dh, dw) = self.stride, self.padding, self.dilation
+        oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
+        ow = (wd + pl + pr - dw * (kw - 1) - 1) // sw + 1
+        multiply = cfg.requant is Requant.MULTIPLY_SHIFT
+        half_up = cfg.rounding is Rounding.HALF_UP
+        out = np.empty((b, n, oh, ow), dtype=self.out_dtype)
+        if self.gemm is None:
+            kernels.conv2d_direct(x4, self.w, self.bias, self.shift, self.mult, self.lo, self.hi,
+                                  sh, sw, pt, pl, dh, dw, self.groups, self.pad_value, cfg.acc_bits,
+                                  cfg.overflow is Overflow.SATURATE, multiply, half_up, self.raw, out)
+        else:
+            ftype = self.gemm.dtype
+            if kh == kw == 1 and (sh, sw) == (1, 1) and not any(self.padding):
+                cols = x4.transpose(0, 2, 3, 1).reshape(b * h * wd, c).astype(ftype)
+            else:
+                cols = np.empty((b * oh * ow, c * kh * kw), dtype=ftype)
+                kernels.im2col_f(x4, kh, kw, sh, sw, pt, pl, dh, dw, self.pad_value, oh, ow, cols)
+            sums = cols @ self.gemm
+            kernels.mac_epilogue(sums, self.bias, self.shift, self.mult, self.lo, self.hi,
+                                 cfg.acc_bits, multiply, half_up, self.raw,
+                                 out.reshape(b, n, oh * ow))
+        return out.reshape(b, n) if linear else out
+
+
+class Engine:
+    """An integer model prepared for execution.
+
+    Parameters
+    ----------
+    model : Model
+        A validated integer model.
+    backend : {"fast", "reference"}
+        See the module docstring; both are bit-exact.
+    """
+
+    def __init__(self, model: Model, backend: str = "fast"):
+        if backend not in BACKENDS:
+            raise ValueError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
+        self.model = model
+        self.backend = backend
+        self._plans = {layer.name: _MacPlan(layer, model, backend)
+                       for layer in model.layers if layer.op in ("conv2d", "linear")}
+
+    def run_layer(self, layer: Layer | str, inputs: list[np.ndarray]) -> np.ndarray:
+        """Run one layer on its input tensors (batch first) and return its output tensor."""
+        if isinstance(layer, str):
+            layer = self.model.layer(layer)
+        cfg = self.model.config
+        half_up = cfg.rounding is Rounding.HALF_UP
+        out_dtype = _NP_DTYPE[self.model.tensors[layer.output].dtype]
+        a = layer.attrs
+        x = inputs[0]
+        if layer.op in ("conv2d", "linear"):
+            return self._plans[layer.name].run(x)
+        if layer.op == "add":
+            total = (x.astype(np.int64) << a["shift_a"]) + (inputs[1].astype(np.int64) << a["shift_b"])
+            return self._requant_flat(total, 1, a["shift"], a["lo"], a["hi"], half_up, out_dtype)
+        if layer.op in ("max_pool", "avg_pool"):
+            kh, kw = a["kernel"]
+            sh, sw = a["stride"]
+            pt, pl, pb, pr = a["padding"]
+            b, c, h, w = x.shape
+            out = np.empty((b, c, (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1), dtype=out_dtype)
+            if layer.op == "max_pool":
+                kernels.max_pool2d(x, kh, kw, sh, sw, pt, pl, out)
+            else:
+                kernels.avg_pool2d(x, kh, kw, sh, sw, pt, pl, np.int64(a["pad_value"]), np.int64(a["mult"]),
+                                   np.int64(a["shift"]), np.int64(a["lo"]), np.int64(a["hi"]), half_up, out)
+            return out
+        if layer.op == "global_avg_pool":
+            total = x.astype(np.int64).sum(axis=(2, 3), keepdims=True)
+            return self._requant_flat(total, a["mult"], a["shift"], a["lo"], a["hi"], half_up, out_dtype)
+        if layer.op == "flatten":
+            return x.reshape(x.shape[0], -1)
+        if layer.op == "reshape":
+            return x.reshape((x.shape[0],) + tuple(a["shape"]))
+        if layer.op == "concat":
+            return np.concatenate(inputs, axis=a["axis"])
+        raise ModelError(f"layer {layer.name!r}: unknown op {layer.op!r}")
+
+    @staticmethod
+    def _requant_flat(values, mult, shift, lo, hi, half_up, out_dtype):
+        flat = np.ascontiguousarray(values).reshape(-1)
+        out = np.empty(flat.shape, dtype=out_dtype)
+        kernels.requant_array(flat, np.int64(mult), np.int64(shift), np.int64(lo), np.int64(hi), half_up, out)
+        return out.reshape(values.shape)
+
+    def check_inputs(self, inputs) -> dict[str, np.ndarray]:
+        """Normalise ``inputs`` to {name: array} and check shapes, dtypes and ranges."""
+        model = self.model
+        if not isinstance(inputs, Mapping):
+            if len(model.inputs) != 1:
+                raise DataError(f"model has {len(model.inputs)} inputs ({', '.join(model.inputs)}); "
+                                "pass a dict of arrays")
+            inputs = {model.inputs[0]: inputs}
+        checked = {}
+        for name in model.inputs:
+            if name not in inputs:
+                raise DataError(f"input {name!r}: missing")
+            arr = np.asarray(inputs[name])
+            info = model.tensors[name]
+            if arr.dtype.kind not in "iu":
+                raise DataError(f"input {name!r}: expected integers ({info.dtype}), got dtype {arr.dtype}; "
+                                "quantize real-valued data with accel.datapath.quantize_input")
+            if arr.ndim != len(info.shape) + 1 or tuple(arr.shape[1:]) != info.shape:
+                raise DataError(f"input {name!r}: expected shape (batch, {', '.join(map(str, info.shape))}), "
+                                f"got {arr.shape}")
+            lo, hi = info.range
+            if arr.size and (arr.min() < lo or arr.max() > hi):
+                raise DataError(f"input {name!r}: values {arr.min()}..{arr.max()} outside {info.dtype} "
+                                f"range {lo}..{hi}")
+            checked[name] = np.ascontiguousarray(arr.astype(_NP_DTYPE[info.dtype], copy=False))
+        return checked
+
+    def run(self, inputs, *, return_all: bool = False, batch_size: int | None = None,
+            progress: bool = False) -> dict[str, np.ndarray]:
+        """Run the model; returns the output tensors (every tensor with ``return_all``)."""
+        inputs = self.check_inputs(inputs)
+        total = next(iter(inputs.values())).shape[0]
+        if batch_size is None or batch_size >= total:
+            return self._run_batch(inputs, return_all)
+        starts = range(0, total, batch_size)
+        if progress:
+            from tqdm import tqdm
+            starts = tqdm(starts, desc="engine", unit="batch", leave=False)
+        parts = [self._run_batch({k: v[s:s + batch_size] for k, v in inputs.items()}, return_all)
+                 for s in starts]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+    def _run_batch(self, inputs: dict[str, np.ndarray], return_all: bool) -> dict[str, np.ndarray]:
+        values = dict(inputs)
+        for layer in self.model.layers:
+            values[layer.output] = self.run_layer(layer, [values[t] for t in layer.inputs])
+        if return_all:
+            return values
+        return {name: values[name] for name in self.model.outputs}
+
+
+def run_model(model: Model, inputs, *, backend: str = "fast", return_all: bool = False,
+              batch_size: int | None = None, progress: bool = False) -> dict[str, np.ndarray]:
+    """Run ``model`` on integer ``inputs`` (an array for a single-input model, or a dict).
+
+    Returns a dict of output tensors (all tensors with ``return_all=True``) with the
+    dtypes the model declares (int8, uint8 or int32).
+    """
+    return Engine(model, backend).run(inputs, return_all=return_all, batch_size=batch_size,
+                                      progress=progress)
+
+
+def run_layer(model: Model, layer: Layer | str, inputs: list[np.ndarray], backend: str = "fast") -> np.ndarray:
+    """Run one layer of ``model`` on its input tensors."""
+    if isinstance(layer, str):
+        layer = model.layer(layer)
+    sub = Model(model.config, [], [], model.tensors, [layer], model.metadata)
+    return Engine(sub, backend).run_layer(layer, [np.asarray(x) for x in inputs])
