@@ -1,0 +1,50 @@
+import re
+
+import pytest
+
+from accel.config import AcceleratorConfig, LutScope, Overflow, load_config, save_config
+from accel.errors import ConfigError
+
+
+def test_defaults():
+    cfg = AcceleratorConfig()
+    assert (cfg.rows, cfg.cols, cfg.weight_bits, cfg.act_bits, cfg.acc_bits) == (8, 8, 4, 8, 32)
+    assert cfg.lut_entries == 16 and cfg.max_shift == 31
+    assert cfg.overflow is Overflow.WRAP
+    assert cfg.replace(requant="multiply_shift").max_shift == 32 + 16 - 1
+
+
+def test_toml_round_trip(tmp_path):
+    cfg = AcceleratorConfig(rows=4, cols=16, lut_scope="channel", acc_bits=24, overflow="saturate")
+    path = save_config(cfg, tmp_path / "a.toml")
+    loaded = load_config(path)
+    assert loaded == cfg and loaded.lut_scope is LutScope.CHANNEL
+
+
+def test_save_refuses_to_overwrite(tmp_path):
+    path = tmp_path / "a.toml"
+    path.write_text("keep me")
+    with pytest.raises(ConfigError, match="already exists"):
+        save_config(AcceleratorConfig(), path)
+    assert path.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("rows = 0", r"config\.rows: 0 is out of range, allowed 1\.\.256"),
+    ("weight_bits = 9", r"config\.weight_bits: 9 is out of range, allowed 2\.\.8"),
+    ("acc_bits = 'wide'", r"config\.acc_bits: expected an integer in 8\.\.32, got 'wide'"),
+    ("overflow = 'clip'", r"config\.overflow: 'clip' is not one of 'wrap', 'saturate'"),
+    ("colz = 4", r"unknown field 'colz'"),
+    ("[energy]\nmac_pj = -1.0", r"energy\.mac_pj: -1\.0 is out of range"),
+    ("rows = [", r"not valid TOML"),
+])
+def test_errors_name_file_and_field(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="^" + re.escape(str(path)) + ".*" + message):
+        load_config(path)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "nope.toml")

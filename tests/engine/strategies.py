@@ -1,0 +1,106 @@
+"""Random layers and configurations for the engine's property tests."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import strategies as st
+
+from accel.config import AcceleratorConfig
+from accel.ir import ModelBuilder
+
+
+@st.composite
+def configs(draw) -> AcceleratorConfig:
+    requant = draw(st.sampled_from(["shift", "multiply_shift"]))
+    return AcceleratorConfig(
+        weight_bits=draw(st.sampled_from([4, 4, 4, 2, 3, 5, 8])),
+        lut_scope=draw(st.sampled_from(["layer", "channel"])),
+        acc_bits=draw(st.sampled_from([32, 32, 24, 20, 16, 12, 8])),
+        overflow=draw(st.sampled_from(["wrap", "saturate"])),
+        requant=requant,
+        mult_bits=draw(st.sampled_from([16, 1, 8, 31])),
+        rounding=draw(st.sampled_from(["half_up", "floor"])),
+    )
+
+
+def _values(rng, lo, hi, shape, extreme):
+    """Uniform values, or mostly the extremes of the range when ``extreme``."""
+    if extreme:
+        return rng.choice(np.array([lo, hi, lo, lo, 0, hi]), size=shape)
+    return rng.integers(lo, hi + 1, size=shape)
+
+
+def mac_arrays(rng, cfg: AcceleratorConfig, n: int, codes_shape, extreme: bool):
+    entries = cfg.lut_entries
+    lut_rows = n if cfg.lut_scope.value == "channel" else 1
+    lut = _values(rng, -128, 127, (lut_rows, entries), extreme).astype(np.int8)
+    codes = rng.integers(0, entries, size=codes_shape).astype(np.uint8)
+    bias = _values(rng, cfg.acc_min, cfg.acc_max, (n,), extreme and rng.random() < 0.5)
+    if rng.random() < 0.5:  # realistic small biases most of the time
+        bias = rng.integers(-(1 << min(cfg.acc_bits - 2, 12)), 1 << min(cfg.acc_bits - 2, 12), n)
+    shift = rng.choice(np.array([0, 1, 2, 7, 12, 31, cfg.max_shift, rng.integers(0, cfg.max_shift + 1)]),
+                       size=n)
+    shift = np.minimum(shift, cfg.max_shift)
+    mult = None
+    if cfg.requant.value == "multiply_shift":
+        mult = _values(rng, 0, (1 << cfg.mult_bits) - 1, (n,), extreme)
+    return dict(codes=codes, lut=lut, bias=bias, shift=shift, mult=mult)
+
+
+def clamp_bounds(rng, out_dtype):
+    if out_dtype == "uint8":
+        return sorted(rng.integers(0, 256, 2)) if rng.random() < 0.3 else (0, 255)
+    return sorted(rng.integers(-128, 128, 2)) if rng.random() < 0.3 else (-128, 127)
+
+
+@st.composite
+def conv_cases(draw):
+    """(model, input) for one random conv2d layer, depthwise and grouped included."""
+    cfg = draw(configs())
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    extreme = draw(st.booleans())
+    in_dtype = draw(st.sampled_from(["int8", "uint8"]))
+    c = draw(st.integers(1, 6))
+    groups = draw(st.sampled_from([g for g in range(1, c + 1) if c % g == 0]))
+    n = groups * draw(st.integers(1, 3))
+    kh, kw = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    dh, dw = draw(st.integers(1, 2)), draw(st.integers(1, 2))
+    padding = tuple(draw(st.integers(0, 2)) for _ in range(4))
+    h = draw(st.integers(max(1, dh * (kh - 1) + 1 - padding[0] - padding[2]), 8))
+    w = draw(st.integers(max(1, dw * (kw - 1) + 1 - padding[1] - padding[3]), 8))
+    stride = (draw(st.integers(1, 3)), draw(st.integers(1, 3)))
+    raw = draw(st.booleans())
+    out_dtype = draw(st.sampled_from(["int8", "uint8"]))
+    lo, hi = clamp_bounds(rng, out_dtype)
+    xlo, xhi = (-128, 127) if in_dtype == "int8" else (0, 255)
+    b = ModelBuilder(cfg)
+    x = b.input("x", (c, h, w), in_dtype)
+    y = b.conv2d("conv", x, **mac_arrays(rng, cfg, n, (n, c // groups, kh, kw), extreme),
+                 stride=stride, padding=padding, dilation=(dh, dw), groups=groups,
+                 pad_value=int(rng.integers(xlo, xhi + 1)) if rng.random() < 0.3 else 0,
+                 lo=int(lo), hi=int(hi), raw=raw, dtype=out_dtype)
+    model = b.build([y])
+    batch = draw(st.integers(1, 3))
+    xs = _values(rng, xlo, xhi, (batch, c, h, w), extreme).astype(in_dtype)
+    return model, xs
+
+
+@st.composite
+def linear_cases(draw):
+    cfg = draw(configs())
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    extreme = draw(st.booleans())
+    in_dtype = draw(st.sampled_from(["int8", "uint8"]))
+    k = draw(st.sampled_from([1, 2, 3, 7, 16, 33, 100, 257]))
+    n = draw(st.integers(1, 12))
+    raw = draw(st.booleans())
+    out_dtype = draw(st.sampled_from(["int8", "uint8"]))
+    lo, hi = clamp_bounds(rng, out_dtype)
+    xlo, xhi = (-128, 127) if in_dtype == "int8" else (0, 255)
+    b = ModelBuilder(cfg)
+    x = b.input("x", (k,), in_dtype)
+    y = b.linear("fc", x, **mac_arrays(rng, cfg, n, (n, k), extreme), lo=int(lo), hi=int(hi), raw=raw,
+                 dtype=out_dtype)
+    model = b.build([y])
+    xs = _values(rng, xlo, xhi, (draw(st.integers(1, 4)), k), extreme).astype(in_dtype)
+    return model, xs

@@ -1,0 +1,102 @@
+"""Property tests: every engine backend equals the numpy contract bit for bit.
+
+The default run draws 300 conv, 200 linear and 100 pooling/add cases (600 in
+all); ``ACCEL_FULL=1`` raises each to 5,000.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from accel.config import AcceleratorConfig
+from accel.engine import BACKENDS, run_model, run_model_contract
+from accel.ir import ModelBuilder
+
+from .strategies import conv_cases, linear_cases, mac_arrays
+
+FULL = settings().max_examples >= 5000
+
+
+def assert_backends_match(model, xs):
+    expected = run_model_contract(model, xs)
+    for backend in BACKENDS:
+        got = run_model(model, xs, backend=backend)
+        for name, want in expected.items():
+            have = got[name]
+            assert have.dtype == np.dtype(model.tensors[name].dtype)
+            if not np.array_equal(have.astype(np.int64), want):
+                idx = tuple(int(i) for i in np.argwhere(have.astype(np.int64) != want)[0])
+                pytest.fail(f"{backend}: tensor {name!r} differs at {idx}: expected {want[idx]}, "
+                            f"got {have[idx]} (config {model.config.to_dict()})")
+
+
+@settings(max_examples=5000 if FULL else 300)
+@given(conv_cases())
+def test_conv2d_matches_contract(case):
+    assert_backends_match(*case)
+
+
+@settings(max_examples=5000 if FULL else 200)
+@given(linear_cases())
+def test_linear_matches_contract(case):
+    assert_backends_match(*case)
+
+
+@settings(max_examples=5000 if FULL else 100)
+@given(st.integers(0, 2**32 - 1), st.sampled_from(["half_up", "floor"]), st.sampled_from(["int8", "uint8"]))
+def test_pool_add_concat_match_contract(seed, rounding, dtype):
+    rng = np.random.default_rng(seed)
+    cfg = AcceleratorConfig(rounding=rounding)
+    lo, hi = (-128, 127) if dtype == "int8" else (0, 255)
+    c, h, w = (int(v) for v in rng.integers(1, 7, 3))
+    b = ModelBuilder(cfg)
+    x = b.input("x", (c, h + 2, w + 2), dtype)
+    k = int(rng.integers(1, 4))
+    pad = [int(v) for v in rng.integers(0, k, 4)]
+    stride = [int(v) for v in rng.integers(1, 3, 2)]
+    mp = b.max_pool("mp", x, kernel=(k, k), stride=stride, padding=pad)
+    ap = b.avg_pool("ap", x, kernel=(k, k), stride=stride, padding=pad, pad_value=int(rng.integers(lo, hi + 1)),
+                    mult=int(rng.integers(0, 1 << 16)), shift=int(rng.integers(0, 24)), lo=lo, hi=hi)
+    s = b.add("add", mp, ap, shift_a=int(rng.integers(0, 4)), shift_b=int(rng.integers(0, 4)),
+              shift=int(rng.integers(0, 6)), lo=lo, hi=hi, dtype=dtype)
+    cat = b.concat("cat", [s, mp], axis=1)
+    gap = b.global_avg_pool("gap", cat, mult=int(rng.integers(0, 1 << 16)), shift=int(rng.integers(0, 30)),
+                            lo=lo, hi=hi)
+    flat = b.flatten("flat", gap)
+    model = b.build([flat, s])
+    xs = rng.integers(lo, hi + 1, (int(rng.integers(1, 4)), c, h + 2, w + 2)).astype(dtype)
+    assert_backends_match(model, xs)
+
+
+@pytest.mark.parametrize("overflow", ["wrap", "saturate"])
+@pytest.mark.parametrize("acc_bits", [16, 32])
+@pytest.mark.parametrize("k", [1, 600, 30000])
+def test_long_reductions(k, acc_bits, overflow):
+    """K of 1 up to tens of thousands, with every product at its extreme (-128 x -128)."""
+    rng = np.random.default_rng(k + acc_bits)
+    cfg = AcceleratorConfig(acc_bits=acc_bits, overflow=overflow)
+    b = ModelBuilder(cfg)
+    x = b.input("x", (k,), "int8")
+    arrays = mac_arrays(rng, cfg, 4, (4, k), extreme=False)
+    arrays["lut"][0, :2] = -128
+    arrays["codes"][:2] = rng.integers(0, 2, (2, k))  # two channels of all -128 weights
+    y = b.linear("fc", x, **arrays, raw=True)
+    model = b.build([y])
+    xs = rng.integers(-128, 128, (3, k)).astype(np.int8)
+    xs[0] = -128
+    assert_backends_match(model, xs)
+
+
+def test_long_conv_reduction_uses_float64_path():
+    """A conv whose sums exceed 2^24 (K = 64*3*3 at extreme values) stays exact."""
+    rng = np.random.default_rng(7)
+    cfg = AcceleratorConfig()
+    b = ModelBuilder(cfg)
+    x = b.input("x", (64, 6, 6), "uint8")
+    arrays = mac_arrays(rng, cfg, 8, (8, 64, 3, 3), extreme=True)
+    arrays["lut"][:] = -128
+    y = b.conv2d("conv", x, **arrays, padding=(1, 1, 1, 1), raw=True)
+    model = b.build([y])
+    xs = np.full((2, 64, 6, 6), 255, np.uint8)
+    assert_backends_match(model, xs)
