@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import DataError
 
-__all__ = ["BUNDLED", "SPLITS", "Dataset", "load_dataset", "sample"]
+__all__ = ["BUNDLED", "SPLITS", "Dataset", "bundled_for_shape", "load_dataset", "sample"]
 
 #: Names of the bundled data sets.
 BUNDLED = ("mnist5k", "digits")
@@ -183,3 +183,9 @@ def sample(x: np.ndarray, size: int, seed: int = 0) -> np.ndarray:
         return x
     idx = np.sort(np.random.default_rng(seed).choice(x.shape[0], size, replace=False))
     return x[idx]
+
+
+def bundled_for_shape(shape) -> str | None:
+    """The bundled data set whose images have per-sample ``shape`` (``(1, 28, 28)``: ``mnist5k``,
+    ``(1, 8, 8)``: ``digits``), or ``None``."""
+    return {(1, 28, 28): "mnist5k", (1, 8, 8): "digits"}.get(tuple(shape))

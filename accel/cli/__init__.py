@@ -20,6 +20,9 @@ __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 #: Command modules, in the order ``accel --help`` lists them.
 COMMAND_MODULES = [
     "accel.cli.config_cmd",
+    "accel.cli.demo",
+    "accel.cli.quantize_cmd",
+    "accel.cli.eval_cmd",
 ]
 
 

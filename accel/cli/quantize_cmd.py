@@ -1,0 +1,60 @@
+"""``accel quantize``: a trained ONNX network to an integer model (``.qmodel``)."""
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["register", "run"]
+
+
+def _families() -> tuple[str, ...]:
+    try:
+        from ..frontend.weights import FAMILIES
+    except ImportError:
+        return ("uniform",)
+    return tuple(FAMILIES)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from ..frontend.calibrate import DEFAULT_CALIB_SIZE, DEFAULT_METHOD, METHODS
+    from ..frontend.quantize import DEFAULT_GRANULARITY, DEFAULT_LUT, GRANULARITIES
+
+    p = sub.add_parser("quantize", help="quantize a trained ONNX network to an integer model",
+                       description="Import MODEL.onnx, fold BatchNorm, calibrate power-of-two activation "
+                                   "exponents, quantize weights to LUT codes with power-of-two scales and "
+                                   "write the integer model. The defaults are the best general-purpose "
+                                   "choice for 4-bit weights and 8-bit activations.")
+    p.add_argument("model", metavar="MODEL.onnx", help="trained network (ONNX opset >= 13)")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.qmodel", help="integer model to write")
+    p.add_argument("--config", metavar="CFG.toml", help="accelerator configuration (default: the defaults)")
+    p.add_argument("--calib", metavar="DATA",
+                   help="calibration data: mnist5k, digits (their training split) or an .npz with x and y "
+                        "(default: the bundled set matching the model's input shape)")
+    p.add_argument("--lut", choices=_families(), default=DEFAULT_LUT,
+                   help=f"LUT family of the weight levels (default {DEFAULT_LUT})")
+    p.add_argument("--granularity", choices=GRANULARITIES, default=DEFAULT_GRANULARITY,
+                   help=f"one power-of-two weight exponent per output channel or per layer "
+                        f"(default {DEFAULT_GRANULARITY})")
+    p.add_argument("--weight-bits", type=int, metavar="N", help="weight code width 2..8 (overrides the config)")
+    p.add_argument("--act-bits", type=int, metavar="N", help="activation width 2..8 (overrides the config)")
+    p.add_argument("--levels", type=int, metavar="N",
+                   help="use only N distinct LUT levels (e.g. 4 or 8 on 4-bit hardware)")
+    p.add_argument("--calib-method", choices=METHODS, default=DEFAULT_METHOD,
+                   help=f"activation exponent choice (default {DEFAULT_METHOD})")
+    p.add_argument("--calib-size", type=int, default=DEFAULT_CALIB_SIZE, metavar="N",
+                   help=f"calibration images (default {DEFAULT_CALIB_SIZE})")
+    p.add_argument("--seed", type=int, default=0, help="calibration sampling seed (default 0)")
+    p.add_argument("--force", action="store_true", help="overwrite OUT.qmodel if it exists")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..frontend.workflow import quantize_file
+
+    model, summary = quantize_file(args.model, args.output, config_path=args.config, calib=args.calib,
+                                   lut=args.lut, granularity=args.granularity, weight_bits=args.weight_bits,
+                                   act_bits=args.act_bits, levels=args.levels, calib_method=args.calib_method,
+                                   calib_size=args.calib_size, seed=args.seed, overwrite=args.force,
+                                   progress=True)
+    print(summary)
+    return 0
