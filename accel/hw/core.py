@@ -1,0 +1,251 @@
+"""The GEMM core: weight decoders, the systolic array and the requantizers behind stream interfaces."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from ..config import AcceleratorConfig, Requant
+from .array import SystolicArray
+from .decoder import WeightDecoder
+from .params import DEPTH_BITS, LUT_VALUE_BITS, check_buildable, shift_bits
+from .requant import CLAMP_BITS, Requantizer
+from .timing import CoreTiming
+
+__all__ = ["lut_layout", "tile_layout", "beat_layout", "output_layout", "layer_layout", "GemmCore"]
+
+
+def lut_layout(config: AcceleratorConfig) -> data.StructLayout:
+    """One LUT beat: entry ``index`` of every column's decoder gets ``values[column]``."""
+    return data.StructLayout({"index": unsigned(config.weight_bits),
+                              "values": data.ArrayLayout(signed(LUT_VALUE_BITS), config.cols)})
+
+
+def tile_layout(config: AcceleratorConfig) -> data.StructLayout:
+    """One tile beat: reduction ``depth`` (beats that follow) and per-column bias, shift, multiplier."""
+    fields = {"depth": unsigned(DEPTH_BITS),
+              "bias": data.ArrayLayout(signed(config.acc_bits), config.cols),
+              "shift": data.ArrayLayout(unsigned(shift_bits(config)), config.cols)}
+    if config.requant is Requant.MULTIPLY_SHIFT:
+        fields["mult"] = data.ArrayLayout(unsigned(config.mult_bits), config.cols)
+    return data.StructLayout(fields)
+
+
+def beat_layout(config: AcceleratorConfig) -> data.StructLayout:
+    """One reduction step ``k`` of a tile: an activation per row and a weight code per column."""
+    return data.StructLayout({"act": data.ArrayLayout(unsigned(config.act_bits), config.rows),
+                              "codes": data.ArrayLayout(unsigned(config.weight_bits), config.cols)})
+
+
+def output_layout(config: AcceleratorConfig) -> data.StructLayout:
+    """One output beat: the requantized (or raw) values of array row ``row``, one per column."""
+    return data.StructLayout({"values": data.ArrayLayout(signed(config.acc_bits), config.cols),
+                              "row": unsigned(max(1, (config.rows - 1).bit_length()))})
+
+
+def layer_layout() -> data.StructLayout:
+    """Settings that hold for a whole layer: activation signedness, raw output, clamp bounds."""
+    return data.StructLayout({"act_signed": 1, "raw": 1, "lo": signed(CLAMP_BITS), "hi": signed(CLAMP_BITS)})
+
+
+class GemmCore(wiring.Component):
+    """Tiles of ``out[i, j] = requant(bias[j] + sum_k T_j[codes[k, j]] * act[k, i])`` on the array.
+
+    A tile is one ``tile`` beat (reduction ``depth`` and the per-column bias,
+    shift, multiplier) followed by ``depth`` ``data`` beats (``act`` of every
+    row, ``codes`` of every column, ``k`` ascending). It returns ``rows`` beats
+    on ``out``, bottom row first (``row = rows - 1, ..., 0``). ``lut`` beats load
+    the decoders; they are accepted only between tiles (no tile held), so a LUT
+    change takes effect exactly at a tile boundary. ``layer`` must hold still
+    while tiles are in flight.
+
+    Timing (cycles, exact; the performance model reads these properties):
+
+    * the data beats of a tile are accepted one per cycle; the tile beat of the
+      next tile is accepted together with the last data beat of the current one,
+      so consecutive tiles stream without a bubble;
+    * the last data beat of a tile waits until :attr:`min_last_interval`
+      (``2 * rows + cols - 1``) cycles have passed since the previous tile's
+      last beat (its results must have left the drain chain);
+    * the last output beat of a tile comes :attr:`output_latency`
+      (``2 * rows + cols - 1 + requant latency``) cycles after its last data beat;
+      so a tile of depth ``K`` that does not wait takes
+      :meth:`tile_cycles` ``= K + 2 * rows + cols - 1 + requant latency`` cycles,
+      first data beat to last output beat, both counted.
+
+    ``out`` has no back-pressure (``always_ready``): the consumer takes every beat.
+
+    Parameters
+    ----------
+    config : AcceleratorConfig
+        Array size, widths and modes. Checked by :func:`~accel.hw.params.check_buildable`.
+
+    Members
+    -------
+    lut : In(stream.Signature(lut_layout(config)))
+    tile : In(stream.Signature(tile_layout(config)))
+    data : In(stream.Signature(beat_layout(config)))
+    out : Out(stream.Signature(output_layout(config), always_ready=True))
+    layer : In(layer_layout())
+    busy : Out(1)
+        A tile is held, in the array, or draining.
+    """
+
+    def __init__(self, config: AcceleratorConfig):
+        self._config = check_buildable(config)
+        self._array = SystolicArray(rows=config.rows, cols=config.cols, act_bits=config.act_bits,
+                                    acc_bits=config.acc_bits, overflow=config.overflow)
+        self._requants = [Requantizer(acc_bits=config.acc_bits, requant=config.requant,
+                                      mult_bits=config.mult_bits, shift_bits=shift_bits(config),
+                                      rounding=config.rounding) for _ in range(config.cols)]
+        self._timing = CoreTiming.from_config(config)
+        # The components' own latency properties are the source; the plain numbers must agree.
+        assert (self._timing.capture_latency == self._array.capture_latency
+                and self._timing.drain_cycles == self._array.drain_cycles
+                and self._timing.requant_latency == self._requants[0].latency)
+        super().__init__({
+            "lut": In(stream.Signature(lut_layout(config))),
+            "tile": In(stream.Signature(tile_layout(config))),
+            "data": In(stream.Signature(beat_layout(config))),
+            "out": Out(stream.Signature(output_layout(config), always_ready=True)),
+            "layer": In(layer_layout()),
+            "busy": Out(1),
+        })
+
+    @property
+    def config(self) -> AcceleratorConfig:
+        return self._config
+
+    @property
+    def timing(self) -> CoreTiming:
+        """All latencies as plain numbers (see :class:`~accel.hw.timing.CoreTiming`)."""
+        return self._timing
+
+    @property
+    def input_latency(self) -> int:
+        """Cycles from a data beat accepted to it entering the array (the decoder stage): 1."""
+        return self._timing.input_latency
+
+    @property
+    def requant_latency(self) -> int:
+        return self._timing.requant_latency
+
+    @property
+    def min_last_interval(self) -> int:
+        """Least cycles between the last data beats of consecutive tiles: ``2 * rows + cols - 1``."""
+        return self._timing.min_last_interval
+
+    @property
+    def output_latency(self) -> int:
+        """Cycles from the last data beat of a tile to its last output beat."""
+        return self._timing.output_latency
+
+    def tile_cycles(self, depth: int) -> int:
+        """Cycles of a tile that does not wait, first data beat to last output beat inclusive."""
+        return self._timing.tile_cycles(depth)
+
+    def elaborate(self, platform):
+        m = Module()
+        cfg = self._config
+        rows, cols = cfg.rows, cfg.cols
+        m.submodules.array = array = self._array
+        decoders = [WeightDecoder(weight_bits=cfg.weight_bits) for _ in range(cols)]
+        for j, dec in enumerate(decoders):
+            m.submodules[f"decoder_{j}"] = dec
+        for j, rq in enumerate(self._requants):
+            m.submodules[f"requant_{j}"] = rq
+
+        # Feeding: one tile held at a time; its data beats are counted against its depth.
+        held = Signal()
+        feed = Signal(tile_layout(cfg))
+        k = Signal(DEPTH_BITS)
+        interval = self.min_last_interval
+        since_last = Signal(range(interval + 1), init=interval)
+        is_last = Signal()
+        data_fire = Signal()
+        last_fire = Signal()
+        m.d.comb += [
+            is_last.eq((k + 1)[:DEPTH_BITS] == feed.depth),
+            self.data.ready.eq(held & (~is_last | (since_last == interval))),
+            data_fire.eq(self.data.valid & self.data.ready),
+            last_fire.eq(data_fire & is_last),
+            self.tile.ready.eq(~held | last_fire),
+            self.lut.ready.eq(~held),
+        ]
+        with m.If(self.tile.valid & self.tile.ready):
+            m.d.sync += [feed.eq(self.tile.payload), held.eq(1)]
+        with m.Elif(last_fire):
+            m.d.sync += held.eq(0)
+        with m.If(data_fire):
+            m.d.sync += k.eq(Mux(is_last, 0, k + 1))
+        with m.If(last_fire):
+            m.d.sync += since_last.eq(1)
+        with m.Elif(since_last != interval):
+            m.d.sync += since_last.eq(since_last + 1)
+
+        # Decoder stage (input_latency = 1): decode codes, extend activations, register the beat.
+        lut_fire = self.lut.valid & self.lut.ready
+        for j, dec in enumerate(decoders):
+            m.d.comb += [dec.write.valid.eq(lut_fire), dec.write.payload.index.eq(self.lut.payload.index),
+                         dec.write.payload.value.eq(self.lut.payload.values[j]),
+                         dec.code.eq(self.data.payload.codes[j]),
+                         array.weight[j].eq(dec.weight)]
+        act = Signal(data.ArrayLayout(signed(cfg.act_bits + 1), rows))
+        for i in range(rows):
+            raw_act = self.data.payload.act[i]
+            m.d.sync += act[i].eq(Mux(self.layer.act_signed, raw_act.as_signed(), raw_act))
+        bias = Signal(data.ArrayLayout(signed(cfg.acc_bits), cols))
+        m.d.sync += [
+            array.control.valid.eq(data_fire),
+            array.control.first.eq(~k.any()),
+            array.control.last.eq(is_last),
+            bias.eq(feed.bias),
+        ]
+        m.d.comb += [array.act.eq(act), array.bias.eq(bias)]
+
+        # Requantization parameters of the tile whose last beat went in: used by its drain.
+        rq_shift = Signal(data.ArrayLayout(unsigned(shift_bits(cfg)), cols))
+        rq_mult = (Signal(data.ArrayLayout(unsigned(cfg.mult_bits), cols))
+                   if cfg.requant is Requant.MULTIPLY_SHIFT else None)
+        with m.If(last_fire):
+            m.d.sync += rq_shift.eq(feed.shift)
+            if rq_mult is not None:
+                m.d.sync += rq_mult.eq(feed.mult)
+
+        # Drain: rows cycles from `done`, bottom row first, through the requantizers.
+        draining = Signal()
+        drained = Signal(range(max(rows, 2)))
+        active = Signal()
+        row = Signal(output_layout(cfg)["row"].shape)
+        m.d.comb += [active.eq(array.done | draining), array.drain.eq(active),
+                     row.eq(rows - 1 - Mux(array.done, 0, drained))]
+        if rows > 1:
+            with m.If(array.done):
+                m.d.sync += [draining.eq(1), drained.eq(1)]
+            with m.Elif(draining):
+                m.d.sync += drained.eq(drained + 1)
+                with m.If(drained == rows - 1):
+                    m.d.sync += draining.eq(0)
+        for j, rq in enumerate(self._requants):
+            m.d.comb += [rq.acc.eq(array.result[j]), rq.valid_in.eq(active), rq.shift.eq(rq_shift[j]),
+                         rq.lo.eq(self.layer.lo), rq.hi.eq(self.layer.hi), rq.raw.eq(self.layer.raw),
+                         self.out.payload.values[j].eq(rq.value)]
+            if rq_mult is not None:
+                m.d.comb += rq.mult.eq(rq_mult[j])
+        out_row = row
+        for stage in range(self.requant_latency):
+            reg = Signal.like(row, name=f"row_d{stage}")
+            m.d.sync += reg.eq(out_row)
+            out_row = reg
+        m.d.comb += [self.out.payload.row.eq(out_row), self.out.valid.eq(self._requants[0].valid_out)]
+
+        # Busy: a tile is held, or beats are in the array, or the drain/requant pipeline is not empty.
+        pending = Signal(range(rows * cols + 2 * rows + cols + 64))
+        flight = self.input_latency + self._array.capture_latency + rows + self.requant_latency
+        with m.If(data_fire):
+            m.d.sync += pending.eq(flight)
+        with m.Elif(pending != 0):
+            m.d.sync += pending.eq(pending - 1)
+        m.d.comb += self.busy.eq(held | (pending != 0))
+        return m

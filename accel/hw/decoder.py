@@ -1,0 +1,71 @@
+"""Weight decoder: a run-time loadable LUT of signed int8 registers."""
+
+from __future__ import annotations
+
+from amaranth.hdl import Array, Module, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .params import LUT_VALUE_BITS, check_field
+
+__all__ = ["lut_write_layout", "WeightDecoder"]
+
+
+def lut_write_layout(weight_bits: int) -> data.StructLayout:
+    """Payload of one LUT write: entry ``index`` gets ``value``."""
+    return data.StructLayout({"index": unsigned(weight_bits), "value": signed(LUT_VALUE_BITS)})
+
+
+class WeightDecoder(wiring.Component):
+    """Decodes ``weight_bits``-bit weight codes into signed int8 weights through a LUT.
+
+    The LUT is ``2 ** weight_bits`` registers (reset to 0) written at run time
+    through ``write``. A code presented on ``code`` in cycle ``c`` gives its
+    weight on ``weight`` in cycle ``c + 1`` (:attr:`latency` is 1), one code per
+    cycle. A write in cycle ``c`` is seen by codes from cycle ``c + 1`` on.
+
+    Parameters
+    ----------
+    weight_bits : int
+        Width of a code, 1..8.
+
+    Members
+    -------
+    write : In(stream.Signature(lut_write_layout(weight_bits), always_ready=True))
+        LUT writes, one entry per beat.
+    code : In(unsigned(weight_bits))
+        The code to decode.
+    weight : Out(signed(8))
+        ``T[code]`` of the previous cycle.
+    """
+
+    def __init__(self, *, weight_bits: int):
+        self._weight_bits = check_field("weight_bits", weight_bits, 1, LUT_VALUE_BITS,
+                                        "a LUT index wider than an int8 code")
+        super().__init__({
+            "write": In(stream.Signature(lut_write_layout(self._weight_bits), always_ready=True)),
+            "code": In(unsigned(self._weight_bits)),
+            "weight": Out(signed(LUT_VALUE_BITS)),
+        })
+
+    @property
+    def weight_bits(self) -> int:
+        return self._weight_bits
+
+    @property
+    def entries(self) -> int:
+        """Number of LUT registers, ``2 ** weight_bits``."""
+        return 1 << self._weight_bits
+
+    @property
+    def latency(self) -> int:
+        """Cycles from ``code`` to ``weight``."""
+        return 1
+
+    def elaborate(self, platform):
+        m = Module()
+        table = Array(Signal(signed(LUT_VALUE_BITS), name=f"lut_{i}") for i in range(self.entries))
+        with m.If(self.write.valid):
+            m.d.sync += table[self.write.payload.index].eq(self.write.payload.value)
+        m.d.sync += self.weight.eq(table[self.code])
+        return m

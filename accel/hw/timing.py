@@ -1,0 +1,54 @@
+"""Cycle timing of the GEMM core as plain numbers, for software that must not elaborate gateware.
+
+:class:`~accel.hw.core.GemmCore` reads its latency properties from here, and the
+tests hold the simulated core to them cycle for cycle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..config import AcceleratorConfig, Requant
+
+__all__ = ["CoreTiming"]
+
+
+@dataclass(frozen=True)
+class CoreTiming:
+    """Latencies of :class:`~accel.hw.core.GemmCore` for one configuration (all in cycles).
+
+    * ``input_latency``: decoder stage, data beat accepted -> array input (1);
+    * ``capture_latency``: last beat at the array input -> every PE captured (``rows + cols - 1``);
+    * ``drain_cycles``: cycles that shift the results out (``rows``);
+    * ``requant_latency``: requantizer pipeline (2 for ``shift``, 3 for ``multiply_shift``);
+    * ``lut_load_cycles``: LUT beats of a full load (``2 ** weight_bits``).
+    """
+
+    rows: int
+    cols: int
+    input_latency: int
+    capture_latency: int
+    drain_cycles: int
+    requant_latency: int
+    lut_load_cycles: int
+
+    @classmethod
+    def from_config(cls, config: AcceleratorConfig) -> "CoreTiming":
+        return cls(rows=config.rows, cols=config.cols, input_latency=1,
+                   capture_latency=config.rows + config.cols - 1, drain_cycles=config.rows,
+                   requant_latency=3 if config.requant is Requant.MULTIPLY_SHIFT else 2,
+                   lut_load_cycles=config.lut_entries)
+
+    @property
+    def min_last_interval(self) -> int:
+        """Least cycles between the last data beats of consecutive tiles (``2 * rows + cols - 1``)."""
+        return self.input_latency + self.capture_latency + self.drain_cycles - 1
+
+    @property
+    def output_latency(self) -> int:
+        """Cycles from a tile's last data beat to its last output beat."""
+        return self.min_last_interval + self.requant_latency
+
+    def tile_cycles(self, depth: int) -> int:
+        """First data beat to last output beat, both counted, of a tile that does not wait."""
+        return depth + self.output_latency

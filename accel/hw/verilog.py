@@ -1,0 +1,133 @@
+"""Verilog export of the GEMM core, with a short description of its ports and parameters."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from amaranth.back import verilog
+from amaranth.lib import wiring
+
+from ..config import AcceleratorConfig
+from .core import GemmCore
+
+__all__ = ["TOP_NAME", "verilog_text", "port_description", "generate_verilog"]
+
+#: Module name of the exported core.
+TOP_NAME = "accel_gemm_core"
+
+
+def verilog_text(config: AcceleratorConfig) -> str:
+    """The Verilog of :class:`GemmCore` for ``config`` (checked before elaboration)."""
+    from amaranth.hdl import Const, Value
+
+    core = GemmCore(config)
+    # `out` is always ready: its constant `ready` is no port.
+    ports = [Value.cast(value) for _, _, value in core.signature.flatten(core)
+             if not isinstance(value, Const)]
+    return verilog.convert(core, name=TOP_NAME, ports=ports, emit_src=False)
+
+
+def _unelaborated(component):
+    """Mark a component built only to read its properties, so Amaranth does not warn about it."""
+    component._MustUse__silence = True
+    for sub in (getattr(component, "_array", None), *getattr(component, "_requants", ())):
+        if sub is not None:
+            sub._MustUse__silence = True
+    return component
+
+
+def _flatten(layout, prefix, offset=0):
+    """(name, offset, width) of every leaf field of a layout."""
+    from amaranth.lib import data
+
+    out = []
+    if isinstance(layout, data.StructLayout):
+        for name, field in layout:
+            out += _flatten(field.shape, f"{prefix}.{name}", offset + field.offset)
+    elif isinstance(layout, data.ArrayLayout):
+        out.append((f"{prefix}[0..{layout.length - 1}]", offset,
+                    f"{layout.length} x {_shape_text(layout.elem_shape)}"))
+    else:
+        out.append((prefix, offset, _shape_text(layout)))
+    return out
+
+
+def _shape_text(shape) -> str:
+    from amaranth.hdl import Shape
+
+    s = Shape.cast(shape)
+    return f"{'signed' if s.signed else 'unsigned'}({s.width})"
+
+
+def port_description(config: AcceleratorConfig) -> dict:
+    """Ports, payload fields (bit offsets), timing and parameters of the core for ``config``."""
+    from amaranth.hdl import Const, Shape
+    from amaranth.lib import data
+
+    core = _unelaborated(GemmCore(config))
+    ports = []
+    for path, member, value in core.signature.flatten(core):
+        if isinstance(value, Const):
+            continue
+        name = "__".join(str(p) for p in path)
+        shape = member.shape
+        width = Shape.cast(shape.as_shape() if isinstance(shape, data.Layout) else shape).width
+        entry = {"name": name, "direction": "input" if member.flow == wiring.In else "output",
+                 "width": width}
+        if isinstance(shape, data.Layout):
+            entry["fields"] = [{"field": f, "lsb": o, "shape": s} for f, o, s in _flatten(shape, name)]
+        ports.append(entry)
+    ports = ([{"name": "clk", "direction": "input", "width": 1},
+              {"name": "rst", "direction": "input", "width": 1, "note": "synchronous, active high"}]
+             + ports)
+    return {
+        "module": TOP_NAME,
+        "config": config.to_dict(),
+        "ports": ports,
+        "timing": {
+            "input_latency": core.input_latency,
+            "array_capture_latency": config.rows + config.cols - 1,
+            "drain_cycles": config.rows,
+            "requant_latency": core.requant_latency,
+            "min_last_interval": core.min_last_interval,
+            "output_latency": core.output_latency,
+            "tile_cycles": f"depth + {core.output_latency}",
+        },
+    }
+
+
+def _markdown(desc: dict) -> str:
+    cfg = desc["config"]
+    lines = [f"# `{desc['module']}`", "",
+             f"GEMM core for a {cfg['rows']}x{cfg['cols']} array: {cfg['weight_bits']}-bit codes, "
+             f"{cfg['act_bits']}-bit activations, {cfg['acc_bits']}-bit accumulators "
+             f"({cfg['overflow']}), requant {cfg['requant']} ({cfg['rounding']}).", "",
+             "## Parameters", "", "| field | value |", "| --- | --- |"]
+    lines += [f"| {k} | {v} |" for k, v in cfg.items() if k != "energy"]
+    lines += ["", "## Ports", "", "| port | dir | width | fields (lsb: shape) |", "| --- | --- | --- | --- |"]
+    for p in desc["ports"]:
+        fields = "; ".join(f"`{f['field']}` @{f['lsb']}: {f['shape']}" for f in p.get("fields", []))
+        lines.append(f"| `{p['name']}` | {p['direction']} | {p['width']} | {fields or p.get('note', '')} |")
+    lines += ["", "## Timing (cycles)", "", "| quantity | cycles |", "| --- | --- |"]
+    lines += [f"| {k} | {v} |" for k, v in desc["timing"].items()]
+    lines += ["", "Streams are valid/ready (`*__valid`, `*__ready`, `*__payload`); `out` has no ready "
+              "(the consumer takes every beat). See docs/RTL.md.", ""]
+    return "\n".join(lines)
+
+
+def generate_verilog(config: AcceleratorConfig, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write ``accel_gemm_core.v``, ``accel_gemm_core.json`` and ``accel_gemm_core.md`` to ``out_dir``.
+
+    Returns the paths by kind (``verilog``, ``json``, ``markdown``).
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    desc = port_description(config)
+    paths = {"verilog": out / f"{TOP_NAME}.v", "json": out / f"{TOP_NAME}.json",
+             "markdown": out / f"{TOP_NAME}.md"}
+    paths["verilog"].write_text(verilog_text(config))
+    paths["json"].write_text(json.dumps(desc, indent=2) + "\n")
+    paths["markdown"].write_text(_markdown(desc))
+    return paths
