@@ -111,7 +111,7 @@ def _npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
             x, y = data["x"], data["y"]
     except DataError:
         raise
-    except (OSError, ValueError, EOFError) as exc:
+    except Exception as exc:  # numpy raises BadZipFile, OSError, ValueError, EOFError ...
         raise DataError(f"{path}: not a readable .npz file ({exc}); expected 'x' and 'y' arrays") from None
     if x.dtype.kind != "f":
         raise DataError(f"{path}: 'x' has dtype {x.dtype}; expected float32 images, normalized "

@@ -99,7 +99,7 @@ def _check_shape(model: Model, data: Dataset) -> None:
 
 def evaluate(model: Model, data: Dataset, *, graph: FloatGraph | None = None,
              onnx_path: str | os.PathLike | None = None, batch_size: int = 250,
-             progress: bool = False) -> EvalResult:
+             sqnr: bool = True, progress: bool = False) -> EvalResult:
     """Evaluate an integer model (and its float network) on a labelled data set.
 
     Parameters
@@ -115,6 +115,8 @@ def evaluate(model: Model, data: Dataset, *, graph: FloatGraph | None = None,
         ONNX file for the float logits (default: the model's source, when it exists).
     batch_size : int
         Images per engine call.
+    sqnr : bool
+        Measure the per-layer SQNR (runs the float graph too).
     progress : bool
         Show a progress bar.
 
@@ -134,7 +136,9 @@ def evaluate(model: Model, data: Dataset, *, graph: FloatGraph | None = None,
     source = model.metadata.get("source") or None
     if onnx_path is None and source and Path(source).is_file():
         onnx_path = source
-    if graph is None and onnx_path is not None:
+    if not sqnr:
+        graph = None
+    elif graph is None and onnx_path is not None:
         graph = import_onnx(onnx_path)
     out_name = model.outputs[0]
     in_info = model.tensors[model.inputs[0]]
