@@ -1,0 +1,91 @@
+"""``accel quantize`` and ``accel eval`` run as a new user would, including every kind of bad input."""
+
+import json
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from accel.frontend.workflow import MODELS_DIR, bundled_models
+
+DIGITS = str(MODELS_DIR / "cnn_digits.onnx")
+
+
+def accel(*args, cwd):
+    proc = subprocess.run([sys.executable, "-m", "accel", *map(str, args)], cwd=cwd, capture_output=True,
+                          text=True, timeout=300)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def one_line_error(stderr: str, pattern: str) -> None:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, stderr
+    assert re.match(rf"^accel: error: {pattern}", lines[0]), lines[0]
+
+
+def test_quantize_then_eval_json_and_table(tmp_path):
+    rc, out, err = accel("quantize", DIGITS, "--calib", "digits", "-o", "d.qmodel", cwd=tmp_path)
+    assert rc == 0, err
+    assert re.match(r"^wrote d\.qmodel: 7 layers \(4 on the MAC array\), W4 \w+ LUT \(channel power-of-two "
+                    r"scales, requant shift\), A8, calibrated \(mse\) on 256 images of digits$", out.strip())
+    rc, out, err = accel("eval", "d.qmodel", "--data", "digits", "--json", cwd=tmp_path)
+    assert rc == 0, err
+    result = json.loads(out)
+    assert set(result) >= {"float_top1", "quant_top1", "agreement", "layers"}
+    assert result["float_top1"] == pytest.approx(bundled_models()["cnn_digits"]["float_top1"], abs=0.01)
+    assert result["float_top1"] - result["quant_top1"] <= 1.0 and result["agreement"] >= 97
+    assert len(result["layers"]) == 7 and all(layer["sqnr_db"] > 10 for layer in result["layers"])
+    rc, out, err = accel("eval", "d.qmodel", "--data", "digits", cwd=tmp_path)
+    assert rc == 0 and "quantized top-1" in out and "per-layer SQNR" in out
+
+
+def test_eval_onnx_quantizes_on_the_fly_with_the_defaults(tmp_path):
+    rc, out, err = accel("eval", DIGITS, "--data", "digits", "--json", cwd=tmp_path)
+    assert rc == 0, err
+    result = json.loads(out)
+    assert result["float_top1"] > 98 and result["quant_top1"] > 96
+
+
+def test_quantize_options_and_overwrite(tmp_path):
+    args = ["quantize", DIGITS, "-o", "w3.qmodel", "--weight-bits", "3", "--act-bits", "7",
+            "--granularity", "layer", "--lut", "uniform", "--calib-method", "minmax", "--calib-size", "64"]
+    rc, out, err = accel(*args, cwd=tmp_path)
+    assert rc == 0, err
+    assert "W3 uniform LUT (layer power-of-two scales" in out and "A7" in out and "64 images" in out
+    from accel.ir import load_model
+
+    model = load_model(tmp_path / "w3.qmodel")
+    assert model.config.weight_bits == 3 and model.config.act_bits == 7
+    assert all(layer.arrays["lut"].shape[1] == 8 for layer in model.layers if layer.op == "conv2d")
+    rc, out, err = accel(*args, cwd=tmp_path)
+    assert rc == 2
+    one_line_error(err, r"w3\.qmodel: already exists; refusing to overwrite it \(use --force\)$")
+    rc, out, err = accel(*args, "--force", cwd=tmp_path)
+    assert rc == 0, err
+
+
+def test_bad_inputs_give_one_line_errors(tmp_path):
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes((MODELS_DIR / "cnn_digits.onnx").read_bytes()[:500])
+    np.savez(tmp_path / "noy.npz", x=np.zeros((3, 1, 8, 8), np.float32))
+    np.savez(tmp_path / "empty.npz", x=np.zeros((0, 1, 8, 8), np.float32), y=np.zeros(0, int))
+    cases = [
+        (["quantize", truncated, "-o", "a.qmodel"], rf"{re.escape(str(truncated))}: not a valid ONNX file"),
+        (["quantize", DIGITS, "--calib", "noy.npz", "-o", "a.qmodel"], r"noy\.npz: missing array 'y'"),
+        (["quantize", DIGITS, "--calib", "empty.npz", "-o", "a.qmodel"], r"empty\.npz: the calib set is empty"),
+        (["quantize", DIGITS, "--calib", "mnist5k", "-o", "a.qmodel"],
+         r"mnist5k: images have shape \(1, 28, 28\); model .*cnn_digits\.onnx expects \(1, 8, 8\)$"),
+        (["quantize", DIGITS, "--weight-bits", "9", "-o", "a.qmodel"], r"config\.weight_bits: 9 is out of range"),
+        (["quantize", "missing.onnx", "-o", "a.qmodel"], r"missing\.onnx: no such file$"),
+        (["eval", DIGITS, "--data", "mnist5k"],
+         r"mnist5k: images have shape \(1, 28, 28\); model .*cnn_digits\.onnx expects \(1, 8, 8\)$"),
+        (["eval", DIGITS, "--data", "noy.npz"], r"noy\.npz: missing array 'y'"),
+        (["eval", "nothing.qmodel", "--data", "digits"], r"nothing\.qmodel: no such model file$"),
+    ]
+    for args, pattern in cases:
+        rc, out, err = accel(*args, cwd=tmp_path)
+        assert rc == 2, (args, err)
+        one_line_error(err, pattern)
+    assert not (tmp_path / "a.qmodel").exists()
