@@ -3,15 +3,14 @@
 Two backends, both bit-exact to :mod:`accel.datapath`:
 
 ``reference``
-    numba direct loops in int64 for every op (the oracle for the gateware tests).
+    numba kernels, direct loops in int64, for every op (the oracle that the
+    gateware tests compare with).
 ``fast`` (default)
-    conv/linear as im2col + a BLAS matrix product in floating point, which is
-    exact because every partial sum of integer products stays below the
-    float's integer limit (2^24 for float32, 2^53 for float64; the bound is
-    computed per layer from the weights and the input type), followed by an
-    integer epilogue (bias, wrap, requantize). Grouped convolutions and layers
-    whose accumulator could saturate fall back to the direct kernel, where the
-    order of additions matters.
+    runs of consecutive layers are lowered to an exact floating-point ONNX
+    graph and executed by onnxruntime (see :mod:`accel.engine.onnx_lowering`
+    for why this is exact); a layer whose exactness cannot be proved from its
+    weights and types (a possible overflow, sums beyond 2^23) runs in the numba
+    kernels between the graph segments.
 """
 
 from __future__ import annotations
@@ -29,17 +28,14 @@ from . import kernels
 __all__ = ["BACKENDS", "Engine", "run_model", "run_layer"]
 
 BACKENDS = ("fast", "reference")
-_F32_EXACT = 1 << 24
-_F64_EXACT = 1 << 53
 _NP_DTYPE = {"int8": np.int8, "uint8": np.uint8, "int32": np.int32}
 
 
 class _MacPlan:
     """Per-layer data prepared once: effective weights, bounds, and the chosen path."""
 
-    def __init__(self, layer: Layer, model: Model, backend: str):
+    def __init__(self, layer: Layer, model: Model):
         cfg = model.config
-        x_info = model.tensors[layer.inputs[0]]
         codes = layer.arrays["codes"]
         w = decode_weights(codes, layer.arrays["lut"])
         if layer.op == "linear":
@@ -61,19 +57,6 @@ class _MacPlan:
         self.lo, self.hi, self.raw = int(a["lo"]), int(a["hi"]), bool(a["raw"])
         self.cfg = cfg
         self.out_dtype = _NP_DTYPE[model.tensors[layer.output].dtype]
-        lo_in, hi_in = x_info.range
-        xmax = max(abs(lo_in), abs(hi_in), abs(self.pad_value))
-        # Largest magnitude any partial sum of products can reach, per channel.
-        self.sum_bound = np.abs(self.w).reshape(n, -1).sum(axis=1) * xmax
-        self.gemm = None
-        if backend == "fast" and self.groups == 1:
-            saturating = (cfg.overflow is Overflow.SATURATE
-                          and np.any(np.abs(self.bias) + self.sum_bound > cfg.acc_max))
-            bound = int(self.sum_bound.max(initial=0))
-            if not saturating and bound < _F64_EXACT:
-                ftype = np.float32 if bound < _F32_EXACT else np.float64
-                self.gemm = np.ascontiguousarray(self.w.reshape(n, -1).T, dtype=ftype)
-
     def run(self, x: np.ndarray) -> np.ndarray:
         cfg = self.cfg
         linear = x.ndim == 2
@@ -86,21 +69,9 @@ class _MacPlan:
         multiply = cfg.requant is Requant.MULTIPLY_SHIFT
         half_up = cfg.rounding is Rounding.HALF_UP
         out = np.empty((b, n, oh, ow), dtype=self.out_dtype)
-        if self.gemm is None:
-            kernels.conv2d_direct(x4, self.w, self.bias, self.shift, self.mult, self.lo, self.hi,
-                                  sh, sw, pt, pl, dh, dw, self.groups, self.pad_value, cfg.acc_bits,
-                                  cfg.overflow is Overflow.SATURATE, multiply, half_up, self.raw, out)
-        else:
-            ftype = self.gemm.dtype
-            if kh == kw == 1 and (sh, sw) == (1, 1) and not any(self.padding):
-                cols = x4.transpose(0, 2, 3, 1).reshape(b * h * wd, c).astype(ftype)
-            else:
-                cols = np.empty((b * oh * ow, c * kh * kw), dtype=ftype)
-                kernels.im2col_f(x4, kh, kw, sh, sw, pt, pl, dh, dw, self.pad_value, oh, ow, cols)
-            sums = cols @ self.gemm
-            kernels.mac_epilogue(sums, self.bias, self.shift, self.mult, self.lo, self.hi,
-                                 cfg.acc_bits, multiply, half_up, self.raw,
-                                 out.reshape(b, n, oh * ow))
+        kernels.conv2d_direct(x4, self.w, self.bias, self.shift, self.mult, self.lo, self.hi,
+                              sh, sw, pt, pl, dh, dw, self.groups, self.pad_value, cfg.acc_bits,
+                              cfg.overflow is Overflow.SATURATE, multiply, half_up, self.raw, out)
         return out.reshape(b, n) if linear else out
 
 
@@ -120,11 +91,12 @@ class Engine:
             raise ValueError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
         self.model = model
         self.backend = backend
-        self._plans = {layer.name: _MacPlan(layer, model, backend)
+        self._plans = {layer.name: _MacPlan(layer, model)
                        for layer in model.layers if layer.op in ("conv2d", "linear")}
+        self._segment_cache: dict[bool, list] = {}
 
     def run_layer(self, layer: Layer | str, inputs: list[np.ndarray]) -> np.ndarray:
-        """Run one layer on its input tensors (batch first) and return its output tensor."""
+        """Run one layer on its input tensors (batch first) in the numba kernels."""
         if isinstance(layer, str):
             layer = self.model.layer(layer)
         cfg = self.model.config
@@ -209,13 +181,70 @@ class Engine:
                  for s in starts]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
+    def _segments(self, return_all: bool) -> list:
+        """The execution plan: ("numba", layer) steps and ("onnx", session, inputs, outputs) segments."""
+        if return_all in self._segment_cache:
+            return self._segment_cache[return_all]
+        layers = self.model.layers
+        steps: list = []
+        if self.backend == "reference":
+            steps = [("numba", layer) for layer in layers]
+        else:
+            from .onnx_lowering import exact_in_float
+
+            run: list[Layer] = []
+            for i, layer in enumerate(layers + [None]):
+                if layer is not None and exact_in_float(self.model, layer):
+                    run.append(layer)
+                    continue
+                if run:
+                    steps.append(self._onnx_segment(run, layers[i:], return_all))
+                    run = []
+                if layer is not None:
+                    steps.append(("numba", layer))
+        self._segment_cache[return_all] = steps
+        return steps
+
+    def _onnx_segment(self, run: list[Layer], later: list[Layer], return_all: bool):
+        import onnxruntime as ort
+
+        from .onnx_lowering import lower_layers
+
+        produced = [layer.output for layer in run]
+        inputs = []
+        for layer in run:
+            for t in layer.inputs:
+                if t not in produced and t not in inputs:
+                    inputs.append(t)
+        needed = {t for layer in later for t in layer.inputs} | set(self.model.outputs)
+        outputs = [t for t in produced if return_all or t in needed]
+        proto = lower_layers(self.model, run, inputs, outputs)
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = _threads()
+        opts.inter_op_num_threads = 1
+        opts.log_severity_level = 3
+        session = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        return ("onnx", session, inputs, outputs)
+
     def _run_batch(self, inputs: dict[str, np.ndarray], return_all: bool) -> dict[str, np.ndarray]:
         values = dict(inputs)
-        for layer in self.model.layers:
-            values[layer.output] = self.run_layer(layer, [values[t] for t in layer.inputs])
+        for step in self._segments(return_all):
+            if step[0] == "numba":
+                layer = step[1]
+                values[layer.output] = self.run_layer(layer, [values[t] for t in layer.inputs])
+            else:
+                _, session, names, outputs = step
+                results = session.run(outputs, {t: values[t] for t in names})
+                values.update(zip(outputs, results))
         if return_all:
             return values
         return {name: values[name] for name in self.model.outputs}
+
+
+def _threads() -> int:
+    import numba
+
+    return int(numba.get_num_threads())
 
 
 def run_model(model: Model, inputs, *, backend: str = "fast", return_all: bool = False,
@@ -233,5 +262,7 @@ def run_layer(model: Model, layer: Layer | str, inputs: list[np.ndarray], backen
     """Run one layer of ``model`` on its input tensors."""
     if isinstance(layer, str):
         layer = model.layer(layer)
-    sub = Model(model.config, [], [], model.tensors, [layer], model.metadata)
-    return Engine(sub, backend).run_layer(layer, [np.asarray(x) for x in inputs])
+    sub = Model(model.config, list(layer.inputs), [layer.output], model.tensors, [layer], model.metadata)
+    engine = Engine(sub, backend)
+    feeds = engine.check_inputs(dict(zip(layer.inputs, inputs)))
+    return engine.run(feeds)[layer.output]
