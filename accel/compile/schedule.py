@@ -12,6 +12,7 @@ fixes every cycle, and the RTL is held to these numbers exactly:
   tile's last data beat directly;
 * data beats go one per cycle, except that the last beat of a tile waits until
   ``min_last_interval`` cycles have passed since the previous last beat;
+* a tile of depth 1 has one beat: its first beat is its last and waits too;
 * the last output beat comes ``output_latency`` cycles after the last data beat.
 """
 
@@ -55,6 +56,8 @@ def schedule(plan: TilePlan, timing: CoreTiming | None = None) -> list[TileCycle
         last = first + tile.depth - 1
         if prev_last is not None:
             last = max(last, prev_last + timing.min_last_interval)
+        if tile.depth == 1:  # its only beat is the last one, and waits with it
+            first = last
         out.append(TileCycles(first, last, last + timing.output_latency))
         prev_last = last
     return out

@@ -7,7 +7,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import Overflow
-from .params import LUT_VALUE_BITS, MAX_ARRAY_SIDE, check_field, product_bits
+from .params import LUT_VALUE_BITS, MAX_ARRAY_SIDE, check_field, product_bits, silenced_on_error
 from .pe import ProcessingElement, pe_control_layout
 
 __all__ = ["SystolicArray"]
@@ -58,13 +58,14 @@ class SystolicArray(wiring.Component):
 
     def __init__(self, *, rows: int, cols: int, act_bits: int, acc_bits: int,
                  overflow: Overflow | str = Overflow.WRAP):
-        self._rows = check_field("rows", rows, 1, MAX_ARRAY_SIDE)
-        self._cols = check_field("cols", cols, 1, MAX_ARRAY_SIDE)
-        self._act_bits = check_field("act_bits", act_bits, 1, 8)
-        need = product_bits(self._act_bits)
-        self._acc_bits = check_field("acc_bits", acc_bits, need, 32,
-                                     f"the accumulator must hold one product: at least {need} bits")
-        self._overflow = Overflow(overflow)
+        with silenced_on_error(self):
+            self._rows = check_field("rows", rows, 1, MAX_ARRAY_SIDE)
+            self._cols = check_field("cols", cols, 1, MAX_ARRAY_SIDE)
+            self._act_bits = check_field("act_bits", act_bits, 1, 8)
+            need = product_bits(self._act_bits)
+            self._acc_bits = check_field("acc_bits", acc_bits, need, 32,
+                                         f"the accumulator must hold one product: at least {need} bits")
+            self._overflow = Overflow(overflow)
         super().__init__({
             "act": In(data.ArrayLayout(signed(self._act_bits + 1), self._rows)),
             "control": In(pe_control_layout()),

@@ -9,7 +9,7 @@ from amaranth.lib.wiring import In, Out
 from ..config import AcceleratorConfig, Requant
 from .array import SystolicArray
 from .decoder import WeightDecoder
-from .params import DEPTH_BITS, LUT_VALUE_BITS, check_buildable, shift_bits
+from .params import DEPTH_BITS, LUT_VALUE_BITS, check_buildable, shift_bits, silenced_on_error
 from .requant import CLAMP_BITS, Requantizer
 from .timing import CoreTiming
 
@@ -93,17 +93,9 @@ class GemmCore(wiring.Component):
     """
 
     def __init__(self, config: AcceleratorConfig):
-        self._config = check_buildable(config)
-        self._array = SystolicArray(rows=config.rows, cols=config.cols, act_bits=config.act_bits,
-                                    acc_bits=config.acc_bits, overflow=config.overflow)
-        self._requants = [Requantizer(acc_bits=config.acc_bits, requant=config.requant,
-                                      mult_bits=config.mult_bits, shift_bits=shift_bits(config),
-                                      rounding=config.rounding) for _ in range(config.cols)]
+        with silenced_on_error(self):
+            self._config = check_buildable(config)
         self._timing = CoreTiming.from_config(config)
-        # The components' own latency properties are the source; the plain numbers must agree.
-        assert (self._timing.capture_latency == self._array.capture_latency
-                and self._timing.drain_cycles == self._array.drain_cycles
-                and self._timing.requant_latency == self._requants[0].latency)
         super().__init__({
             "lut": In(stream.Signature(lut_layout(config))),
             "tile": In(stream.Signature(tile_layout(config))),
@@ -149,11 +141,19 @@ class GemmCore(wiring.Component):
         m = Module()
         cfg = self._config
         rows, cols = cfg.rows, cfg.cols
-        m.submodules.array = array = self._array
+        array = SystolicArray(rows=cfg.rows, cols=cfg.cols, act_bits=cfg.act_bits, acc_bits=cfg.acc_bits,
+                              overflow=cfg.overflow)
+        requants = [Requantizer(acc_bits=cfg.acc_bits, requant=cfg.requant, mult_bits=cfg.mult_bits,
+                                shift_bits=shift_bits(cfg), rounding=cfg.rounding) for _ in range(cols)]
+        # The components' own latencies are the source; the plain numbers must agree with them.
+        assert (self._timing.capture_latency == array.capture_latency
+                and self._timing.drain_cycles == array.drain_cycles
+                and self._timing.requant_latency == requants[0].latency)
+        m.submodules.array = array
         decoders = [WeightDecoder(weight_bits=cfg.weight_bits) for _ in range(cols)]
         for j, dec in enumerate(decoders):
             m.submodules[f"decoder_{j}"] = dec
-        for j, rq in enumerate(self._requants):
+        for j, rq in enumerate(requants):
             m.submodules[f"requant_{j}"] = rq
 
         # Feeding: one tile held at a time; its data beats are counted against its depth.
@@ -227,7 +227,7 @@ class GemmCore(wiring.Component):
                 m.d.sync += drained.eq(drained + 1)
                 with m.If(drained == rows - 1):
                     m.d.sync += draining.eq(0)
-        for j, rq in enumerate(self._requants):
+        for j, rq in enumerate(requants):
             m.d.comb += [rq.acc.eq(array.result[j]), rq.valid_in.eq(active), rq.shift.eq(rq_shift[j]),
                          rq.lo.eq(self.layer.lo), rq.hi.eq(self.layer.hi), rq.raw.eq(self.layer.raw),
                          self.out.payload.values[j].eq(rq.value)]
@@ -238,11 +238,11 @@ class GemmCore(wiring.Component):
             reg = Signal.like(row, name=f"row_d{stage}")
             m.d.sync += reg.eq(out_row)
             out_row = reg
-        m.d.comb += [self.out.payload.row.eq(out_row), self.out.valid.eq(self._requants[0].valid_out)]
+        m.d.comb += [self.out.payload.row.eq(out_row), self.out.valid.eq(requants[0].valid_out)]
 
         # Busy: a tile is held, or beats are in the array, or the drain/requant pipeline is not empty.
         pending = Signal(range(rows * cols + 2 * rows + cols + 64))
-        flight = self.input_latency + self._array.capture_latency + rows + self.requant_latency
+        flight = self.input_latency + array.capture_latency + rows + self.requant_latency
         with m.If(data_fire):
             m.d.sync += pending.eq(flight)
         with m.Elif(pending != 0):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Array, Module, Signal, signed, unsigned
+from amaranth.hdl import Module, signed, unsigned
 from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
-from .params import LUT_VALUE_BITS, check_field
+from .params import LUT_VALUE_BITS, check_field, silenced_on_error
 
 __all__ = ["lut_write_layout", "WeightDecoder"]
 
@@ -19,7 +20,7 @@ def lut_write_layout(weight_bits: int) -> data.StructLayout:
 class WeightDecoder(wiring.Component):
     """Decodes ``weight_bits``-bit weight codes into signed int8 weights through a LUT.
 
-    The LUT is ``2 ** weight_bits`` registers (reset to 0) written at run time
+    The LUT is ``2 ** weight_bits`` entries of a small memory (initially 0) written at run time
     through ``write``. A code presented on ``code`` in cycle ``c`` gives its
     weight on ``weight`` in cycle ``c + 1`` (:attr:`latency` is 1), one code per
     cycle. A write in cycle ``c`` is seen by codes from cycle ``c + 1`` on.
@@ -40,8 +41,9 @@ class WeightDecoder(wiring.Component):
     """
 
     def __init__(self, *, weight_bits: int):
-        self._weight_bits = check_field("weight_bits", weight_bits, 1, LUT_VALUE_BITS,
-                                        "a LUT index wider than an int8 code")
+        with silenced_on_error(self):
+            self._weight_bits = check_field("weight_bits", weight_bits, 1, LUT_VALUE_BITS,
+                                            "a LUT index wider than an int8 code")
         super().__init__({
             "write": In(stream.Signature(lut_write_layout(self._weight_bits), always_ready=True)),
             "code": In(unsigned(self._weight_bits)),
@@ -64,8 +66,15 @@ class WeightDecoder(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        table = Array(Signal(signed(LUT_VALUE_BITS), name=f"lut_{i}") for i in range(self.entries))
-        with m.If(self.write.valid):
-            m.d.sync += table[self.write.payload.index].eq(self.write.payload.value)
-        m.d.sync += self.weight.eq(table[self.code])
+        # A memory rather than an array of registers keeps the Verilog of 256-entry tables small.
+        m.submodules.table = table = Memory(shape=signed(LUT_VALUE_BITS), depth=self.entries, init=[])
+        write = table.write_port()
+        read = table.read_port(domain="sync")  # not transparent: a write shows from the next cycle
+        m.d.comb += [
+            write.en.eq(self.write.valid),
+            write.addr.eq(self.write.payload.index),
+            write.data.eq(self.write.payload.value),
+            read.addr.eq(self.code),
+            self.weight.eq(read.data),
+        ]
         return m

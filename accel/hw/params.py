@@ -14,7 +14,7 @@ from ..config import AcceleratorConfig, Requant
 from ..errors import ConfigError
 
 __all__ = ["LUT_VALUE_BITS", "MAX_ARRAY_SIDE", "DEPTH_BITS", "product_bits", "shift_bits",
-           "check_field", "check_buildable"]
+           "check_field", "check_buildable", "silenced_on_error"]
 
 #: Width of a LUT entry: decoded weights are signed int8.
 LUT_VALUE_BITS = 8
@@ -75,3 +75,20 @@ def check_buildable(config: AcceleratorConfig) -> AcceleratorConfig:
     if config.requant is Requant.MULTIPLY_SHIFT:
         check_field("mult_bits", config.mult_bits, 1, 31)
     return config
+
+
+
+class silenced_on_error:
+    """Context for a component's parameter checks: a component whose checks fail is not
+    reported by Amaranth as an unused elaboratable (the :class:`ConfigError` says what is wrong)."""
+
+    def __init__(self, component):
+        self._component = component
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, tb):
+        if kind is not None and issubclass(kind, ConfigError):
+            self._component._MustUse__silence = True
+        return False

@@ -7,7 +7,7 @@ from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import Overflow
-from .params import LUT_VALUE_BITS, check_field, product_bits
+from .params import LUT_VALUE_BITS, check_field, product_bits, silenced_on_error
 
 __all__ = ["pe_control_layout", "ProcessingElement"]
 
@@ -62,11 +62,12 @@ class ProcessingElement(wiring.Component):
     """
 
     def __init__(self, *, act_bits: int, acc_bits: int, overflow: Overflow | str = Overflow.WRAP):
-        self._act_bits = check_field("act_bits", act_bits, 1, 8)
-        need = product_bits(self._act_bits)
-        self._acc_bits = check_field("acc_bits", acc_bits, need, 32,
-                                     f"the accumulator must hold one product: at least {need} bits")
-        self._overflow = Overflow(overflow)
+        with silenced_on_error(self):
+            self._act_bits = check_field("act_bits", act_bits, 1, 8)
+            need = product_bits(self._act_bits)
+            self._acc_bits = check_field("acc_bits", acc_bits, need, 32,
+                                         f"the accumulator must hold one product: at least {need} bits")
+            self._overflow = Overflow(overflow)
         act = signed(self._act_bits + 1)
         acc = signed(self._acc_bits)
         super().__init__({

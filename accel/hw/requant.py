@@ -7,7 +7,7 @@ from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
 from ..config import Requant, Rounding
-from .params import check_field
+from .params import check_field, silenced_on_error
 
 __all__ = ["CLAMP_BITS", "Requantizer"]
 
@@ -54,11 +54,12 @@ class Requantizer(wiring.Component):
 
     def __init__(self, *, acc_bits: int, requant: Requant | str = Requant.SHIFT, mult_bits: int = 16,
                  shift_bits: int = 5, rounding: Rounding | str = Rounding.HALF_UP):
-        self._acc_bits = check_field("acc_bits", acc_bits, 2, 32)
-        self._requant = Requant(requant)
-        self._mult_bits = check_field("mult_bits", mult_bits, 1, 31)
-        self._shift_bits = check_field("shift_bits", shift_bits, 1, 6)
-        self._rounding = Rounding(rounding)
+        with silenced_on_error(self):
+            self._acc_bits = check_field("acc_bits", acc_bits, 2, 32)
+            self._requant = Requant(requant)
+            self._mult_bits = check_field("mult_bits", mult_bits, 1, 31)
+            self._shift_bits = check_field("shift_bits", shift_bits, 1, 6)
+            self._rounding = Rounding(rounding)
         super().__init__({
             "acc": In(signed(self._acc_bits)), "valid_in": In(1),
             "shift": In(unsigned(self._shift_bits)), "mult": In(unsigned(self._mult_bits)),
@@ -90,12 +91,13 @@ class Requantizer(wiring.Component):
 
         # Stage: rounding right shift.
         # Operands are extended to one width explicitly (Verilator -Wall WIDTH lint).
-        wide = signed(scaled_bits + 1)
+        # scaled + 2^(shift-1) for the largest shift the port can carry, without overflow.
+        wide = signed(max(scaled_bits, (1 << self._shift_bits) - 1) + 1)
         scaled_wide = Signal(wide)
         shifted = Signal(wide)
         m.d.comb += scaled_wide.eq(scaled)
         if self._rounding is Rounding.HALF_UP:
-            # 2^(shift-1) for shift > 0, else 0; shift <= scaled_bits - 1 keeps it inside `wide`.
+            # 2^(shift-1) for shift > 0, else 0.
             half = Signal(wide)
             rounded = Signal(wide)
             m.d.comb += [half.eq(((Const(1, 1) << shift) >> 1)[:len(half)]),

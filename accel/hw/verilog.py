@@ -32,9 +32,6 @@ def verilog_text(config: AcceleratorConfig) -> str:
 def _unelaborated(component):
     """Mark a component built only to read its properties, so Amaranth does not warn about it."""
     component._MustUse__silence = True
-    for sub in (getattr(component, "_array", None), *getattr(component, "_requants", ())):
-        if sub is not None:
-            sub._MustUse__silence = True
     return component
 
 

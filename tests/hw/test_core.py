@@ -1,0 +1,89 @@
+"""GemmCore in the Amaranth simulator: random tiles and configurations against the contract,
+cycle for cycle against the schedule (accel.compile.schedule)."""
+
+import numpy as np
+import pytest
+
+from accel.compile import plan_tiles, schedule, unpack_outputs
+from accel.config import AcceleratorConfig
+from accel.errors import ConfigError
+from accel.hw import GemmCore, check_buildable
+from accel.hw.timing import CoreTiming
+
+from .amaranth_harness import run_job
+from .gemm_cases import random_config, random_problem
+
+
+def _check(config, problems):
+    plan = plan_tiles(problems, config)
+    bits, cycles, total = run_job(plan)
+    got = unpack_outputs(plan, bits)
+    for prob, res in zip(problems, got):
+        expect = prob.expected(config)
+        bad = np.argwhere(res != expect)
+        assert bad.size == 0, (f"{prob.name}: pixel {bad[0][0]}, channel {bad[0][1]}: expected "
+                               f"{expect[tuple(bad[0])]}, got {res[tuple(bad[0])]}")
+    sched = schedule(plan)
+    assert cycles == [(s.first_in, s.last_out) for s in sched]
+    assert total == sched[-1].last_out + 1
+
+
+@pytest.mark.parametrize("rows,cols,seed", [(1, 1, 0), (2, 3, 1), (3, 2, 2), (4, 4, 3)])
+def test_core_random_tiles_and_configs(rows, cols, seed):
+    rng = np.random.default_rng(seed)
+    for trial in range(3):
+        cfg = random_config(rng, rows, cols)
+        problems = [random_problem(rng, cfg, pixels=int(rng.integers(1, 3 * rows + 2)),
+                                   depth=int(rng.integers(1, 40)), channels=int(rng.integers(1, 2 * cols + 2)),
+                                   signed=bool(rng.random() < 0.5), lut=str(rng.choice(["random", "extreme"])),
+                                   raw=bool(rng.random() < 0.2))]
+        _check(cfg, problems)
+
+
+@pytest.mark.parametrize("overflow", ["wrap", "saturate"])
+def test_core_accumulator_overflow_in_both_modes(overflow):
+    # 16-bit accumulators, extreme weights and activations, long reductions: sums leave the range.
+    rng = np.random.default_rng(7)
+    cfg = AcceleratorConfig(rows=2, cols=2, acc_bits=16, overflow=overflow)
+    prob = random_problem(rng, cfg, pixels=4, depth=200, channels=3, lut="extreme", raw=True)
+    prob.act = rng.choice([-128, 127], prob.act.shape)
+    acc = np.abs(prob.expected(cfg.replace(acc_bits=32)))
+    assert acc.max() > cfg.acc_max  # the case really overflows
+    _check(cfg, [prob])
+
+
+def test_core_short_tiles_wait_for_the_drain():
+    # depth 1..3 is shorter than 2 * rows + cols - 1: the last beats wait (schedule says how long).
+    rng = np.random.default_rng(11)
+    cfg = AcceleratorConfig(rows=3, cols=2)
+    problems = [random_problem(rng, cfg, pixels=7, depth=d, channels=3) for d in (1, 2, 3)]
+    for p in problems:
+        p.lo, p.hi, p.raw, p.act_signed = -128, 127, False, True
+    _check(cfg, problems)
+
+
+def test_core_timing_properties_agree_with_the_components():
+    cfg = AcceleratorConfig(rows=4, cols=3, requant="multiply_shift")
+    core = GemmCore(cfg)
+    core._MustUse__silence = True
+    t = CoreTiming.from_config(cfg)
+    assert core.min_last_interval == 2 * 4 + 3 - 1 == t.min_last_interval
+    assert core.output_latency == t.min_last_interval + 3
+    assert core.tile_cycles(10) == 10 + core.output_latency
+
+
+@pytest.mark.parametrize("changes,field", [
+    ({"acc_bits": 15}, "acc_bits"), ({"acc_bits": 12, "act_bits": 6}, "acc_bits"),
+    ({"rows": 65}, "rows"), ({"cols": 100}, "cols"),
+])
+def test_configs_the_gateware_cannot_build_fail_before_elaboration(changes, field):
+    cfg = AcceleratorConfig(**changes)
+    with pytest.raises(ConfigError, match=rf"^config\.{field}: the gateware cannot build"):
+        check_buildable(cfg)
+    with pytest.raises(ConfigError, match=rf"^config\.{field}:"):
+        GemmCore(cfg)
+
+
+def test_zero_rows_is_rejected_by_the_configuration():
+    with pytest.raises(ConfigError, match=r"^config\.rows: 0 is out of range"):
+        AcceleratorConfig(rows=0)
