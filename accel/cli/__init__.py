@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "accel.cli.demo",
     "accel.cli.quantize_cmd",
     "accel.cli.eval_cmd",
+    "accel.cli.inspect_cmd",
 ]
 
 

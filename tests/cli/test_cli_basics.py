@@ -1,0 +1,73 @@
+"""The accel entry point as a user runs it: help, one-line errors, --debug, inspect."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from accel.ir import save_model
+
+from ..ir.helpers import small_resnet
+
+
+def accel(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "accel", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=300)
+
+
+def test_help_lists_commands():
+    out = accel("--help")
+    assert out.returncode == 0
+    for command in ("config", "demo", "quantize", "eval", "inspect"):
+        assert f"    {command} " in out.stdout
+
+
+def test_user_error_is_one_line_and_exit_2(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("acc_bits = 40\n")
+    out = accel("config", str(bad))
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        f"accel: error: {bad}: config.acc_bits: 40 is out of range, allowed 8..32"]
+
+
+def test_debug_shows_traceback(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("rows = -1\n")
+    out = accel("--debug", "config", str(bad))
+    assert out.returncode != 0 and "Traceback" in out.stderr and "ConfigError" in out.stderr
+
+
+def test_unknown_command_exits_2():
+    out = accel("frobnicate")
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) <= 2
+
+
+def test_config_init_never_overwrites(tmp_path):
+    path = tmp_path / "accel.toml"
+    assert accel("config", "--init", str(path)).returncode == 0
+    assert "rows = 8" in path.read_text()
+    path.write_text("rows = 4\n")
+    out = accel("config", "--init", str(path))
+    assert out.returncode == 2 and "refusing to overwrite" in out.stderr
+    assert path.read_text() == "rows = 4\n"
+
+
+def test_inspect_table_and_json(tmp_path):
+    path = save_model(small_resnet(), tmp_path / "m.qmodel")
+    out = accel("inspect", str(path))
+    assert out.returncode == 0 and "block.dw" in out.stdout and "103,840 MACs" in out.stdout
+    data = json.loads(accel("inspect", str(path), "--json").stdout)
+    assert data["total_macs"] == 103840 and data["layers"][-1]["dtype"] == "int32"
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"PK\x03\x04 truncated", "not a readable .qmodel (zip) file"),
+    (b"", "not a readable .qmodel (zip) file"),
+])
+def test_inspect_bad_file(tmp_path, content, message):
+    path = tmp_path / "broken.qmodel"
+    path.write_bytes(content)
+    out = accel("inspect", str(path))
+    assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1
