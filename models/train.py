@@ -98,7 +98,8 @@ MODELS = {
 SEED = 0
 
 
-def train(name: str) -> dict:
+def train(name: str, out_dir: Path = ROOT) -> dict:
+    """Train model ``name``, export ``out_dir/name.onnx``; return its ``models.json`` entry."""
     data_name, build, epochs, keep_bn, description = MODELS[name]
     torch.manual_seed(SEED)
     torch.use_deterministic_algorithms(True)
@@ -123,7 +124,7 @@ def train(name: str) -> dict:
             opt.step()
             sched.step()
     seconds = time.time() - start
-    path = ROOT / f"{name}.onnx"
+    path = Path(out_dir) / f"{name}.onnx"
     export_pytorch(model, train_set.x.shape[1:], path, keep_batchnorm=keep_bn)
 
     import onnxruntime as ort
