@@ -123,8 +123,7 @@ def best_time(fn, repeats: int, warmup: bool = True) -> float:
 def onnx_sessions(workdir: Path, batch: int):
     import onnxruntime as ort
     import torch
-    from onnxruntime.quantization import (CalibrationDataReader, QuantFormat, QuantType,
-                                          quantize_static)
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
 
     net = torch_network()
     float_path = workdir / "resnet_float.onnx"
@@ -255,7 +254,8 @@ def main(argv=None) -> int:
 def write_section(path: Path, key: str, body: str) -> None:
     """Replace the text between ``<!-- key:begin -->`` and ``<!-- key:end -->`` (appended if absent)."""
     begin, end = f"<!-- {key}:begin -->", f"<!-- {key}:end -->"
-    text = path.read_text() if path.exists() else "# Benchmarks\n\nMeasured numbers, with the machine and the command.\n"
+    header = "# Benchmarks\n\nMeasured numbers, with the machine and the command.\n"
+    text = path.read_text() if path.exists() else header
     block = f"{begin}\n{body}{end}"
     if begin in text and end in text:
         text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)

@@ -21,7 +21,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..config import Overflow, Requant, Rounding
+from ..config import Requant, Rounding
 from ..datapath import decode_weights
 from ..ir import Layer, Model
 

@@ -41,7 +41,8 @@ def test_truncated_file(tmp_path):
     path = save_model(small_resnet(), tmp_path / "m.qmodel")
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(ModelFormatError, match=r"m\.qmodel: not a readable \.qmodel \(zip\) file: truncated or corrupted"):
+    message = r"m\.qmodel: not a readable \.qmodel \(zip\) file: truncated or corrupted"
+    with pytest.raises(ModelFormatError, match=message):
         load_model(path)
 
 

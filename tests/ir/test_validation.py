@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 from accel.config import AcceleratorConfig
-from accel.errors import DataError, ModelError
 from accel.engine import run_model
+from accel.errors import DataError, ModelError
 from accel.ir import ModelBuilder
 
 
@@ -28,7 +28,8 @@ def build(cfg=None, **overrides):
     (dict(shift=np.full(4, -1)), r"field 'shift': value -1 .* allowed 0\.\.31"),
     (dict(bias=np.zeros(3, np.int32)), r"^layer 'conv1' \(conv2d\): field 'bias': expected shape \(4,\), got \(3,\)"),
     (dict(bias=np.zeros(4, np.float32)), r"field 'bias': expected an integer array, got dtype float32"),
-    (dict(codes=np.zeros((4, 3, 3, 3), np.uint8)), r"^layer 'conv1' \(conv2d\): field 'codes': shape \(4, 3, 3, 3\) does not match 2 input channels"),
+    (dict(codes=np.zeros((4, 3, 3, 3), np.uint8)), r"^layer 'conv1' \(conv2d\): field 'codes': shape \(4, 3, 3, 3\)"
+     r" does not match 2 input channels"),
     (dict(codes=np.zeros((4, 2, 3), np.uint8)), r"field 'codes': expected 4 dimensions"),
 ])
 def test_bad_fields(override, message):
