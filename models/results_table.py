@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT.parent))
 
 from accel.config import AcceleratorConfig, Requant  # noqa: E402
 from accel.data import load_dataset  # noqa: E402
-from accel.frontend.calibrate import DEFAULT_METHOD, calibrate  # noqa: E402
+from accel.frontend.calibrate import DEFAULT_METHOD, METHODS, calibrate  # noqa: E402
 from accel.frontend.evaluate import evaluate, onnx_logits  # noqa: E402
 from accel.frontend.onnx_import import import_onnx  # noqa: E402
 from accel.frontend.quantize import DEFAULT_GRANULARITY, DEFAULT_LUT, QuantizeOptions, lower  # noqa: E402
@@ -42,6 +42,21 @@ def families() -> list[str]:
     return [f for f in FAMILIES if f != "user"]  # "user" needs levels from the user
 
 
+def run_cell(ctx: dict, family: str, granularity: str, bits: int, requant: Requant = Requant.SHIFT,
+             method: str = DEFAULT_METHOD) -> dict:
+    """Quantize ``ctx``'s model one way and evaluate it; returns the table cell."""
+    config = AcceleratorConfig(weight_bits=bits, requant=requant)
+    model = lower(ctx["graph"], ctx["calibs"][method], config, QuantizeOptions(lut=family, granularity=granularity))
+    result = evaluate(model, ctx["test"], onnx_path=ctx["path"], sqnr=False)
+    cell = {"model": ctx["name"], "data": ctx["data"], "family": family, "granularity": granularity,
+            "weight_bits": bits, "requant": requant.value, "calibration": method,
+            "float_top1": round(ctx["float_top1"], 2), "top1": round(result.quant_top1, 2),
+            "drop": round(ctx["float_top1"] - result.quant_top1, 2)}
+    print(f"{ctx['name']:16s} {family:8s} {granularity:7s} W{bits} {requant.value:14s} {method:10s} "
+          f"{cell['top1']:6.2f} (drop {cell['drop']:5.2f})", flush=True)
+    return cell
+
+
 def main() -> None:
     start = time.time()
     index = bundled_models()
@@ -50,29 +65,22 @@ def main() -> None:
         path = ROOT / f"{name}.onnx"
         graph = import_onnx(path)
         test = load_dataset(info["data"], "test")
-        float_top1 = float((onnx_logits(path, test.x).argmax(1) == test.y).mean() * 100)
-        calib = calibrate(graph, load_dataset(info["data"], "calib").x, method=DEFAULT_METHOD)
-
-        def run(family, granularity, bits, requant=Requant.SHIFT):
-            config = AcceleratorConfig(weight_bits=bits, requant=requant)
-            model = lower(graph, calib, config, QuantizeOptions(lut=family, granularity=granularity))
-            result = evaluate(model, test, onnx_path=path, sqnr=False)
-            cell = {"model": name, "data": info["data"], "family": family, "granularity": granularity,
-                    "weight_bits": bits, "requant": requant.value, "float_top1": round(float_top1, 2),
-                    "top1": round(result.quant_top1, 2), "drop": round(float_top1 - result.quant_top1, 2)}
-            cells.append(cell)
-            print(f"{name:16s} {family:8s} {granularity:7s} W{bits} {requant.value:14s} "
-                  f"{cell['top1']:6.2f} (drop {cell['drop']:5.2f})", flush=True)
-
+        calib_x = load_dataset(info["data"], "calib").x
+        ctx = {"name": name, "data": info["data"], "path": path, "graph": graph, "test": test,
+               "float_top1": float((onnx_logits(path, test.x).argmax(1) == test.y).mean() * 100),
+               "calibs": {m: calibrate(graph, calib_x, method=m) for m in METHODS}}
         for family in families():
             for granularity in GRANULARITIES:
                 for bits in BITS:
-                    run(family, granularity, bits)
+                    cells.append(run_cell(ctx, family, granularity, bits))
         for bits in BITS:
-            run("uniform", "channel", bits, Requant.MULTIPLY_SHIFT)
-        run(DEFAULT_LUT, DEFAULT_GRANULARITY, 8)
-    seconds = time.time() - start
-    write(index, cells, seconds)
+            cells.append(run_cell(ctx, "uniform", "channel", bits, Requant.MULTIPLY_SHIFT))
+        cells.append(run_cell(ctx, DEFAULT_LUT, DEFAULT_GRANULARITY, 8))
+        for method in METHODS:
+            for bits in (8, 4):
+                if method != DEFAULT_METHOD or (bits == 4 and DEFAULT_LUT not in families()):
+                    cells.append(run_cell(ctx, DEFAULT_LUT, DEFAULT_GRANULARITY, bits, method=method))
+    write(index, cells, time.time() - start)
 
 
 def write(index: dict, cells: list[dict], seconds: float) -> None:
@@ -93,7 +101,7 @@ def write(index: dict, cells: list[dict], seconds: float) -> None:
              "`multiply_shift` requantization. The `user` family takes levels from the user and is not "
              "in the sweep.", ""]
     for name, info in index.items():
-        rows = [c for c in cells if c["model"] == name]
+        rows = [c for c in cells if c["model"] == name and c["calibration"] == DEFAULT_METHOD]
         float_top1 = rows[0]["float_top1"]
         lines += [f"## {name} ({info['data']}, float top-1 {float_top1:.2f}%)", "",
                   "| LUT family | scales | " + " | ".join(f"W{b}A8 top-1 (drop)" for b in BITS) + " |",
@@ -113,12 +121,27 @@ def write(index: dict, cells: list[dict], seconds: float) -> None:
                 vals.append(f"{c['top1']:.2f} ({c['drop']:.2f})")
             lines.append(f"| {label} | {scale} | " + " | ".join(vals) + " |")
         lines.append("")
+    lines += ["## Calibration methods", "",
+              f"Default weights (`{DEFAULT_LUT}` LUT, per-{DEFAULT_GRANULARITY} power-of-two scales); top-1 "
+              "(drop) per activation calibration method.", "",
+              "| model | " + " | ".join(f"{m} W8A8 | {m} W4A8" for m in METHODS) + " |",
+              "| --- | " + " | ".join("---: | ---:" for _ in METHODS) + " |"]
+    for name in index:
+        vals = []
+        for m in METHODS:
+            for b in (8, 4):
+                c = next(c for c in cells if c["model"] == name and c["calibration"] == m and c["weight_bits"] == b
+                         and c["family"] == DEFAULT_LUT and c["granularity"] == DEFAULT_GRANULARITY
+                         and c["requant"] == "shift")
+                vals.append(f"{c['top1']:.2f} ({c['drop']:.2f})")
+        lines.append(f"| {name} | " + " | ".join(vals) + " |")
+    lines.append("")
     lines += ["## Targets of issue 4", "",
               "| model | float | W8A8 (default LUT) | drop | <= 0.3? | best W4A8 per-channel PoT | drop | <= 1.0? "
               "| default W4A8 | drop |",
               "| --- | ---: | ---: | ---: | --- | --- | ---: | --- | ---: | ---: |"]
     for name in index:
-        rows = [c for c in cells if c["model"] == name]
+        rows = [c for c in cells if c["model"] == name and c["calibration"] == DEFAULT_METHOD]
         w8 = next(c for c in rows if c["weight_bits"] == 8)
         w4 = [c for c in rows if c["weight_bits"] == 4 and c["granularity"] == "channel" and c["requant"] == "shift"]
         best = max(w4, key=lambda c: c["top1"])

@@ -39,6 +39,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--act-bits", type=int, metavar="N", help="activation width 2..8 (overrides the config)")
     p.add_argument("--levels", type=int, metavar="N",
                    help="use only N distinct LUT levels (e.g. 4 or 8 on 4-bit hardware)")
+    p.add_argument("--user-lut", metavar="L0,L1,...",
+                   help="levels of the 'user' LUT family: comma-separated int8 values, e.g. -64,-16,0,16,64")
     p.add_argument("--calib-method", choices=METHODS, default=DEFAULT_METHOD,
                    help=f"activation exponent choice (default {DEFAULT_METHOD})")
     p.add_argument("--calib-size", type=int, default=DEFAULT_CALIB_SIZE, metavar="N",
@@ -54,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     model, summary = quantize_file(args.model, args.output, config_path=args.config, calib=args.calib,
                                    lut=args.lut, granularity=args.granularity, weight_bits=args.weight_bits,
                                    act_bits=args.act_bits, levels=args.levels, calib_method=args.calib_method,
-                                   calib_size=args.calib_size, seed=args.seed, overwrite=args.force,
+                                   calib_size=args.calib_size, seed=args.seed, user_lut=args.user_lut,
+                                   overwrite=args.force,
                                    progress=True)
     print(summary)
     return 0

@@ -12,8 +12,15 @@ from .evaluate import EvalResult, evaluate
 from .export import export_pytorch
 from .graph import FloatGraph, FloatNode, run_float
 from .onnx_import import SUPPORTED_OPS, import_onnx
-from .quantize import (DEFAULT_GRANULARITY, DEFAULT_LUT, QuantizeOptions, dequantize_output, lower,
-                       quantize_graph, quantize_onnx)
+from .quantize import (
+                       DEFAULT_GRANULARITY,
+                       DEFAULT_LUT,
+                       QuantizeOptions,
+                       dequantize_output,
+                       lower,
+                       quantize_graph,
+                       quantize_onnx,
+)
 
 __all__ = ["Calibration", "DEFAULT_GRANULARITY", "DEFAULT_LUT", "EvalResult", "FloatGraph", "FloatNode",
            "QuantizeOptions", "SUPPORTED_OPS", "calibrate", "dequantize_output", "evaluate",

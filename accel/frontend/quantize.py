@@ -65,6 +65,8 @@ class QuantizeOptions:
         ``minmax``, ``percentile`` or ``mse``.
     calib_size, seed : int
         Number of calibration images and the sampling seed.
+    user_lut : tuple of int or None
+        The levels of the ``user`` LUT family (signed int8 values).
     """
 
     lut: str = DEFAULT_LUT
@@ -73,6 +75,7 @@ class QuantizeOptions:
     calib_method: str = DEFAULT_METHOD
     calib_size: int = DEFAULT_CALIB_SIZE
     seed: int = 0
+    user_lut: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         if self.granularity not in GRANULARITIES:
@@ -108,9 +111,11 @@ def _quantize_weights(weights, node_name, config, options, power_of_two):
         from ._uniform import quantize_weights_uniform as quantize_weights
         return quantize_weights(weights, weight_bits=config.weight_bits, granularity=options.granularity,
                                 levels=options.levels, power_of_two=power_of_two, name=node_name)
+    user_lut = None if options.user_lut is None else np.asarray(options.user_lut, np.int8)
     return quantize_weights(weights, family=options.lut, weight_bits=config.weight_bits,
                             granularity=options.granularity, lut_scope=config.lut_scope.value,
-                            levels=options.levels, power_of_two=power_of_two, name=node_name)
+                            levels=options.levels, user_lut=user_lut, power_of_two=power_of_two,
+                            name=node_name)
 
 
 class _Groups:
@@ -210,7 +215,7 @@ def lower(graph: FloatGraph, calib: Calibration, config: AcceleratorConfig,
         exp[r] = min(exp.get(r, calib.exponents[t]), calib.exponents[t])
         signed[r] = signed.get(r, False) or calib.signed[t] or t == graph.input
     raw_outputs = {n.output for n in graph.nodes if n.op in ("conv", "linear", "affine")
-                   and n.output in graph.outputs}
+                   and n.output in graph.outputs and not graph.consumers(n.output)}
 
     # Output exponents never finer than what a legal (non-negative) shift can reach.
     changed = True

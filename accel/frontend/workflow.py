@@ -14,7 +14,7 @@ import numpy as np
 
 from ..config import AcceleratorConfig, load_config
 from ..data import bundled_for_shape, load_dataset
-from ..errors import DataError, ModelImportError
+from ..errors import ConfigError, DataError, ModelImportError
 from ..ir import Model, load_model, save_model
 from .calibrate import DEFAULT_CALIB_SIZE, DEFAULT_METHOD
 from .evaluate import EvalResult, evaluate
@@ -68,12 +68,26 @@ def _check_onnx_path(path: Path) -> None:
         raise ModelImportError(f"{path}: no such file")
 
 
+def parse_levels(text: str | None) -> tuple[int, ...] | None:
+    """``"-64,-16,0,16,64"`` -> ``(-64, -16, 0, 16, 64)``; ``None`` stays ``None``."""
+    if text is None:
+        return None
+    try:
+        levels = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        levels = ()
+    if not levels or any(not -128 <= v <= 127 for v in levels):
+        raise ConfigError(f"--user-lut {text!r}: expected comma-separated integers in -128..127")
+    return levels
+
+
 def quantize_file(model_path: str | os.PathLike, output: str | os.PathLike, *,
                   config_path: str | os.PathLike | None = None, calib: str | None = None,
                   lut: str = DEFAULT_LUT, granularity: str = DEFAULT_GRANULARITY,
                   weight_bits: int | None = None, act_bits: int | None = None, levels: int | None = None,
                   calib_method: str = DEFAULT_METHOD, calib_size: int = DEFAULT_CALIB_SIZE, seed: int = 0,
-                  overwrite: bool = False, progress: bool = False) -> tuple[Model, str]:
+                  user_lut: str | None = None, overwrite: bool = False,
+                  progress: bool = False) -> tuple[Model, str]:
     """Quantize an ONNX file and write the ``.qmodel``; returns the model and a one-line summary.
 
     Raises
@@ -91,7 +105,7 @@ def quantize_file(model_path: str | os.PathLike, output: str | os.PathLike, *,
     _check_onnx_path(model_path)
     config = make_config(config_path, weight_bits=weight_bits, act_bits=act_bits)
     options = QuantizeOptions(lut=lut, granularity=granularity, levels=levels, calib_method=calib_method,
-                              calib_size=calib_size, seed=seed)
+                              calib_size=calib_size, seed=seed, user_lut=parse_levels(user_lut))
     graph = import_onnx(model_path)
     x, calib_name = calibration_images(graph, calib)
     model = quantize_graph(graph, x, config, options, progress=progress)

@@ -123,11 +123,11 @@ def test_output_exponent_is_lowered_when_a_shift_would_be_negative(tmp_path):
                                                    + layer.arrays["weight_exponent"].min())
 
 
-def accuracy(name, config, options=QuantizeOptions()):
+def accuracy(name, config, options=None):
     info = BUNDLED[name]
     path = MODELS_DIR / f"{name}.onnx"
     graph = import_onnx(path)
-    model = quantize_graph(graph, load_dataset(info["data"], "calib").x, config, options)
+    model = quantize_graph(graph, load_dataset(info["data"], "calib").x, config, options or QuantizeOptions())
     result = evaluate(model, load_dataset(info["data"]), onnx_path=path, sqnr=False)
     assert result.float_top1 == pytest.approx(info["float_top1"], abs=0.01)
     return result

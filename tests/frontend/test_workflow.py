@@ -7,8 +7,7 @@ import pytest
 
 from accel.errors import ConfigError, DataError, ModelImportError
 from accel.frontend.onnx_import import import_onnx
-from accel.frontend.workflow import (MODELS_DIR, bundled_models, calibration_images, format_demo, make_config,
-                                     run_demo)
+from accel.frontend.workflow import MODELS_DIR, bundled_models, calibration_images, format_demo, make_config, run_demo
 
 
 def test_demo_writes_reports_and_models(tmp_path):
