@@ -66,6 +66,19 @@ def test_quantize_options_and_overwrite(tmp_path):
     assert rc == 0, err
 
 
+def test_eval_without_the_source_onnx_reports_quantized_top1_only(tmp_path):
+    import shutil
+
+    shutil.copy(DIGITS, tmp_path / "net.onnx")
+    assert accel("quantize", "net.onnx", "-o", "net.qmodel", cwd=tmp_path)[0] == 0
+    (tmp_path / "net.onnx").unlink()
+    rc, out, err = accel("eval", "net.qmodel", "--data", "digits", "--json", cwd=tmp_path)
+    assert rc == 0, err
+    result = json.loads(out)
+    assert result["float_top1"] is None and result["agreement"] is None and result["layers"] == []
+    assert result["quant_top1"] > 95
+
+
 def test_bad_inputs_give_one_line_errors(tmp_path):
     truncated = tmp_path / "truncated.onnx"
     truncated.write_bytes((MODELS_DIR / "cnn_digits.onnx").read_bytes()[:500])
@@ -83,6 +96,8 @@ def test_bad_inputs_give_one_line_errors(tmp_path):
          r"mnist5k: images have shape \(1, 28, 28\); model .*cnn_digits\.onnx expects \(1, 8, 8\)$"),
         (["eval", DIGITS, "--data", "noy.npz"], r"noy\.npz: missing array 'y'"),
         (["eval", "nothing.qmodel", "--data", "digits"], r"nothing\.qmodel: no such model file$"),
+        (["quantize", DIGITS, "--lut", "user", "--user-lut", "1,x", "-o", "a.qmodel"],
+         r"--user-lut '1,x': expected comma-separated integers in -128\.\.127$"),
     ]
     for args, pattern in cases:
         rc, out, err = accel(*args, cwd=tmp_path)
