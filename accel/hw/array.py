@@ -102,9 +102,9 @@ class SystolicArray(wiring.Component):
         m = Module()
         rows, cols = self._rows, self._cols
 
-        def delayed(value, cycles, name):
+        def delayed(value, cycles, name, reset_less=True):
             for stage in range(cycles):
-                reg = Signal.like(value, name=f"{name}_skew{stage}")
+                reg = Signal.like(value, name=f"{name}_skew{stage}", reset_less=reset_less)
                 m.d.sync += reg.eq(value)
                 value = reg
             return value
@@ -117,7 +117,7 @@ class SystolicArray(wiring.Component):
         for i in range(rows):
             m.d.comb += [
                 pes[i][0].act_in.eq(delayed(self.act[i], i, f"act{i}")),
-                pes[i][0].control_in.eq(delayed(self.control, i, f"control{i}")),
+                pes[i][0].control_in.eq(delayed(self.control, i, f"control{i}", reset_less=False)),
             ]
             for j in range(1, cols):
                 m.d.comb += [pes[i][j].act_in.eq(pes[i][j - 1].act_out),

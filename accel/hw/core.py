@@ -191,11 +191,11 @@ class GemmCore(wiring.Component):
                          dec.write.payload.value.eq(self.lut.payload.values[j]),
                          dec.code.eq(self.data.payload.codes[j]),
                          array.weight[j].eq(dec.weight)]
-        act = Signal(data.ArrayLayout(signed(cfg.act_bits + 1), rows))
+        act = Signal(data.ArrayLayout(signed(cfg.act_bits + 1), rows), reset_less=True)
         for i in range(rows):
             raw_act = self.data.payload.act[i]
             m.d.sync += act[i].eq(Mux(self.layer.act_signed, raw_act.as_signed(), raw_act))
-        bias = Signal(data.ArrayLayout(signed(cfg.acc_bits), cols))
+        bias = Signal(data.ArrayLayout(signed(cfg.acc_bits), cols), reset_less=True)
         m.d.sync += [
             array.control.valid.eq(data_fire),
             array.control.first.eq(~k.any()),

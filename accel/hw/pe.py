@@ -111,16 +111,25 @@ class ProcessingElement(wiring.Component):
                 m.d.comb += following.eq(lo)
             with m.Else():
                 m.d.comb += following.eq(total)
+        # Data registers have no reset (only the control flags do): this halves the logic a
+        # simulator evaluates per PE and cycle, and a tile's first beat overwrites them anyway.
+        acc = Signal.like(self.acc, reset_less=True, name="acc_reg")
+        result = Signal.like(self.result, reset_less=True, name="result_reg")
+        act_out = Signal.like(self.act_out, reset_less=True, name="act_reg")
+        weight_out = Signal.like(self.weight_out, reset_less=True, name="weight_reg")
+        bias_out = Signal.like(self.bias_out, reset_less=True, name="bias_reg")
         with m.If(self.control_in.valid):
-            m.d.sync += self.acc.eq(following)
+            m.d.sync += acc.eq(following)
         with m.If(self.control_in.valid & self.control_in.last):
-            m.d.sync += self.result.eq(following)
+            m.d.sync += result.eq(following)
         with m.Elif(self.drain):
-            m.d.sync += self.result.eq(self.result_in)
+            m.d.sync += result.eq(self.result_in)
         m.d.sync += [
-            self.act_out.eq(self.act_in),
+            act_out.eq(self.act_in),
             self.control_out.eq(self.control_in),
-            self.weight_out.eq(self.weight_in),
-            self.bias_out.eq(self.bias_in),
+            weight_out.eq(self.weight_in),
+            bias_out.eq(self.bias_in),
         ]
+        m.d.comb += [self.acc.eq(acc), self.result.eq(result), self.act_out.eq(act_out),
+                     self.weight_out.eq(weight_out), self.bias_out.eq(bias_out)]
         return m

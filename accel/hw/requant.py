@@ -78,11 +78,12 @@ class Requantizer(wiring.Component):
         scaled_bits = self._acc_bits + (self._mult_bits + 1 if multiply else 0)
 
         # Stage: optional multiply.
-        scaled = Signal(signed(scaled_bits))
-        shift = Signal(unsigned(self._shift_bits))
+        # Data registers have no reset (only `valid` has): less logic per cycle in simulation.
+        scaled = Signal(signed(scaled_bits), reset_less=True)
+        shift = Signal(unsigned(self._shift_bits), reset_less=True)
         keep = [self.acc, self.valid_in, self.lo, self.hi, self.raw]
         if multiply:
-            stage = [Signal.like(v, name=f"m_{i}") for i, v in enumerate(keep)]
+            stage = [Signal.like(v, name=f"m_{i}", reset_less=i != 1) for i, v in enumerate(keep)]
             m.d.sync += [scaled.eq(self.acc * self.mult), shift.eq(self.shift)]
             m.d.sync += [s.eq(v) for s, v in zip(stage, keep)]
             keep = stage
@@ -94,7 +95,7 @@ class Requantizer(wiring.Component):
         # scaled + 2^(shift-1) for the largest shift the port can carry, without overflow.
         wide = signed(max(scaled_bits, (1 << self._shift_bits) - 1) + 1)
         scaled_wide = Signal(wide)
-        shifted = Signal(wide)
+        shifted = Signal(wide, reset_less=True)
         m.d.comb += scaled_wide.eq(scaled)
         if self._rounding is Rounding.HALF_UP:
             # 2^(shift-1) for shift > 0, else 0.
@@ -105,7 +106,7 @@ class Requantizer(wiring.Component):
             m.d.sync += shifted.eq(rounded >> shift)
         else:
             m.d.sync += shifted.eq(scaled_wide >> shift)
-        stage = [Signal.like(v, name=f"s_{i}") for i, v in enumerate(keep)]
+        stage = [Signal.like(v, name=f"s_{i}", reset_less=i != 1) for i, v in enumerate(keep)]
         m.d.sync += [s.eq(v) for s, v in zip(stage, keep)]
         acc, valid, lo, hi, raw = stage
 

@@ -1,5 +1,6 @@
 // Simulation harness for accel_gemm_core: memories loaded in bulk, a clock of its own,
-// one handshake with the testbench per job (start -> done). No testbench work per cycle.
+// one handshake with the testbench per job (start -> done; `running` marks the run
+// itself, between loading and read-back). No testbench work per cycle.
 //
 // Per job the testbench writes, in the simulator's working directory:
 //   job_head.hex     n_control, n_data, n_out, n_tiles, layer word (32-bit hex words)
@@ -15,14 +16,15 @@
 `include "accel_harness_params.vh"
 
 module accel_harness (
-  input  wire start,
-  output reg  done
+  input  wire start   /* verilator public_flat_rw */,
+  output reg  running /* verilator public_flat_rw */,
+  output reg  done    /* verilator public_flat_rw */
 );
   reg clk = 1'b0;
   always #5 clk = ~clk;
 
   reg rst = 1'b1;
-  reg running = 1'b0;
+  initial running = 1'b0;
 
   reg [31:0]          head     [0:7];
   reg [`CTRL_W-1:0]   ctrl_mem [0:`CTRL_DEPTH-1];
