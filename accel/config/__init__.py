@@ -4,8 +4,7 @@ The gateware, the engine, the performance model and the compiler all take this
 object; none of them re-derives a width or a mode on its own.
 """
 
-from .accelerator import (AcceleratorConfig, EnergyTable, LutScope, Overflow, Requant,
-                          Rounding, load_config, save_config)
+from .accelerator import AcceleratorConfig, EnergyTable, LutScope, Overflow, Requant, Rounding, load_config, save_config
 
 __all__ = ["AcceleratorConfig", "EnergyTable", "LutScope", "Overflow", "Requant", "Rounding",
            "load_config", "save_config"]

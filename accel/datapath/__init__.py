@@ -5,10 +5,27 @@ fake-quant training model — is tested bit for bit against these functions.
 They are written for clarity, not speed.
 """
 
-from .contract import (POOL_MULT_BITS, accumulate, add, avg_pool, clamp, concat, conv2d,
-                       conv_output_size, decode_weights, global_avg_pool, im2col, linear,
-                       matmul_requant, max_pool, quantize_input, requantize, rshift_round,
-                       saturate, wrap)
+from .contract import (
+    POOL_MULT_BITS,
+    accumulate,
+    add,
+    avg_pool,
+    clamp,
+    concat,
+    conv2d,
+    conv_output_size,
+    decode_weights,
+    global_avg_pool,
+    im2col,
+    linear,
+    matmul_requant,
+    max_pool,
+    quantize_input,
+    requantize,
+    rshift_round,
+    saturate,
+    wrap,
+)
 
 __all__ = ["POOL_MULT_BITS", "accumulate", "add", "avg_pool", "clamp", "concat", "conv2d",
            "conv_output_size", "decode_weights", "global_avg_pool", "im2col", "linear",
