@@ -28,7 +28,7 @@ from .schedule import TileCycles, schedule
 from .tiling import TilePlan, hex_to_bits, pack_job, split_plan, unpack_outputs, words_to_hex
 
 __all__ = ["SIMULATORS", "HARNESS_LIMITS", "LINT_WAIVERS", "sim_dir", "SimBuild", "JobResult",
-           "build_simulation", "run_jobs", "run_plan"]
+           "build_simulation", "run_jobs", "run_plan", "lint_verilog"]
 
 SIMULATORS = ("verilator", "icarus")
 
@@ -186,6 +186,7 @@ class JobResult:
     out_bits: np.ndarray
     tile_cycles: list[TileCycles]
     total_cycles: int
+    checker_mismatches: int  #: output beats the testbench's checker found different (all lanes)
     run_s: float    #: wall-clock seconds from reset release to done
     wall_s: float   #: the same with loading the memories and reading back the results
     expected_cycles: list[TileCycles] = field(default_factory=list)
@@ -207,8 +208,35 @@ def _write_job(job_dir: Path, plan: TilePlan, name: str, expected: list[np.ndarr
         (job_dir / "job_expect.hex").write_bytes(words_to_hex(_expected_bits(plan, expected)))
 
 
+def _padded_contract(plan: TilePlan, prob_index: int) -> np.ndarray:
+    """The contract's results of a problem padded to whole tiles, as the core computes them:
+    padded pixels have zero activations; padded channels zero codes, bias, shift and multiplier,
+    and a zero LUT row (per-channel tables) or the shared table."""
+    from .. import datapath
+
+    cfg = plan.config
+    p = plan.problems[prob_index]
+    pp = -(-p.pixels // cfg.rows) * cfg.rows
+    nn = -(-p.channels_out // cfg.cols) * cfg.cols
+    act = np.zeros((pp, p.depth), dtype=np.int64)
+    act[:p.pixels] = p.act
+    codes = np.zeros((nn, p.depth), dtype=np.int64)
+    codes[:p.channels_out] = p.codes
+    if p.lut.shape[0] > 1:
+        lut = np.zeros((nn, p.lut.shape[1]), dtype=np.int64)
+        lut[:p.channels_out] = p.lut
+    else:
+        lut = p.lut
+    pad = nn - p.channels_out
+    bias, shift = np.pad(p.bias, (0, pad)), np.pad(p.shift, (0, pad))
+    mult = np.pad(p.mult, (0, pad)) if p.mult is not None else 1
+    w = datapath.decode_weights(codes, lut)
+    return datapath.matmul_requant(act, w, bias, shift, mult, p.lo, p.hi, cfg, raw=p.raw)
+
+
 def _expected_bits(plan: TilePlan, expected: list[np.ndarray]) -> np.ndarray:
-    """The output beats the core must return, from per-problem expected (P, N) results."""
+    """The output beats the core must return: ``expected`` (per problem, (P, N)) on the real lanes,
+    the contract on the padding lanes of partial tiles (so every lane is checked)."""
     from ..hw.core import output_layout
     from .tiling import _bits, field_offsets
 
@@ -216,23 +244,20 @@ def _expected_bits(plan: TilePlan, expected: list[np.ndarray]) -> np.ndarray:
     f = field_offsets(output_layout(cfg))
     v_off, v_w, _ = f["values"]
     r_off, r_w, _ = f["row"]
+    full = []
+    for i, (p, exp) in enumerate(zip(plan.problems, expected)):
+        needs_pad = p.pixels % cfg.rows or p.channels_out % cfg.cols
+        padded = _padded_contract(plan, i) if needs_pad else np.array(exp, dtype=np.int64)
+        padded[:p.pixels, :p.channels_out] = exp
+        full.append(padded)
     n = plan.output_beats
     vals = np.zeros((n, cfg.cols), dtype=np.int64)
-    rows = np.zeros(n, dtype=np.int64)
+    rows = np.tile(np.arange(cfg.rows)[::-1], len(plan.tiles))  # bottom row first
     for t_i, t in enumerate(plan.tiles):
-        exp = expected[t.problem]
-        p = plan.problems[t.problem]
-        for m in range(cfg.rows):
-            r = cfg.rows - 1 - m  # bottom row first
-            beat = t_i * cfg.rows + m
-            rows[beat] = r
-            if t.row0 + r < p.pixels:
-                c1 = min(t.col0 + cfg.cols, p.channels_out)
-                vals[beat, :c1 - t.col0] = exp[t.row0 + r, t.col0:c1]
+        block = full[t.problem][t.row0:t.row0 + cfg.rows, t.col0:t.col0 + cfg.cols]
+        vals[t_i * cfg.rows:(t_i + 1) * cfg.rows] = block[::-1]
     leaves = [(v_off + j * v_w, v_w, vals[:, j]) for j in range(cfg.cols)] + [(r_off, r_w, rows)]
-    bits = _bits(n, output_layout(cfg).size, leaves)
-    # Padded pixels and channels carry don't-care values: copy them from nothing (masked at unpack).
-    return bits
+    return _bits(n, output_layout(cfg).size, leaves)
 
 
 def _hex_words(path: Path) -> list[int]:
@@ -295,7 +320,8 @@ def run_jobs(build: SimBuild, jobs: list[tuple[str, TilePlan, list[np.ndarray] |
         cyc = _hex_words(d / "job_cycles.hex")
         sched = schedule(plan)
         measured = [TileCycles(cyc[2 * i], -1, cyc[2 * i + 1]) for i in range(len(plan.tiles))]
-        results.append(JobResult(plan, bits, measured, res["cycles"], res["run_s"], res["wall_s"], sched))
+        results.append(JobResult(plan, bits, measured, res["cycles"], res["n_mismatched"], res["run_s"],
+                                 res["wall_s"], sched))
     return results
 
 
@@ -303,3 +329,13 @@ def run_plan(build: SimBuild, plan: TilePlan, name: str = "plan",
              expected: list[np.ndarray] | None = None) -> list[JobResult]:
     """One plan (split into harness jobs when large); see :func:`run_jobs`."""
     return run_jobs(build, [(name, plan, expected)])
+
+
+def lint_verilog(path: str | os.PathLike, waivers=LINT_WAIVERS) -> tuple[bool, str]:
+    """``verilator --lint-only -Wall`` (with ``waivers``) on a Verilog file: (clean, messages)."""
+    import subprocess
+
+    exe = require_simulator("verilator")
+    cmd = [exe, "--lint-only", "-Wall", *[f"-Wno-{w}" for w in waivers], str(path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy())
+    return proc.returncode == 0 and "%Warning" not in proc.stderr, proc.stderr

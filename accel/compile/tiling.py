@@ -219,8 +219,12 @@ def pack_job(plan: TilePlan) -> JobImage:
         chans = np.arange(t.col0, min(t.col0 + cols, p.channels_out))
         m = len(chans)
         if k == 0:
-            table = p.lut[chans] if p.lut.shape[0] > 1 else np.broadcast_to(p.lut[0], (m, e))
-            lut_vals[r, :m] = table[:, i]
+            # A shared table goes to every column (padding columns included); per-channel
+            # tables to their columns, zeros to the padding columns of the block.
+            if p.lut.shape[0] > 1:
+                lut_vals[r, :m] = p.lut[chans, i]
+            else:
+                lut_vals[r, :] = p.lut[0, i]
         else:
             depth[r] = t.depth
             bias[r, :m] = p.bias[chans]

@@ -1,0 +1,93 @@
+"""``accel rtl generate`` and ``accel rtl verify``: Verilog for a configuration; a model's layers on the RTL."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+__all__ = ["register"]
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("rtl", help="generate the Verilog of the MAC array; verify a model's layers on it",
+                       description="Gateware commands: Verilog export and RTL simulation against the engine.")
+    rtl = p.add_subparsers(dest="rtl_command", metavar="SUBCOMMAND", parser_class=type(p))
+    g = rtl.add_parser("generate", help="write the Verilog and a port/parameter description",
+                       description="Write accel_gemm_core.v (Amaranth export), accel_gemm_core.md and "
+                                   ".json (ports, payload fields, timing) for a configuration.")
+    g.add_argument("--config", metavar="CFG.toml", help="accelerator configuration (default: the defaults)")
+    g.add_argument("-o", "--output", metavar="DIR", default="rtl/build", help="output folder (default rtl/build)")
+    g.add_argument("--lint", action="store_true", help="also run verilator --lint-only -Wall on the result")
+    g.set_defaults(func=run_generate)
+    v = rtl.add_parser("verify", help="run a model's conv/linear layers on the RTL and compare with the engine",
+                       description="Lower each conv2d/linear layer (im2col), run it on the exported Verilog "
+                                   "under cocotb, compare every output with the engine and the cycles with "
+                                   "the schedule. Exit status 1 on any mismatch.")
+    v.add_argument("model", metavar="MODEL.qmodel")
+    v.add_argument("--layer", action="append", metavar="NAME", help="only this layer (repeatable)")
+    v.add_argument("--sim", choices=["verilator", "icarus"], default="verilator")
+    v.add_argument("--waves", action="store_true", help="record waveforms (VCD under Verilator, FST under Icarus)")
+    v.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    v.add_argument("--images", type=int, default=2, metavar="N", help="test images to run (default 2)")
+    v.add_argument("--data", metavar="DATA", help="mnist5k, digits or an .npz (default: the bundled set that "
+                                                  "fits the model input; random integers otherwise)")
+    v.add_argument("--cycles", metavar="PATH", help="per-tile cycles file (default build/rtl_cycles/"
+                                                    "<model>-<sim>.json)")
+    v.set_defaults(func=run_verify)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def run_generate(args: argparse.Namespace) -> int:
+    from ..config import load_config
+    from ..hw import generate_verilog
+
+    config = load_config(args.config)
+    paths = generate_verilog(config, args.output)
+    for kind, path in paths.items():
+        print(f"wrote {path} ({kind})")
+    if args.lint:
+        from ..compile.rtlsim import LINT_WAIVERS, lint_verilog
+
+        clean, messages = lint_verilog(paths["verilog"])
+        waived = ", ".join(LINT_WAIVERS)
+        print(f"verilator --lint-only -Wall (waived: {waived}): {'clean' if clean else 'WARNINGS'}")
+        if not clean:
+            print(messages, file=sys.stderr)
+            return 1
+    return 0
+
+
+def run_verify(args: argparse.Namespace) -> int:
+    from ..compile.verify import model_inputs, verify_model, write_cycles
+    from ..ir import load_model
+
+    model = load_model(args.model)
+    x = model_inputs(model, args.data, args.images)
+    reports = verify_model(model, x, layers=args.layer, sim=args.sim, waves=args.waves)
+    cycles_path = Path(args.cycles or Path("build") / "rtl_cycles" / f"{Path(args.model).stem}-{args.sim}.json")
+    write_cycles(reports, cycles_path, config=model.config, sim=args.sim)
+    ok = all(r.ok for r in reports)
+    if args.json:
+        print(json.dumps({"model": str(args.model), "simulator": args.sim, "images": int(x.shape[0]),
+                          "ok": ok, "cycles_file": str(cycles_path),
+                          "layers": [r.to_dict() for r in reports]}))
+        return 0 if ok else 1
+    head = ("layer", "op", "outputs", "mismatches", "cycles", "schedule", "tiles", "sim s", "cycles/s")
+    rows = [(r.layer, r.op, str(r.outputs), str(r.mismatches), str(r.cycles),
+             "exact" if r.cycles_exact else str(r.schedule_cycles), str(r.tiles), f"{r.run_s:.3f}",
+             f"{r.cycles / max(r.run_s, 1e-9):,.0f}") for r in reports]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
+    print(f"{args.model}: {x.shape[0]} image(s) on the {model.config.rows}x{model.config.cols} array "
+          f"under {args.sim}")
+    print("  ".join(h.ljust(w) for h, w in zip(head, widths)))
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+    for r in reports:
+        for m in r.first:
+            print(f"mismatch: {m}")
+        if r.checker_mismatches and not r.mismatches:
+            print(f"mismatch: layer {r.layer!r}: {r.checker_mismatches} output beats differ in padding lanes")
+    print(f"{'all outputs match the engine' if ok else 'MISMATCH'}; per-tile cycles in {cycles_path}")
+    return 0 if ok else 1
