@@ -85,10 +85,9 @@ def _runner(sim: str):
     about 4x in speed here; the harness marks the two signals the testbench
     touches (``start``, ``done``) public itself.
     """
-    from cocotb_tools.runner import Verilator, get_runner
+    import logging
 
-    if sim != "verilator":
-        return get_runner(sim)
+    from cocotb_tools.runner import Verilator, get_runner
 
     class _Verilator(Verilator):
         def _build_command(self):
@@ -96,7 +95,10 @@ def _runner(sim: str):
             cmds[0] = [arg for arg in cmds[0] if arg != "--public-flat-rw"]
             return cmds
 
-    return _Verilator()
+    runner = _Verilator() if sim == "verilator" else get_runner(sim)
+    # The runner logs every command at INFO; keep it to the level the application chose.
+    runner.log.setLevel(max(logging.getLogger().getEffectiveLevel(), logging.WARNING))
+    return runner
 
 
 def _params_header(config: AcceleratorConfig) -> str:

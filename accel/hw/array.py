@@ -37,6 +37,9 @@ class SystolicArray(wiring.Component):
         Activation and accumulator widths (see :class:`ProcessingElement`).
     overflow : Overflow
         ``wrap`` or ``saturate``.
+    bias_preload : bool
+        PEs start from the bias, which flows down the columns with the weights
+        (see :class:`ProcessingElement`); without it there is no ``bias`` input.
 
     Members
     -------
@@ -47,7 +50,7 @@ class SystolicArray(wiring.Component):
     weight : In(ArrayLayout(signed(8), cols))
         One decoded weight per column.
     bias : In(ArrayLayout(signed(acc_bits), cols))
-        Bias per column, used with ``control.first``.
+        Bias per column, used with ``control.first`` (only with ``bias_preload``).
     drain : In(1)
         Shift the result registers down one row.
     result : Out(ArrayLayout(signed(acc_bits), cols))
@@ -57,7 +60,7 @@ class SystolicArray(wiring.Component):
     """
 
     def __init__(self, *, rows: int, cols: int, act_bits: int, acc_bits: int,
-                 overflow: Overflow | str = Overflow.WRAP):
+                 overflow: Overflow | str = Overflow.WRAP, bias_preload: bool = True):
         with silenced_on_error(self):
             self._rows = check_field("rows", rows, 1, MAX_ARRAY_SIDE)
             self._cols = check_field("cols", cols, 1, MAX_ARRAY_SIDE)
@@ -66,15 +69,18 @@ class SystolicArray(wiring.Component):
             self._acc_bits = check_field("acc_bits", acc_bits, need, 32,
                                          f"the accumulator must hold one product: at least {need} bits")
             self._overflow = Overflow(overflow)
-        super().__init__({
+        self._bias_preload = bool(bias_preload)
+        members = {
             "act": In(data.ArrayLayout(signed(self._act_bits + 1), self._rows)),
             "control": In(pe_control_layout()),
             "weight": In(data.ArrayLayout(signed(LUT_VALUE_BITS), self._cols)),
-            "bias": In(data.ArrayLayout(signed(self._acc_bits), self._cols)),
             "drain": In(1),
             "result": Out(data.ArrayLayout(signed(self._acc_bits), self._cols)),
             "done": Out(1),
-        })
+        }
+        if self._bias_preload:
+            members["bias"] = In(data.ArrayLayout(signed(self._acc_bits), self._cols))
+        super().__init__(members)
 
     @property
     def rows(self) -> int:
@@ -109,8 +115,8 @@ class SystolicArray(wiring.Component):
                 value = reg
             return value
 
-        pes = [[ProcessingElement(act_bits=self._act_bits, acc_bits=self._acc_bits,
-                                  overflow=self._overflow) for _ in range(cols)] for _ in range(rows)]
+        pes = [[ProcessingElement(act_bits=self._act_bits, acc_bits=self._acc_bits, overflow=self._overflow,
+                                  bias_preload=self._bias_preload) for _ in range(cols)] for _ in range(rows)]
         for i in range(rows):
             for j in range(cols):
                 m.submodules[f"pe_{i}_{j}"] = pes[i][j]
@@ -125,14 +131,16 @@ class SystolicArray(wiring.Component):
         for j in range(cols):
             m.d.comb += [
                 pes[0][j].weight_in.eq(delayed(self.weight[j], j, f"weight{j}")),
-                pes[0][j].bias_in.eq(delayed(self.bias[j], j, f"bias{j}")),
                 pes[0][j].result_in.eq(0),
                 self.result[j].eq(pes[rows - 1][j].result),
             ]
+            if self._bias_preload:
+                m.d.comb += pes[0][j].bias_in.eq(delayed(self.bias[j], j, f"bias{j}"))
             for i in range(1, rows):
                 m.d.comb += [pes[i][j].weight_in.eq(pes[i - 1][j].weight_out),
-                             pes[i][j].bias_in.eq(pes[i - 1][j].bias_out),
                              pes[i][j].result_in.eq(pes[i - 1][j].result)]
+                if self._bias_preload:
+                    m.d.comb += pes[i][j].bias_in.eq(pes[i - 1][j].bias_out)
         for i in range(rows):
             for j in range(cols):
                 m.d.comb += pes[i][j].drain.eq(self.drain)

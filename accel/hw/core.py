@@ -6,7 +6,7 @@ from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..config import AcceleratorConfig, Requant
+from ..config import AcceleratorConfig, Overflow, Requant
 from .array import SystolicArray
 from .decoder import WeightDecoder
 from .params import DEPTH_BITS, LUT_VALUE_BITS, check_buildable, shift_bits, silenced_on_error
@@ -141,8 +141,11 @@ class GemmCore(wiring.Component):
         m = Module()
         cfg = self._config
         rows, cols = cfg.rows, cfg.cols
+        # Saturating sums need the bias first, inside the PEs; wrapping sums are order-free, so the
+        # bias is added once per output after the array (no bias register in the 64 PEs).
+        preload = cfg.overflow is Overflow.SATURATE
         array = SystolicArray(rows=cfg.rows, cols=cfg.cols, act_bits=cfg.act_bits, acc_bits=cfg.acc_bits,
-                              overflow=cfg.overflow)
+                              overflow=cfg.overflow, bias_preload=preload)
         requants = [Requantizer(acc_bits=cfg.acc_bits, requant=cfg.requant, mult_bits=cfg.mult_bits,
                                 shift_bits=shift_bits(cfg), rounding=cfg.rounding) for _ in range(cols)]
         # The components' own latencies are the source; the plain numbers must agree with them.
@@ -195,21 +198,26 @@ class GemmCore(wiring.Component):
         for i in range(rows):
             raw_act = self.data.payload.act[i]
             m.d.sync += act[i].eq(Mux(self.layer.act_signed, raw_act.as_signed(), raw_act))
-        bias = Signal(data.ArrayLayout(signed(cfg.acc_bits), cols), reset_less=True)
         m.d.sync += [
             array.control.valid.eq(data_fire),
             array.control.first.eq(~k.any()),
             array.control.last.eq(is_last),
-            bias.eq(feed.bias),
         ]
-        m.d.comb += [array.act.eq(act), array.bias.eq(bias)]
+        m.d.comb += array.act.eq(act)
+        if preload:
+            bias = Signal(data.ArrayLayout(signed(cfg.acc_bits), cols), reset_less=True)
+            m.d.sync += bias.eq(feed.bias)
+            m.d.comb += array.bias.eq(bias)
 
         # Requantization parameters of the tile whose last beat went in: used by its drain.
         rq_shift = Signal(data.ArrayLayout(unsigned(shift_bits(cfg)), cols))
+        rq_bias = None if preload else Signal(data.ArrayLayout(signed(cfg.acc_bits), cols))
         rq_mult = (Signal(data.ArrayLayout(unsigned(cfg.mult_bits), cols))
                    if cfg.requant is Requant.MULTIPLY_SHIFT else None)
         with m.If(last_fire):
             m.d.sync += rq_shift.eq(feed.shift)
+            if rq_bias is not None:
+                m.d.sync += rq_bias.eq(feed.bias)
             if rq_mult is not None:
                 m.d.sync += rq_mult.eq(feed.mult)
 
@@ -228,7 +236,11 @@ class GemmCore(wiring.Component):
                 with m.If(drained == rows - 1):
                     m.d.sync += draining.eq(0)
         for j, rq in enumerate(requants):
-            m.d.comb += [rq.acc.eq(array.result[j]), rq.valid_in.eq(active), rq.shift.eq(rq_shift[j]),
+            if preload:
+                m.d.comb += rq.acc.eq(array.result[j])
+            else:  # wrap(bias + wrap(sum)) == wrap(bias + sum)
+                m.d.comb += rq.acc.eq((array.result[j] + rq_bias[j])[:cfg.acc_bits].as_signed())
+            m.d.comb += [rq.valid_in.eq(active), rq.shift.eq(rq_shift[j]),
                          rq.lo.eq(self.layer.lo), rq.hi.eq(self.layer.hi), rq.raw.eq(self.layer.raw),
                          self.out.payload.values[j].eq(rq.value)]
             if rq_mult is not None:

@@ -40,6 +40,11 @@ class ProcessingElement(wiring.Component):
         Accumulator width, at least one product (``act_bits + 8``).
     overflow : Overflow
         ``wrap`` or ``saturate``.
+    bias_preload : bool
+        Start the accumulator from the bias (needed for ``saturate``, where the
+        bias comes first). Without it the sum starts from 0 and the bias is
+        added after the array (exact for ``wrap``, whose sum is order-free),
+        and the PE has no bias ports or register.
 
     Members
     -------
@@ -50,7 +55,7 @@ class ProcessingElement(wiring.Component):
     weight_in, weight_out : In/Out(signed(8))
         Decoded weight from the north, passed south.
     bias_in, bias_out : In/Out(signed(acc_bits))
-        Bias of the column, used with ``first``, passed south.
+        Bias of the column, used with ``first``, passed south (only with ``bias_preload``).
     result_in : In(signed(acc_bits))
         The drain chain from the PE above.
     drain : In(1)
@@ -61,23 +66,27 @@ class ProcessingElement(wiring.Component):
         The running accumulator.
     """
 
-    def __init__(self, *, act_bits: int, acc_bits: int, overflow: Overflow | str = Overflow.WRAP):
+    def __init__(self, *, act_bits: int, acc_bits: int, overflow: Overflow | str = Overflow.WRAP,
+                 bias_preload: bool = True):
         with silenced_on_error(self):
             self._act_bits = check_field("act_bits", act_bits, 1, 8)
             need = product_bits(self._act_bits)
             self._acc_bits = check_field("acc_bits", acc_bits, need, 32,
                                          f"the accumulator must hold one product: at least {need} bits")
             self._overflow = Overflow(overflow)
+        self._bias_preload = bool(bias_preload)
         act = signed(self._act_bits + 1)
         acc = signed(self._acc_bits)
-        super().__init__({
+        members = {
             "act_in": In(act), "act_out": Out(act),
             "control_in": In(pe_control_layout()), "control_out": Out(pe_control_layout()),
             "weight_in": In(signed(LUT_VALUE_BITS)), "weight_out": Out(signed(LUT_VALUE_BITS)),
-            "bias_in": In(acc), "bias_out": Out(acc),
             "result_in": In(acc), "drain": In(1), "result": Out(acc),
             "acc": Out(acc),
-        })
+        }
+        if self._bias_preload:
+            members.update({"bias_in": In(acc), "bias_out": Out(acc)})
+        super().__init__(members)
 
     @property
     def acc_bits(self) -> int:
@@ -86,6 +95,11 @@ class ProcessingElement(wiring.Component):
     @property
     def overflow(self) -> Overflow:
         return self._overflow
+
+    @property
+    def bias_preload(self) -> bool:
+        """Whether the accumulator starts from ``bias_in`` (else from 0, the bias added after the PE)."""
+        return self._bias_preload
 
     @property
     def latency(self) -> int:
@@ -100,7 +114,7 @@ class ProcessingElement(wiring.Component):
         following = Signal(signed(self._acc_bits))
         m.d.comb += [
             product.eq(self.act_in * self.weight_in),
-            total.eq(Mux(self.control_in.first, self.bias_in, self.acc) + product),
+            total.eq(Mux(self.control_in.first, self.bias_in if self._bias_preload else 0, self.acc) + product),
         ]
         if self._overflow is Overflow.WRAP:
             m.d.comb += following.eq(total[:self._acc_bits].as_signed())
@@ -117,7 +131,6 @@ class ProcessingElement(wiring.Component):
         result = Signal.like(self.result, reset_less=True, name="result_reg")
         act_out = Signal.like(self.act_out, reset_less=True, name="act_reg")
         weight_out = Signal.like(self.weight_out, reset_less=True, name="weight_reg")
-        bias_out = Signal.like(self.bias_out, reset_less=True, name="bias_reg")
         with m.If(self.control_in.valid):
             m.d.sync += acc.eq(following)
         with m.If(self.control_in.valid & self.control_in.last):
@@ -128,8 +141,11 @@ class ProcessingElement(wiring.Component):
             act_out.eq(self.act_in),
             self.control_out.eq(self.control_in),
             weight_out.eq(self.weight_in),
-            bias_out.eq(self.bias_in),
         ]
         m.d.comb += [self.acc.eq(acc), self.result.eq(result), self.act_out.eq(act_out),
-                     self.weight_out.eq(weight_out), self.bias_out.eq(bias_out)]
+                     self.weight_out.eq(weight_out)]
+        if self._bias_preload:
+            bias_out = Signal.like(self.bias_out, reset_less=True, name="bias_reg")
+            m.d.sync += bias_out.eq(self.bias_in)
+            m.d.comb += self.bias_out.eq(bias_out)
         return m
