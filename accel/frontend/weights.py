@@ -10,7 +10,7 @@ How a tensor is quantized (:func:`quantize_weights`):
 1. **Exponents.** With ``granularity="channel"`` each output channel ``n`` gets
    the exponent ``e_n = floor(log2(127.5 / max|w_n|))`` (one exponent for the
    whole layer with ``granularity="layer"``), so that the largest weight lands
-   in 64..127 on the int8 grid. A channel whose exponent would be more than
+   in 64..127 on the int8 grid (see step 2 for when a table ends up finer). A channel whose exponent would be more than
    :data:`MAX_EXPONENT_SPREAD` finer than the layer's coarsest is capped there
    (its weights are negligible and quantize to the level nearest zero), so the
    requantization shifts stay short. An all-zero channel gets the layer's finest
@@ -22,7 +22,10 @@ How a tensor is quantized (:func:`quantize_weights`):
    ``lut_scope="channel"`` one table per output channel. Any real factor between
    two powers of two lives in the levels themselves ("the LUT as a free
    mantissa", LITERATURE.md): the parametric families search that factor (or
-   PWLQ's breakpoint) for the least squared error.
+   PWLQ's breakpoint) for the least squared error. When a fitted table's
+   largest level is below 64 (a family that clips), the exponents of its
+   channels are made finer by one and the table refitted, as long as the
+   error does not grow, so the largest level lands in 64..127.
 3. **Codes.** Each weight takes the code of its nearest level; a weight exactly
    halfway between two levels takes the one nearer zero (deterministic and
    sign-symmetric). Unused LUT entries repeat the largest level, so a table
@@ -227,7 +230,9 @@ def uniform_levels(x: np.ndarray, n_levels: int) -> np.ndarray:
     numpy.ndarray
         Sorted distinct int8 levels (int64).
     """
-    m = max((n_levels - 1) // 2, 1)
+    if n_levels == 2:
+        return _best_alpha(x, np.array([-1.0, 1.0]))
+    m = (n_levels - 1) // 2
     return _best_alpha(x, np.arange(-m, m + 1) / m)
 
 
@@ -236,7 +241,9 @@ def pot_levels(x: np.ndarray, n_levels: int) -> np.ndarray:
 
     See :func:`uniform_levels` for the parameters.
     """
-    m = max((n_levels - 1) // 2, 1)
+    if n_levels == 2:
+        return _best_alpha(x, np.array([-1.0, 1.0]))
+    m = (n_levels - 1) // 2
     mags = 2.0 ** -np.arange(m)
     return _best_alpha(x, np.concatenate([-mags, [0.0], mags]))
 
@@ -260,7 +267,9 @@ def apot_levels(x: np.ndarray, n_levels: int) -> np.ndarray:
     (Li et al. 2020, two additive terms). See :func:`uniform_levels` for the
     parameters.
     """
-    m = max((n_levels - 1) // 2, 1)
+    if n_levels == 2:
+        return _best_alpha(x, np.array([-1.0, 1.0]))
+    m = (n_levels - 1) // 2
     mags = _apot_magnitudes(m)
     return _best_alpha(x, np.concatenate([-mags, [0.0], mags]))
 
@@ -305,10 +314,16 @@ def mse_levels(x: np.ndarray, n_levels: int) -> np.ndarray:
     nearer one. See :func:`uniform_levels` for the parameters.
     """
     xs = np.sort(np.asarray(x, np.float64).ravel())
-    cand = np.arange(-128, 128, dtype=np.float64)
-    n_c = cand.size
     if xs.size == 0:
         return np.zeros(1, np.int64)
+    nearest = _snap(xs)
+    if nearest.size <= n_levels:  # every value at its nearest grid point: no error beyond rounding
+        return nearest
+    # Levels outside [min x, max x] (rounded outwards) never help.
+    lo = int(np.clip(np.floor(xs[0]), -128, 127))
+    hi = int(np.clip(np.ceil(xs[-1]), -128, 127))
+    cand = np.arange(lo, hi + 1, dtype=np.float64)
+    n_c = cand.size
     # Prefix sums of count, sum, sum of squares at every boundary t (values <= t).
     c1 = np.concatenate([[0.0], np.cumsum(xs)])
     c2 = np.concatenate([[0.0], np.cumsum(xs * xs)])
@@ -453,6 +468,26 @@ def _channel_scales(flat: np.ndarray, granularity: str, power_of_two: bool, top:
     return factor
 
 
+def _fit_table(family: str, x: np.ndarray, n_levels: int) -> tuple[np.ndarray, int]:
+    """Levels for ``x`` and the number of doublings of its scale (finer exponents) that were taken.
+
+    While the largest level is below 64 the weights are scaled by 2 more (the
+    exponent one finer) and the table refitted, kept when the error (in the
+    weights' own units) is no larger: the table then uses the int8 range.
+    """
+    lv = family_levels(family, x, n_levels)
+    err = _sq_error(x, lv)
+    d = 0
+    while np.abs(lv).max() < 64 and d < 6 and err > 0:
+        x2 = x * 2.0 ** (d + 1)
+        lv2 = family_levels(family, x2, n_levels)
+        err2 = _sq_error(x2, lv2) / 4.0 ** (d + 1)
+        if err2 > err:
+            break
+        lv, err, d = lv2, err2, d + 1
+    return lv, d
+
+
 def _assign(scaled_rows: list[np.ndarray], level_rows: list[np.ndarray], entries: int):
     codes = [nearest_codes(x, lv).astype(np.uint8) for x, lv in zip(scaled_rows, level_rows)]
     lut = np.empty((len(level_rows), entries), np.int8)
@@ -558,9 +593,20 @@ def quantize_weights(weights: np.ndarray, *, family: str = DEFAULT_FAMILY, weigh
         factor = _channel_scales(flat, granularity, power_of_two, _INT8_TOP if power_of_two else 127.0)
         scaled = flat * factor[:, None]
         if lut_scope == "layer":
-            level_rows = [family_levels(family, scaled, n_levels)]
+            lv, d = _fit_table(family, scaled.ravel(), n_levels)
+            level_rows = [lv]
+            factor = factor * 2.0 ** d
         else:
-            level_rows = [family_levels(family, scaled[i], n_levels) for i in range(n)]
+            fits = [_fit_table(family, scaled[i], n_levels) for i in range(n)]
+            doublings = np.array([d for _, d in fits])
+            level_rows = [lv for lv, _ in fits]
+            if granularity == "layer":  # one exponent for the layer: the doublings all channels accept
+                d = int(doublings.min())
+                level_rows = [lv if doublings[i] == d else family_levels(family, scaled[i] * 2.0 ** d, n_levels)
+                              for i, lv in enumerate(level_rows)]
+                doublings[:] = d
+            factor = factor * 2.0 ** doublings
+        scaled = flat * factor[:, None]
     if lut_scope == "layer":
         codes, lut = _assign([scaled], level_rows, entries)
         codes = codes[0]

@@ -1,0 +1,245 @@
+"""Weight quantization: LUT families, exponents, codes, the multiply_shift baseline, bad input."""
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from accel.errors import ConfigError, ModelImportError
+from accel.frontend.onnx_import import import_onnx
+from accel.frontend.weights import (DEFAULT_FAMILY, FAMILIES, MAX_EXPONENT_SPREAD, WeightQuant, family_levels,
+                                    mse_levels, nearest_codes, pot_levels, pwlq_levels, quantize_weights, sqnr_db)
+from accel.frontend.workflow import MODELS_DIR
+
+USER = np.array([-100, -50, -20, -6, 0, 6, 20, 50, 100], np.int8)
+
+
+def conv_weights(seed=0, shape=(8, 4, 3, 3)):
+    """Bell-shaped weights with long tails and channel scales spread over a factor of 20."""
+    rng = np.random.default_rng(seed)
+    w = rng.laplace(size=shape) * 0.05
+    return w * np.geomspace(0.2, 4.0, shape[0]).reshape((-1,) + (1,) * (len(shape) - 1))
+
+
+def check_invariants(q: WeightQuant, w: np.ndarray, bits: int, n_levels: int, power_of_two: bool = True):
+    n = w.shape[0]
+    entries = 1 << bits
+    assert q.codes.shape == w.shape and q.codes.dtype == np.uint8
+    assert int(q.codes.max()) < entries
+    assert q.lut.dtype == np.int8 and q.lut.shape in ((1, entries), (n, entries))
+    assert q.step.shape == (n,) and q.step.dtype == np.float64 and np.all(q.step > 0)
+    if power_of_two:
+        assert np.array_equal(np.ldexp(1.0, -q.exponent), q.step)
+    for r in range(q.lut.shape[0]):
+        assert np.unique(q.lut[r]).size <= n_levels
+    # dequantize is lut[row, codes] * step
+    rows = np.zeros(n, int) if q.lut.shape[0] == 1 else np.arange(n)
+    flat = q.codes.reshape(n, -1)
+    want = q.lut.astype(np.float64)[rows[:, None], flat] * q.step[:, None]
+    assert np.array_equal(q.dequantize(), want.reshape(w.shape))
+    # every weight took its nearest level of its table
+    scaled = w.reshape(n, -1) / q.step[:, None]
+    for i in range(n):
+        lv = np.unique(q.lut[rows[i]]).astype(np.float64)
+        err = np.abs(scaled[i] - q.lut[rows[i]][flat[i]])
+        best = np.abs(scaled[i][:, None] - lv[None, :]).min(axis=1)
+        assert np.all(err <= best + 1e-9)
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+@pytest.mark.parametrize("granularity", ["layer", "channel"])
+@pytest.mark.parametrize("lut_scope", ["layer", "channel"])
+@pytest.mark.parametrize("bits", [2, 3, 4, 8])
+def test_every_family_scope_and_width(family, granularity, lut_scope, bits):
+    w = conv_weights(bits)
+    user = {2: np.array([-64, 0, 32, 64], np.int8), 3: USER[[0, 1, 2, 4, 6, 7, 8]]}.get(bits, USER)
+    levels = 4 if bits == 2 else None
+    q = quantize_weights(w, family=family, weight_bits=bits, granularity=granularity, lut_scope=lut_scope,
+                         levels=levels, user_lut=user if family == "user" else None, name="conv1")
+    check_invariants(q, w, bits, levels or (1 << bits))
+    assert q.lut.shape[0] == (1 if lut_scope == "layer" else w.shape[0])
+    if granularity == "layer":
+        assert np.unique(q.step).size == 1
+    if family != "user":
+        # the exponent puts the largest weight of each channel (of the layer) at 64 or more on the int8 grid,
+        # and each table's largest level lands in 64..127 (the table uses the int8 range)
+        amax = np.abs(w).reshape(w.shape[0], -1).max(axis=1)
+        if granularity == "layer":
+            amax = np.full_like(amax, amax.max())
+        assert np.all(amax / q.step > 63.75)
+        top = np.abs(q.lut.astype(int)).max(axis=1)
+        if granularity == "layer":  # one exponent: only the table of the largest channel reaches 64
+            top = top.max(keepdims=True)
+        assert np.all(top >= (64 if family in ("mse", "pwlq") else 32)) and np.all(top <= 127)
+    if family in ("uniform", "pwlq", "mse") and granularity == "channel":
+        assert sqnr_db(w, q.dequantize()) > {2: 3, 3: 8, 4: 13, 8: 28}[bits]
+    else:
+        assert sqnr_db(w, q.dequantize()) > 0
+
+
+def test_default_family_is_mse_and_more_bits_mean_less_error():
+    w = conv_weights(7)
+    assert DEFAULT_FAMILY == "mse"
+    errs = [np.sum((quantize_weights(w, weight_bits=b).dequantize() - w) ** 2) for b in (2, 3, 4, 5, 8)]
+    assert all(a > b for a, b in zip(errs, errs[1:]))
+    assert sqnr_db(w, quantize_weights(w, weight_bits=8).dequantize()) > 40
+
+
+@settings(max_examples=60)
+@given(st.integers(0, 2**32 - 1), st.sampled_from([3, 4, 7, 8, 16]), st.sampled_from(["normal", "laplace", "uniform"]))
+def test_mse_levels_beat_every_other_family_on_the_same_data(seed, n_levels, dist):
+    """The MSE family is optimal on the int8 grid: no family's levels (at most as many) do better."""
+    rng = np.random.default_rng(seed)
+    x = getattr(rng, dist)(size=int(rng.integers(5, 400)))
+    x = x / np.abs(x).max() * rng.uniform(64, 127.5)
+    best = mse_levels(x, n_levels)
+    assert best.size <= n_levels and np.all(np.diff(best) > 0)
+    err = np.sum((x - best[nearest_codes(x, best)]) ** 2)
+    for fam in ("uniform", "pot", "apot", "pwlq"):
+        lv = family_levels(fam, x, n_levels)
+        assert lv.size <= n_levels
+        assert err <= np.sum((x - lv[nearest_codes(x, lv)]) ** 2) + 1e-6
+
+
+def test_mse_levels_match_brute_force():
+    rng = np.random.default_rng(11)
+    for trial in range(20):
+        x = rng.normal(size=int(rng.integers(3, 40))) * 2.5
+        x = np.clip(x, -5.4, 5.4)
+        for k in (1, 2, 3):
+            got = mse_levels(x, k)
+            got_err = np.sum((x - got[nearest_codes(x, got)]) ** 2)
+            brute = min(np.sum((x - np.array(c)[nearest_codes(x, np.array(c))]) ** 2)
+                        for c in itertools.combinations(range(-7, 8), k))
+            assert got_err == pytest.approx(brute, abs=1e-9), (trial, k)
+
+
+def test_nearest_codes_breaks_ties_towards_zero():
+    lv = np.array([-10, -4, 0, 4, 10])
+    x = np.array([-7.0, -2.0, 2.0, 7.0, -7.0001, 7.0001, 100.0, -100.0])
+    assert lv[nearest_codes(x, lv)].tolist() == [-4, 0, 0, 4, -10, 10, 10, -10]
+
+
+def test_pot_and_pwlq_shapes():
+    x = np.random.default_rng(0).laplace(size=2000)
+    x = x / np.abs(x).max() * 120
+    pot = pot_levels(x, 16)
+    mags = np.sort(pot[pot > 0])[::-1]
+    assert pot.size == 15 and 0 in pot and np.array_equal(pot, -pot[::-1])
+    assert all(abs(b - a / 2) <= 1 for a, b in zip(mags, mags[1:]))  # each level half the one above
+    pw = pwlq_levels(x, 16)
+    assert pw.size == 16 and np.array_equal(pw, -pw[::-1])
+    assert pw.max() == 120  # m is the largest weight
+    centre, tail = pw[4:12], pw[12:]
+    assert np.ptp(np.diff(centre)) <= 1 and np.ptp(np.diff(tail)) <= 1  # uniform within each region
+    assert np.diff(tail).mean() > np.diff(centre).mean()  # sparse tails, dense centre
+
+
+def test_user_levels_are_kept_and_exponents_searched():
+    w = conv_weights(3)
+    q = quantize_weights(w, family="user", user_lut=USER, name="conv")
+    assert np.array_equal(np.unique(q.lut), np.unique(USER))
+    assert set(q.lut[0, :USER.size].tolist()) == set(USER.tolist())
+    # the searched exponents are at least as good as the plain max-based ones
+    check_invariants(q, w, 4, 16)
+    assert sqnr_db(w, q.dequantize()) > 10
+
+
+def test_fewer_levels_on_4_bit_hardware():
+    w = conv_weights(4)
+    for levels, family in itertools.product((2, 3, 4, 7, 8), ("uniform", "pot", "apot", "pwlq", "mse")):
+        q = quantize_weights(w, family=family, levels=levels)
+        assert np.unique(q.dequantize() / q.step.reshape(-1, 1, 1, 1)).size <= levels
+        assert q.lut.shape == (1, 16)
+
+
+def test_baseline_free_scales():
+    w = conv_weights(5)
+    q = quantize_weights(w, family="uniform", power_of_two=False)
+    check_invariants(q, w, 4, 16, power_of_two=False)
+    amax = np.abs(w).reshape(8, -1).max(axis=1)
+    assert np.allclose(amax / q.step, 127.0)
+    with pytest.raises(ValueError, match="not a power of two"):
+        _ = q.exponent
+    lv = q.lut[0].astype(int)
+    assert np.array_equal(np.unique(lv), -np.unique(lv)[::-1])  # symmetric uniform levels
+    assert np.ptp(np.diff(np.unique(lv))) <= 1
+    pot = quantize_weights(w, family="uniform")
+    # a free mantissa per channel is no worse than a power of two per channel (same shared table shape)
+    assert sqnr_db(w, q.dequantize()) > sqnr_db(w, pot.dequantize()) - 1.0
+
+
+def test_zero_and_negligible_channels():
+    w = conv_weights(6)
+    w[2] = 0.0
+    w[5] *= 2.0 ** -40
+    for family in ("uniform", "mse"):
+        q = quantize_weights(w, family=family)
+        e = q.exponent
+        assert np.all(q.dequantize()[2] == 0)
+        assert e.max() - e.min() <= MAX_EXPONENT_SPREAD
+        assert np.all(np.abs(q.dequantize()[5]) <= np.abs(w).max() * 2.0 ** -10)
+    q = quantize_weights(np.zeros((3, 4)), family="mse")
+    assert np.all(q.dequantize() == 0) and np.array_equal(q.exponent, np.zeros(3, int))
+
+
+def test_deterministic():
+    w = conv_weights(8)
+    for family in FAMILIES:
+        kw = dict(family=family, user_lut=USER if family == "user" else None, lut_scope="channel")
+        a, b = quantize_weights(w, **kw), quantize_weights(w.copy(), **kw)
+        assert np.array_equal(a.codes, b.codes) and np.array_equal(a.lut, b.lut) and np.array_equal(a.step, b.step)
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(family="lloyd"), ConfigError, r"layer 'fc1': LUT family 'lloyd' is not one of uniform, pot"),
+    (dict(weight_bits=9), ConfigError, r"layer 'fc1': weight_bits 9, expected an integer in 2..8"),
+    (dict(weight_bits=1), ConfigError, r"weight_bits 1"),
+    (dict(granularity="tensor"), ConfigError, r"granularity 'tensor' is not one of layer, channel"),
+    (dict(lut_scope="row"), ConfigError, r"lut_scope 'row'"),
+    (dict(levels=17), ConfigError, r"levels 17, expected an integer in 2..16 for 4-bit weights"),
+    (dict(levels=1), ConfigError, r"levels 1"),
+    (dict(family="user"), ConfigError, r"'user' needs user_lut"),
+    (dict(family="user", user_lut=np.arange(17)), ConfigError, r"17 distinct levels, expected at most 16"),
+    (dict(family="user", user_lut=[0, 200]), ConfigError, r"integers in -128..127"),
+    (dict(family="user", user_lut=[0.5, 1]), ConfigError, r"integers in -128..127"),
+    (dict(family="user", user_lut=[0, 0]), ConfigError, r"only zeros"),
+    (dict(family="user", user_lut=[]), ConfigError, r"non-empty 1-D"),
+])
+def test_bad_arguments_name_the_layer_and_field(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        quantize_weights(np.ones((2, 3)), name="fc1", **kwargs)
+
+
+@pytest.mark.parametrize("weights, match", [
+    (np.array([[1.0, np.nan]]), r"layer 'fc1': weights hold NaN or Inf \(output channel 0\)"),
+    (np.array([[1.0, 2.0], [np.inf, 0.0]]), r"output channel 1"),
+    (np.ones(4), r"weights of shape \(4,\), expected a non-empty tensor with the output channel first"),
+    (np.ones((0, 3)), r"weights of shape \(0, 3\)"),
+])
+def test_bad_weights(weights, match):
+    with pytest.raises(ModelImportError, match=match):
+        quantize_weights(weights, name="fc1")
+
+
+def bundled_weight_tensors():
+    """The conv/linear weights (BatchNorm folded) of every bundled model."""
+    out = {}
+    for name in ("cnn_digits", "cnn_mnist", "resnet_mnist", "mobilenet_mnist"):
+        graph = import_onnx(MODELS_DIR / f"{name}.onnx")
+        out[name] = [n.params["weight"] for n in graph.nodes if n.op in ("conv", "linear")]
+    return out
+
+
+def test_default_family_has_the_best_sqnr_on_real_trained_weights():
+    """At 4 bits, per-channel exponents, one LUT per layer: mse beats every other family on every bundled model."""
+    for model, tensors in bundled_weight_tensors().items():
+        sig = sum(float(np.sum(w * w)) for w in tensors)
+        sqnr = {}
+        for family in ("uniform", "pot", "apot", "pwlq", "mse"):
+            noise = sum(float(np.sum((quantize_weights(w, family=family).dequantize() - w) ** 2)) for w in tensors)
+            sqnr[family] = 10 * np.log10(sig / noise)
+        assert max(sqnr, key=sqnr.get) == DEFAULT_FAMILY, (model, sqnr)
+        assert sqnr["mse"] > 17, (model, sqnr)
