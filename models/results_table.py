@@ -27,32 +27,36 @@ from accel.data import load_dataset  # noqa: E402
 from accel.frontend.calibrate import DEFAULT_METHOD, METHODS, calibrate  # noqa: E402
 from accel.frontend.evaluate import evaluate, onnx_logits  # noqa: E402
 from accel.frontend.onnx_import import import_onnx  # noqa: E402
-from accel.frontend.quantize import DEFAULT_GRANULARITY, DEFAULT_LUT, QuantizeOptions, lower  # noqa: E402
+from accel.frontend.quantize import (  # noqa: E402
+    DEFAULT_GRANULARITY,
+    DEFAULT_LUT,
+    DEFAULT_LUT_SCOPE,
+    QuantizeOptions,
+    lower,
+)
+from accel.frontend.weights import FAMILIES  # noqa: E402
 from accel.frontend.workflow import bundled_models  # noqa: E402
 
 BITS = (4, 3, 2)
 GRANULARITIES = ("channel", "layer")
+LUT_SCOPES = ("channel", "layer")
 
 
 def families() -> list[str]:
-    try:
-        from accel.frontend.weights import FAMILIES
-    except ImportError:
-        return ["uniform"]
     return [f for f in FAMILIES if f != "user"]  # "user" needs levels from the user
 
 
 def run_cell(ctx: dict, family: str, granularity: str, bits: int, requant: Requant = Requant.SHIFT,
-             method: str = DEFAULT_METHOD) -> dict:
+             method: str = DEFAULT_METHOD, lut_scope: str = DEFAULT_LUT_SCOPE) -> dict:
     """Quantize ``ctx``'s model one way and evaluate it; returns the table cell."""
-    config = AcceleratorConfig(weight_bits=bits, requant=requant)
+    config = AcceleratorConfig(weight_bits=bits, requant=requant, lut_scope=lut_scope)
     model = lower(ctx["graph"], ctx["calibs"][method], config, QuantizeOptions(lut=family, granularity=granularity))
     result = evaluate(model, ctx["test"], onnx_path=ctx["path"], sqnr=False)
     cell = {"model": ctx["name"], "data": ctx["data"], "family": family, "granularity": granularity,
-            "weight_bits": bits, "requant": requant.value, "calibration": method,
+            "lut_scope": lut_scope, "weight_bits": bits, "requant": requant.value, "calibration": method,
             "float_top1": round(ctx["float_top1"], 2), "top1": round(result.quant_top1, 2),
             "drop": round(ctx["float_top1"] - result.quant_top1, 2)}
-    print(f"{ctx['name']:16s} {family:8s} {granularity:7s} W{bits} {requant.value:14s} {method:10s} "
+    print(f"{ctx['name']:16s} {family:8s} {granularity:7s} {lut_scope:7s} W{bits} {requant.value:14s} {method:10s} "
           f"{cell['top1']:6.2f} (drop {cell['drop']:5.2f})", flush=True)
     return cell
 
@@ -69,12 +73,13 @@ def main() -> None:
         ctx = {"name": name, "data": info["data"], "path": path, "graph": graph, "test": test,
                "float_top1": float((onnx_logits(path, test.x).argmax(1) == test.y).mean() * 100),
                "calibs": {m: calibrate(graph, calib_x, method=m) for m in METHODS}}
-        for family in families():
-            for granularity in GRANULARITIES:
-                for bits in BITS:
-                    cells.append(run_cell(ctx, family, granularity, bits))
+        for scope in LUT_SCOPES:
+            for family in families():
+                for granularity in GRANULARITIES:
+                    for bits in BITS:
+                        cells.append(run_cell(ctx, family, granularity, bits, lut_scope=scope))
         for bits in BITS:
-            cells.append(run_cell(ctx, "uniform", "channel", bits, Requant.MULTIPLY_SHIFT))
+            cells.append(run_cell(ctx, "uniform", "channel", bits, Requant.MULTIPLY_SHIFT, lut_scope="layer"))
         cells.append(run_cell(ctx, DEFAULT_LUT, DEFAULT_GRANULARITY, 8))
         for method in METHODS:
             for bits in (8, 4):
@@ -94,7 +99,8 @@ def write(index: dict, cells: list[dict], seconds: float) -> None:
              f"{len(cells)} quantized models in {seconds:.0f} s on {machine}.", "",
              "Every cell: 8-bit activations (power-of-two exponents, "
              f"`{DEFAULT_METHOD}` calibration on 256 seeded training images), weights as LUT codes with "
-             "power-of-two scales per output channel (`channel`) or per layer (`layer`), shift-only "
+             "power-of-two scales per output channel (`channel`) or per layer (`layer`), one LUT per layer "
+             "or per output channel (`LUT per`), shift-only "
              "requantization, the last layer's raw accumulators as logits; top-1 in percent through the "
              "bit-exact engine on the model's test split, drop = float - quantized (points). "
              "`baseline` is uniform levels with per-channel full-precision scales realised by "
@@ -104,25 +110,29 @@ def write(index: dict, cells: list[dict], seconds: float) -> None:
         rows = [c for c in cells if c["model"] == name and c["calibration"] == DEFAULT_METHOD]
         float_top1 = rows[0]["float_top1"]
         lines += [f"## {name} ({info['data']}, float top-1 {float_top1:.2f}%)", "",
-                  "| LUT family | scales | " + " | ".join(f"W{b}A8 top-1 (drop)" for b in BITS) + " |",
-                  "| --- | --- | " + " | ".join("---:" for _ in BITS) + " |"]
+                  "| LUT family | LUT per | weight scales | " + " | ".join(f"W{b}A8 top-1 (drop)" for b in BITS)
+                  + " |",
+                  "| --- | --- | --- | " + " | ".join("---:" for _ in BITS) + " |"]
         keys = []
         for c in rows:
-            key = (c["family"], c["granularity"], c["requant"])
+            key = (c["family"], c["lut_scope"], c["granularity"], c["requant"])
             if key not in keys and c["weight_bits"] in BITS:
                 keys.append(key)
-        for family, gran, requant in keys:
+        for family, scope, gran, requant in keys:
             label = "baseline (uniform)" if requant == "multiply_shift" else family
             scale = f"{gran}, float (mult+shift)" if requant == "multiply_shift" else f"{gran} PoT"
             vals = []
             for b in BITS:
-                c = next(c for c in rows if (c["family"], c["granularity"], c["requant"], c["weight_bits"])
-                         == (family, gran, requant, b))
-                vals.append(f"{c['top1']:.2f} ({c['drop']:.2f})")
-            lines.append(f"| {label} | {scale} | " + " | ".join(vals) + " |")
+                c = next(c for c in rows if (c["family"], c["lut_scope"], c["granularity"], c["requant"],
+                                             c["weight_bits"]) == (family, scope, gran, requant, b))
+                best = max(x["top1"] for x in rows if x["weight_bits"] == b)
+                text = f"{c['top1']:.2f} ({c['drop']:.2f})"
+                vals.append(f"**{text}**" if c["top1"] == best else text)
+            lines.append(f"| {label} | {scope} | {scale} | " + " | ".join(vals) + " |")
         lines.append("")
     lines += ["## Calibration methods", "",
-              f"Default weights (`{DEFAULT_LUT}` LUT, per-{DEFAULT_GRANULARITY} power-of-two scales); top-1 "
+              f"Default weights (`{DEFAULT_LUT}` LUT per {DEFAULT_LUT_SCOPE}, per-{DEFAULT_GRANULARITY} "
+              "power-of-two scales); top-1 "
               "(drop) per activation calibration method.", "",
               "| model | " + " | ".join(f"{m} W8A8 | {m} W4A8" for m in METHODS) + " |",
               "| --- | " + " | ".join("---: | ---:" for _ in METHODS) + " |"]
@@ -132,7 +142,7 @@ def write(index: dict, cells: list[dict], seconds: float) -> None:
             for b in (8, 4):
                 c = next(c for c in cells if c["model"] == name and c["calibration"] == m and c["weight_bits"] == b
                          and c["family"] == DEFAULT_LUT and c["granularity"] == DEFAULT_GRANULARITY
-                         and c["requant"] == "shift")
+                         and c["requant"] == "shift" and c["lut_scope"] == DEFAULT_LUT_SCOPE)
                 vals.append(f"{c['top1']:.2f} ({c['drop']:.2f})")
         lines.append(f"| {name} | " + " | ".join(vals) + " |")
     lines.append("")
@@ -145,9 +155,10 @@ def write(index: dict, cells: list[dict], seconds: float) -> None:
         w8 = next(c for c in rows if c["weight_bits"] == 8)
         w4 = [c for c in rows if c["weight_bits"] == 4 and c["granularity"] == "channel" and c["requant"] == "shift"]
         best = max(w4, key=lambda c: c["top1"])
-        default = next(c for c in w4 if c["family"] == DEFAULT_LUT)
+        default = next(c for c in w4 if c["family"] == DEFAULT_LUT and c["lut_scope"] == DEFAULT_LUT_SCOPE)
         lines.append(f"| {name} | {w8['float_top1']:.2f} | {w8['top1']:.2f} | {w8['drop']:.2f} | "
-                     f"{'yes' if w8['drop'] <= 0.3 else 'NO'} | {best['family']}: {best['top1']:.2f} | "
+                     f"{'yes' if w8['drop'] <= 0.3 else 'NO'} | {best['family']} (LUT per {best['lut_scope']}): "
+                     f"{best['top1']:.2f} | "
                      f"{best['drop']:.2f} | {'yes' if best['drop'] <= 1.0 else 'NO'} | {default['top1']:.2f} | "
                      f"{default['drop']:.2f} |")
     (docs / "RESULTS.md").write_text("\n".join(lines) + "\n")

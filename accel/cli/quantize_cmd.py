@@ -7,17 +7,10 @@ import argparse
 __all__ = ["register", "run"]
 
 
-def _families() -> tuple[str, ...]:
-    try:
-        from ..frontend.weights import FAMILIES
-    except ImportError:
-        return ("uniform",)
-    return tuple(FAMILIES)
-
-
 def register(sub: argparse._SubParsersAction) -> None:
     from ..frontend.calibrate import DEFAULT_CALIB_SIZE, DEFAULT_METHOD, METHODS
     from ..frontend.quantize import DEFAULT_GRANULARITY, DEFAULT_LUT, GRANULARITIES
+    from ..frontend.weights import FAMILIES
 
     p = sub.add_parser("quantize", help="quantize a trained ONNX network to an integer model",
                        description="Import MODEL.onnx, fold BatchNorm, calibrate power-of-two activation "
@@ -30,13 +23,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calib", metavar="DATA",
                    help="calibration data: mnist5k, digits (their training split) or an .npz with x and y "
                         "(default: the bundled set matching the model's input shape)")
-    p.add_argument("--lut", choices=_families(), default=DEFAULT_LUT,
+    p.add_argument("--lut", choices=FAMILIES, default=DEFAULT_LUT,
                    help=f"LUT family of the weight levels (default {DEFAULT_LUT})")
     p.add_argument("--granularity", choices=GRANULARITIES, default=DEFAULT_GRANULARITY,
                    help=f"one power-of-two weight exponent per output channel or per layer "
                         f"(default {DEFAULT_GRANULARITY})")
     p.add_argument("--weight-bits", type=int, metavar="N", help="weight code width 2..8 (overrides the config)")
     p.add_argument("--act-bits", type=int, metavar="N", help="activation width 2..8 (overrides the config)")
+    p.add_argument("--lut-scope", choices=("layer", "channel"),
+                   help="one LUT per layer or per output channel (default: the config's, or channel "
+                        "without --config)")
     p.add_argument("--levels", type=int, metavar="N",
                    help="use only N distinct LUT levels (e.g. 4 or 8 on 4-bit hardware)")
     p.add_argument("--user-lut", metavar="L0,L1,...",
@@ -55,9 +51,8 @@ def run(args: argparse.Namespace) -> int:
 
     model, summary = quantize_file(args.model, args.output, config_path=args.config, calib=args.calib,
                                    lut=args.lut, granularity=args.granularity, weight_bits=args.weight_bits,
-                                   act_bits=args.act_bits, levels=args.levels, calib_method=args.calib_method,
-                                   calib_size=args.calib_size, seed=args.seed, user_lut=args.user_lut,
-                                   overwrite=args.force,
-                                   progress=True)
+                                   act_bits=args.act_bits, lut_scope=args.lut_scope, levels=args.levels,
+                                   calib_method=args.calib_method, calib_size=args.calib_size, seed=args.seed,
+                                   user_lut=args.user_lut, overwrite=args.force, progress=True)
     print(summary)
     return 0

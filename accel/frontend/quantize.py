@@ -38,14 +38,20 @@ from ..errors import ConfigError, ModelImportError
 from ..ir import Model, ModelBuilder
 from .calibrate import DEFAULT_CALIB_SIZE, DEFAULT_METHOD, METHODS, Calibration, calibrate
 from .graph import FloatGraph, FloatNode
+from .weights import DEFAULT_FAMILY, quantize_weights
 
-__all__ = ["DEFAULT_LUT", "DEFAULT_GRANULARITY", "GRANULARITIES", "QuantizeOptions", "lower",
+__all__ = ["DEFAULT_LUT", "DEFAULT_GRANULARITY", "DEFAULT_LUT_SCOPE", "GRANULARITIES", "QuantizeOptions",
+           "default_config", "lower",
            "quantize_graph", "quantize_onnx", "dequantize_output", "weight_tensor"]
 
 #: Default LUT family of ``accel quantize`` (the best general-purpose choice at W4A8, docs/RESULTS.md).
-DEFAULT_LUT = "mse"
+DEFAULT_LUT = DEFAULT_FAMILY
 #: Default granularity of the power-of-two weight exponents.
 DEFAULT_GRANULARITY = "channel"
+#: LUT scope of the front end's default configuration: one LUT per output channel (each array
+#: column has its own decoder, so this costs only loading; at W4A8 it is the difference between
+#: 1.1 and -0.2 points on the MobileNet-style model, docs/RESULTS.md).
+DEFAULT_LUT_SCOPE = "channel"
 GRANULARITIES = ("layer", "channel")
 
 
@@ -86,6 +92,16 @@ class QuantizeOptions:
             raise ConfigError(f"calib_size {self.calib_size}: expected a positive number of images")
 
 
+def default_config(**changes) -> AcceleratorConfig:
+    """The front end's default accelerator: ``AcceleratorConfig()`` with one LUT per output channel
+    (:data:`DEFAULT_LUT_SCOPE`), with ``changes`` applied.
+
+    >>> default_config(weight_bits=3).lut_scope.value, default_config().weight_bits
+    ('channel', 4)
+    """
+    return AcceleratorConfig(**{"lut_scope": DEFAULT_LUT_SCOPE, **changes})
+
+
 def weight_tensor(node: FloatNode, shape: tuple[int, ...]) -> np.ndarray:
     """The weight tensor (output channel first) that a MAC node puts on the array.
 
@@ -105,12 +121,6 @@ def _bias(node: FloatNode) -> np.ndarray:
 
 
 def _quantize_weights(weights, node_name, config, options, power_of_two):
-    try:
-        from .weights import quantize_weights
-    except ImportError:  # until the LUT families land: a plain uniform quantizer
-        from ._uniform import quantize_weights_uniform as quantize_weights
-        return quantize_weights(weights, weight_bits=config.weight_bits, granularity=options.granularity,
-                                levels=options.levels, power_of_two=power_of_two, name=node_name)
     user_lut = None if options.user_lut is None else np.asarray(options.user_lut, np.int8)
     return quantize_weights(weights, family=options.lut, weight_bits=config.weight_bits,
                             granularity=options.granularity, lut_scope=config.lut_scope.value,
@@ -362,7 +372,8 @@ def quantize_graph(graph: FloatGraph, calib_x: np.ndarray, config: AcceleratorCo
     calib_x : numpy.ndarray
         Calibration images (N, ...) normalized as the model expects.
     config : AcceleratorConfig, optional
-        The accelerator (default: ``AcceleratorConfig()``: W4 LUT, A8, shift requantization).
+        The accelerator (default: :func:`default_config`: W4 with a LUT per output channel, A8,
+        shift requantization).
     options : QuantizeOptions
     progress : bool
 
@@ -370,7 +381,7 @@ def quantize_graph(graph: FloatGraph, calib_x: np.ndarray, config: AcceleratorCo
     -------
     accel.ir.Model
     """
-    config = config or AcceleratorConfig()
+    config = config or default_config()
     calib = calibrate(graph, calib_x, method=options.calib_method, act_bits=config.act_bits,
                       size=options.calib_size, seed=options.seed, progress=progress)
     return lower(graph, calib, config, options, progress=progress)

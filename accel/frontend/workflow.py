@@ -20,7 +20,7 @@ from .calibrate import DEFAULT_CALIB_SIZE, DEFAULT_METHOD
 from .evaluate import EvalResult, evaluate
 from .graph import FloatGraph
 from .onnx_import import import_onnx
-from .quantize import DEFAULT_GRANULARITY, DEFAULT_LUT, QuantizeOptions, quantize_graph
+from .quantize import DEFAULT_GRANULARITY, DEFAULT_LUT, QuantizeOptions, default_config, quantize_graph
 
 __all__ = ["MODELS_DIR", "bundled_models", "make_config", "calibration_images", "quantize_file",
            "evaluate_file", "run_demo", "format_demo"]
@@ -39,10 +39,15 @@ def bundled_models(models_dir: str | os.PathLike = MODELS_DIR) -> dict[str, dict
 
 
 def make_config(config_path: str | os.PathLike | None = None, *, weight_bits: int | None = None,
-                act_bits: int | None = None) -> AcceleratorConfig:
-    """The accelerator configuration from a TOML file (or the defaults), with bit widths overridden."""
-    config = load_config(config_path)
-    changes = {k: v for k, v in (("weight_bits", weight_bits), ("act_bits", act_bits)) if v is not None}
+                act_bits: int | None = None, lut_scope: str | None = None) -> AcceleratorConfig:
+    """The accelerator configuration from a TOML file, with fields overridden.
+
+    Without a file it is the front end's :func:`~accel.frontend.quantize.default_config`
+    (one LUT per output channel); a file's ``lut_scope`` is kept unless ``lut_scope`` is given.
+    """
+    config = load_config(config_path) if config_path is not None else default_config()
+    changes = {k: v for k, v in (("weight_bits", weight_bits), ("act_bits", act_bits), ("lut_scope", lut_scope))
+               if v is not None}
     return config.replace(**changes) if changes else config
 
 
@@ -84,7 +89,8 @@ def parse_levels(text: str | None) -> tuple[int, ...] | None:
 def quantize_file(model_path: str | os.PathLike, output: str | os.PathLike, *,
                   config_path: str | os.PathLike | None = None, calib: str | None = None,
                   lut: str = DEFAULT_LUT, granularity: str = DEFAULT_GRANULARITY,
-                  weight_bits: int | None = None, act_bits: int | None = None, levels: int | None = None,
+                  weight_bits: int | None = None, act_bits: int | None = None, lut_scope: str | None = None,
+                  levels: int | None = None,
                   calib_method: str = DEFAULT_METHOD, calib_size: int = DEFAULT_CALIB_SIZE, seed: int = 0,
                   user_lut: str | None = None, overwrite: bool = False,
                   progress: bool = False) -> tuple[Model, str]:
@@ -103,7 +109,7 @@ def quantize_file(model_path: str | os.PathLike, output: str | os.PathLike, *,
 
         raise ModelFormatError(f"{output}: already exists; refusing to overwrite it (use --force)")
     _check_onnx_path(model_path)
-    config = make_config(config_path, weight_bits=weight_bits, act_bits=act_bits)
+    config = make_config(config_path, weight_bits=weight_bits, act_bits=act_bits, lut_scope=lut_scope)
     options = QuantizeOptions(lut=lut, granularity=granularity, levels=levels, calib_method=calib_method,
                               calib_size=calib_size, seed=seed, user_lut=parse_levels(user_lut))
     graph = import_onnx(model_path)
@@ -113,7 +119,8 @@ def quantize_file(model_path: str | os.PathLike, output: str | os.PathLike, *,
     save_model(model, output, overwrite=overwrite)
     n_mac = sum(layer.op in ("conv2d", "linear") for layer in model.layers)
     summary = (f"wrote {output}: {len(model.layers)} layers ({n_mac} on the MAC array), "
-               f"W{config.weight_bits} {lut} LUT ({granularity} power-of-two scales, "
+               f"W{config.weight_bits} {lut} LUT{'s per channel' if config.lut_scope.value == 'channel' else ''} "
+               f"({granularity} power-of-two scales, "
                f"requant {config.requant.value}), A{config.act_bits}, calibrated ({calib_method}) on "
                f"{min(calib_size, len(x))} images of {calib_name}")
     return model, summary
@@ -153,7 +160,7 @@ def run_demo(out_dir: str | os.PathLike = "out", *, models_dir: str | os.PathLik
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     index = bundled_models(models_dir)
-    config = AcceleratorConfig()
+    config = default_config()
     rows = []
     for name, info in index.items():
         start = time.time()
@@ -173,7 +180,8 @@ def run_demo(out_dir: str | os.PathLike = "out", *, models_dir: str | os.PathLik
               "models": rows}
     (out_dir / "demo_report.json").write_text(json.dumps(report, indent=2) + "\n")
     lines = ["# accel demo: bundled models at the default quantization", "",
-             f"W{config.weight_bits} ({DEFAULT_LUT} LUT, per-{DEFAULT_GRANULARITY} power-of-two scales, "
+             f"W{config.weight_bits} ({DEFAULT_LUT} LUT per {config.lut_scope.value}, "
+             f"per-{DEFAULT_GRANULARITY} power-of-two scales, "
              f"shift requantization), A{config.act_bits}; bit-exact engine on the test splits.", "",
              "| model | data | images | float top-1 | quantized top-1 | drop | agreement | worst layer SQNR (dB) |",
              "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]

@@ -28,8 +28,9 @@ def one_line_error(stderr: str, pattern: str) -> None:
 def test_quantize_then_eval_json_and_table(tmp_path):
     rc, out, err = accel("quantize", DIGITS, "--calib", "digits", "-o", "d.qmodel", cwd=tmp_path)
     assert rc == 0, err
-    assert re.match(r"^wrote d\.qmodel: 7 layers \(4 on the MAC array\), W4 \w+ LUT \(channel power-of-two "
-                    r"scales, requant shift\), A8, calibrated \(mse\) on 256 images of digits$", out.strip())
+    assert re.match(r"^wrote d\.qmodel: 7 layers \(4 on the MAC array\), W4 mse LUTs per channel \(channel "
+                    r"power-of-two scales, requant shift\), A8, calibrated \(mse\) on 256 images of digits$",
+                    out.strip())
     rc, out, err = accel("eval", "d.qmodel", "--data", "digits", "--json", cwd=tmp_path)
     assert rc == 0, err
     result = json.loads(out)
@@ -49,7 +50,7 @@ def test_eval_onnx_quantizes_on_the_fly_with_the_defaults(tmp_path):
 
 
 def test_quantize_options_and_overwrite(tmp_path):
-    args = ["quantize", DIGITS, "-o", "w3.qmodel", "--weight-bits", "3", "--act-bits", "7",
+    args = ["quantize", DIGITS, "-o", "w3.qmodel", "--weight-bits", "3", "--act-bits", "7", "--lut-scope", "layer",
             "--granularity", "layer", "--lut", "uniform", "--calib-method", "minmax", "--calib-size", "64"]
     rc, out, err = accel(*args, cwd=tmp_path)
     assert rc == 0, err
@@ -57,7 +58,7 @@ def test_quantize_options_and_overwrite(tmp_path):
     from accel.ir import load_model
 
     model = load_model(tmp_path / "w3.qmodel")
-    assert model.config.weight_bits == 3 and model.config.act_bits == 7
+    assert model.config.weight_bits == 3 and model.config.act_bits == 7 and model.config.lut_scope.value == "layer"
     assert all(layer.arrays["lut"].shape[1] == 8 for layer in model.layers if layer.op == "conv2d")
     rc, out, err = accel(*args, cwd=tmp_path)
     assert rc == 2

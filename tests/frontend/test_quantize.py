@@ -14,7 +14,7 @@ from accel.frontend.calibrate import calibrate
 from accel.frontend.evaluate import evaluate
 from accel.frontend.graph import run_float
 from accel.frontend.onnx_import import import_onnx
-from accel.frontend.quantize import QuantizeOptions, dequantize_output, lower, quantize_graph
+from accel.frontend.quantize import QuantizeOptions, default_config, dequantize_output, lower, quantize_graph
 from accel.frontend.workflow import MODELS_DIR, bundled_models
 
 from .onnx_graphs import GraphBuilder, save
@@ -65,7 +65,7 @@ def test_lowering_is_legal_and_tracks_float(tmp_path, name):
     config = CONFIGS[name]
     graph = residual_graph(tmp_path)
     x = np.random.default_rng(0).uniform(0, 1, (64, 1, 8, 8)).astype(np.float32)
-    model = quantize_graph(graph, x, config, QuantizeOptions(lut="uniform"))
+    model = quantize_graph(graph, x, config, QuantizeOptions())
     model.validate()
     lo_a, hi_a = config.act_range(False)
     for layer in model.layers:
@@ -141,7 +141,8 @@ def test_w8a8_within_0_3_points_of_float(name):
 
 @pytest.mark.parametrize("name", list(BUNDLED))
 def test_w4a8_defaults_within_1_point_of_float(name):
-    result = accuracy(name, AcceleratorConfig())
+    result = accuracy(name, default_config())
+    assert default_config().weight_bits == 4 and default_config().act_bits == 8
     assert result.float_top1 - result.quant_top1 <= 1.0
 
 
@@ -200,7 +201,7 @@ def unseen_onnx(request, tmp_path_factory):
 @pytest.mark.parametrize("weight_bits, budget", [(8, 0.3), (4, 1.0)])
 def test_unseen_networks_meet_the_targets(unseen_onnx, weight_bits, budget):
     graph = import_onnx(unseen_onnx)
-    model = quantize_graph(graph, load_dataset("digits", "calib").x, AcceleratorConfig(weight_bits=weight_bits))
+    model = quantize_graph(graph, load_dataset("digits", "calib").x, default_config(weight_bits=weight_bits))
     result = evaluate(model, load_dataset("digits"), graph=graph, onnx_path=unseen_onnx)
     assert result.float_top1 > 90
     assert result.float_top1 - result.quant_top1 <= budget
