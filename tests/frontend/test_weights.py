@@ -9,8 +9,19 @@ from hypothesis import strategies as st
 
 from accel.errors import ConfigError, ModelImportError
 from accel.frontend.onnx_import import import_onnx
-from accel.frontend.weights import (DEFAULT_FAMILY, FAMILIES, MAX_EXPONENT_SPREAD, WeightQuant, family_levels,
-                                    mse_levels, nearest_codes, pot_levels, pwlq_levels, quantize_weights, sqnr_db)
+from accel.frontend.weights import (
+    DEFAULT_FAMILY,
+    FAMILIES,
+    MAX_EXPONENT_SPREAD,
+    WeightQuant,
+    family_levels,
+    mse_levels,
+    nearest_codes,
+    pot_levels,
+    pwlq_levels,
+    quantize_weights,
+    sqnr_db,
+)
 from accel.frontend.workflow import MODELS_DIR
 
 USER = np.array([-100, -50, -20, -6, 0, 6, 20, 50, 100], np.int8)
