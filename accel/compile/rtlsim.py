@@ -300,8 +300,7 @@ def run_jobs(build: SimBuild, jobs: list[tuple[str, TilePlan, list[np.ndarray] |
             if part.output_beats > lim["OUT_DEPTH"]:
                 raise ToolError(f"{name}: a job of {part.output_beats} output beats exceeds the harness")
             d = work / f"job{len(job_dirs):04d}"
-            _write_job(d, part, f"{name}#{i}" if len(parts) > 1 else name,
-                       None if expected is None or len(parts) > 1 else expected)
+            _write_job(d, part, f"{name}#{i}" if len(parts) > 1 else name, expected)
             job_dirs.append(d)
             job_plans.append(part)
     (work / "jobs.json").write_text(json.dumps([str(d) for d in job_dirs]))

@@ -196,7 +196,6 @@ def pack_job(plan: TilePlan) -> JobImage:
                          f"activation signedness")
 
     # Control stream: [LUT beats] tile beat, ...
-    lut_rows, tile_rows = [], []  # per control beat: (kind, source)
     order = []
     for t in plan.tiles:
         if t.lut_load:

@@ -145,7 +145,6 @@ def verify_model(model: Model, inputs: np.ndarray, *, layers: list[str] | None =
         raise ModelError("model: no conv2d or linear layer to run on the MAC array")
     tensors = run_model(model, inputs, return_all=True)
     tensors.update({name: inputs for name in model.inputs})
-    batch = inputs.shape[0]
     build = build_simulation(model.config, sim, waves=waves, root=build_root)
     jobs, per_layer = [], []
     for layer in mac:

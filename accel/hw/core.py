@@ -76,6 +76,11 @@ class GemmCore(wiring.Component):
 
     ``out`` has no back-pressure (``always_ready``): the consumer takes every beat.
 
+    Bias: with ``overflow = "saturate"`` the PEs start from the bias (it flows
+    down the columns with the weights), as the contract clamps after every
+    addition, bias first; with ``wrap`` the sum is order-free, so the PEs start
+    from 0 and each output lane adds the bias once after the array.
+
     Parameters
     ----------
     config : AcceleratorConfig

@@ -31,7 +31,7 @@ def _check(config, problems):
 @pytest.mark.parametrize("rows,cols,seed", [(1, 1, 0), (2, 3, 1), (3, 2, 2), (4, 4, 3)])
 def test_core_random_tiles_and_configs(rows, cols, seed):
     rng = np.random.default_rng(seed)
-    for trial in range(3):
+    for _ in range(3):
         cfg = random_config(rng, rows, cols)
         problems = [random_problem(rng, cfg, pixels=int(rng.integers(1, 3 * rows + 2)),
                                    depth=int(rng.integers(1, 40)), channels=int(rng.integers(1, 2 * cols + 2)),

@@ -136,6 +136,18 @@ def test_checker_reports_a_wrong_expectation_with_its_place():
     assert np.array_equal(got, expected)
 
 
+def test_layers_larger_than_the_harness_split_into_jobs(monkeypatch):
+    from accel.compile import rtlsim
+
+    # Small job limits (the harness memories stay as built): every layer spans several jobs.
+    monkeypatch.setitem(rtlsim.HARNESS_LIMITS, "TILE_DEPTH", 7)
+    model = _layers_model(AcceleratorConfig())
+    x = np.random.default_rng(2).integers(-128, 128, (1, 8, 14, 14)).astype(np.int8)
+    reports = verify_model(model, x, sim="icarus")
+    assert reports[0].tiles > 7
+    _check_reports(reports)
+
+
 SWEEP = [(1, 1), (2, 3), (4, 4), (8, 8), (16, 16)]
 
 
