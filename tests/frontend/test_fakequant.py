@@ -14,7 +14,7 @@ from accel.errors import ModelError
 from accel.frontend.fakequant import Clamp, FakeQuantModel, RShiftRound, round_ste, to_torch
 from accel.frontend.onnx_import import import_onnx
 from accel.frontend.quantize import QuantizeOptions, quantize_graph
-from accel.frontend.workflow import MODELS_DIR, bundled_models, calibration_images
+from accel.frontend.workflow import MODELS_DIR, bundled_models, calibration_images, make_config
 from accel.ir import ModelBuilder
 from tests.engine.strategies import conv_cases, linear_cases, mac_arrays
 
@@ -186,13 +186,19 @@ def bundled():
     return bundled_models()
 
 
-@pytest.mark.parametrize("name", ["cnn_digits", "cnn_mnist", "resnet_mnist", "mobilenet_mnist"])
-def test_bundled_model_predictions_agree_with_the_engine(name, bundled):
-    """Default ``accel quantize`` settings; the fake-quant logits equal the engine's on the whole test split."""
+@pytest.mark.parametrize("name, requant, lut", [
+    ("cnn_digits", "shift", None), ("cnn_mnist", "shift", None), ("resnet_mnist", "shift", None),
+    ("mobilenet_mnist", "shift", None), ("cnn_digits", "multiply_shift", "uniform"),
+])
+def test_bundled_model_predictions_agree_with_the_engine(name, requant, lut, bundled):
+    """``accel quantize``'s defaults (and the multiply_shift baseline): the fake-quant logits equal the
+    engine's on the whole test split."""
     data_name = bundled[name]["data"]
     graph = import_onnx(MODELS_DIR / f"{name}.onnx")
     calib_x, _ = calibration_images(graph, data_name)
-    model = quantize_graph(graph, calib_x, AcceleratorConfig(), QuantizeOptions())
+    config = make_config().replace(requant=requant)
+    options = QuantizeOptions() if lut is None else QuantizeOptions(lut=lut)
+    model = quantize_graph(graph, calib_x, config, options)
     data = load_dataset(data_name, "test")
     info = model.tensors[model.inputs[0]]
     xi = quantize_input(data.x, info.exponent, *model.config.act_range(info.dtype == "int8")).astype(info.dtype)
@@ -202,3 +208,6 @@ def test_bundled_model_predictions_agree_with_the_engine(name, bundled):
     agreement = float(np.mean(fq.argmax(1) == engine.argmax(1)))
     assert agreement >= 0.999, f"{name}: predictions agree on {agreement:.4%} of {len(xi)} images"
     assert np.array_equal(fq.astype(np.int64), engine), f"{name}: float64 logits differ from the engine's"
+    with torch.no_grad():
+        fq32 = FakeQuantModel(model, torch.float32)(torch.as_tensor(xi)).numpy()
+    assert float(np.mean(fq32.argmax(1) == engine.argmax(1))) >= 0.999
