@@ -201,12 +201,20 @@ def _best_alpha(x: np.ndarray, shape: np.ndarray) -> np.ndarray:
     xs = _search_sample(x)
     top = float(np.max(np.abs(xs))) if xs.size else 0.0
     hi = min(max(top, 1.0), 127.0)
-    best, best_err = None, math.inf
-    for alpha in np.unique(np.round(np.linspace(0.3 * hi, hi, 72), 3)):
-        lv = _snap(alpha * shape)
-        err = _sq_error(xs, lv)
-        if err < best_err - 1e-12:
-            best, best_err = lv, err
+    best, best_err, best_alpha = None, math.inf, hi
+
+    def scan(alphas):
+        nonlocal best, best_err, best_alpha
+        for alpha in np.unique(np.round(alphas, 3)):
+            lv = _snap(alpha * shape)
+            err = _sq_error(xs, lv)
+            if err < best_err - 1e-12:
+                best, best_err, best_alpha = lv, err, float(alpha)
+
+    coarse = np.linspace(0.3 * hi, hi, 24)  # coarse to fine: 24 points, then 16 around the best
+    scan(coarse)
+    d = coarse[1] - coarse[0]
+    scan(np.linspace(max(best_alpha - d, 0.3 * hi), min(best_alpha + d, hi), 16))
     return best
 
 

@@ -254,3 +254,24 @@ def test_default_family_has_the_best_sqnr_on_real_trained_weights():
             sqnr[family] = 10 * np.log10(sig / noise)
         assert max(sqnr, key=sqnr.get) == DEFAULT_FAMILY, (model, sqnr)
         assert sqnr["mse"] > 17, (model, sqnr)
+
+
+@settings(max_examples=80)
+@given(st.integers(0, 2**32 - 1), st.sampled_from(FAMILIES), st.sampled_from([2, 3, 4, 5, 8]),
+       st.sampled_from(["layer", "channel"]), st.sampled_from(["layer", "channel"]), st.booleans(),
+       st.sampled_from([(1, 1), (3, 5), (6, 2, 3, 3), (4, 1, 1, 1), (2, 70)]))
+def test_invariants_on_random_tensors(seed, family, bits, granularity, lut_scope, power_of_two, shape):
+    """Random shapes, scales (over 2^-20..2^10) and settings: codes, tables, steps and nearest levels hold."""
+    rng = np.random.default_rng(seed)
+    w = rng.standard_t(3, size=shape) * 2.0 ** rng.uniform(-20, 10, size=(shape[0],) + (1,) * (len(shape) - 1))
+    if rng.random() < 0.2:
+        w[0] = 0.0
+    user = np.unique(rng.integers(-128, 128, size=int(rng.integers(2, 1 << bits)))) if family == "user" else None
+    if user is not None and not np.any(user):
+        user = np.array([0, 1])
+    levels = int(rng.integers(2, (1 << bits) + 1)) if rng.random() < 0.3 else None
+    if user is not None and levels is not None:
+        levels = max(levels, user.size)
+    q = quantize_weights(w, family=family, weight_bits=bits, granularity=granularity, lut_scope=lut_scope,
+                         levels=levels, user_lut=user, power_of_two=power_of_two, name="layer")
+    check_invariants(q, w, bits, levels or (1 << bits), power_of_two)
