@@ -41,7 +41,19 @@ class TileCycles:
 
 
 def schedule(plan: TilePlan, timing: CoreTiming | None = None) -> list[TileCycles]:
-    """Per-tile cycles of one job (a plan that starts with a LUT load)."""
+    """Per-tile cycles of one job (a plan that starts with a LUT load).
+
+    Example
+    -------
+    >>> import numpy as np
+    >>> from accel.config import AcceleratorConfig
+    >>> from accel.compile import GemmProblem, plan_tiles
+    >>> cfg = AcceleratorConfig()  # 8x8
+    >>> prob = GemmProblem("fc", np.ones((16, 72), int), np.zeros((8, 72), np.uint8), np.zeros((1, 16), int),
+    ...                    np.zeros(8, int), np.zeros(8, int), None, -128, 127, False, True, slice(0, 8))
+    >>> [(c.first_in, c.last_out, c.cycles) for c in schedule(plan_tiles([prob], cfg))]
+    [(17, 113, 97), (89, 185, 97)]
+    """
     timing = timing or CoreTiming.from_config(plan.config)
     out: list[TileCycles] = []
     prev_last: int | None = None

@@ -22,6 +22,13 @@ class CoreTiming:
     * ``drain_cycles``: cycles that shift the results out (``rows``);
     * ``requant_latency``: requantizer pipeline (2 for ``shift``, 3 for ``multiply_shift``);
     * ``lut_load_cycles``: LUT beats of a full load (``2 ** weight_bits``).
+
+    Example
+    -------
+    >>> from accel.config import AcceleratorConfig
+    >>> t = CoreTiming.from_config(AcceleratorConfig())  # 8x8, requant "shift"
+    >>> t.min_last_interval, t.output_latency, t.tile_cycles(72)
+    (23, 25, 97)
     """
 
     rows: int
