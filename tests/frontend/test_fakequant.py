@@ -16,7 +16,7 @@ from accel.frontend.onnx_import import import_onnx
 from accel.frontend.quantize import QuantizeOptions, quantize_graph
 from accel.frontend.workflow import MODELS_DIR, bundled_models, calibration_images, make_config
 from accel.ir import ModelBuilder
-from tests.engine.strategies import conv_cases, linear_cases, mac_arrays
+from tests.engine.strategies import configs, conv_cases, linear_cases, mac_arrays
 
 FULL = settings().max_examples >= 5000
 
@@ -72,6 +72,57 @@ def test_pool_add_concat_reshape_match_contract(seed, rounding, dtype):
     model = b.build([r, s])
     xs = rng.integers(lo, hi + 1, (int(rng.integers(1, 4)), c, h + 2, w + 2)).astype(dtype)
     assert_matches_contract(model, xs)
+
+
+@st.composite
+def networks(draw):
+    """A random small network: conv, depthwise conv, residual add, max/avg pools, concat, global pool, linear."""
+    cfg = draw(configs())
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    in_dtype = draw(st.sampled_from(["int8", "uint8"]))
+    act = draw(st.sampled_from([(0, 255), (-128, 127), (0, 100)]))
+    c, h, w = draw(st.integers(1, 4)), draw(st.integers(4, 9)), draw(st.integers(4, 9))
+    n = draw(st.integers(1, 5))
+    b = ModelBuilder(cfg)
+
+    def mac(n_out, codes_shape):
+        arrays = mac_arrays(rng, cfg, n_out, codes_shape, extreme=False)
+        arrays["shift"] = np.minimum(rng.integers(3, 12, n_out), cfg.max_shift)
+        if arrays["mult"] is not None:
+            arrays["mult"] = rng.integers(0, 1 << min(cfg.mult_bits, 8), n_out)
+        arrays["bias"] = rng.integers(-(1 << min(cfg.acc_bits - 2, 10)), 1 << min(cfg.acc_bits - 2, 10), n_out)
+        return arrays
+
+    x = b.input("x", (c, h, w), in_dtype)
+    h1 = b.conv2d("conv1", x, **mac(n, (n, c, 3, 3)), padding=(1, 1, 1, 1), lo=act[0], hi=act[1])
+    h2 = b.conv2d("dw", h1, **mac(n, (n, 1, 3, 3)), padding=(1, 1, 1, 1), groups=n, lo=act[0], hi=act[1])
+    s = b.add("res", h1, h2, shift_a=int(rng.integers(0, 3)), shift_b=int(rng.integers(0, 3)),
+              shift=int(rng.integers(0, 3)), lo=act[0], hi=act[1])
+    pad = (0, 0, int(rng.integers(0, 2)), int(rng.integers(0, 2)))
+    mp = b.max_pool("mp", s, kernel=(2, 2), stride=(2, 2), padding=pad)
+    ap = b.avg_pool("ap", s, kernel=(2, 2), stride=(2, 2), padding=pad, pad_value=int(rng.integers(0, 3)),
+                    mult=1 << 14, shift=16, lo=act[0], hi=act[1])  # the mean of 4
+    cat = b.concat("cat", [mp, ap], axis=1)
+    g = b.global_avg_pool("gap", cat, mult=int(rng.integers(1, 1 << 16)), shift=int(rng.integers(16, 24)),
+                          lo=act[0], hi=act[1])
+    f = b.flatten("flat", g)
+    y = b.linear("fc", f, **mac(3, (3, 2 * n)), raw=True)
+    model = b.build([y])
+    xlo, xhi = (-128, 127) if in_dtype == "int8" else (0, 255)
+    xs = rng.integers(xlo, xhi + 1, (draw(st.integers(1, 3)), c, h, w)).astype(in_dtype)
+    return model, xs
+
+
+@settings(max_examples=2000 if FULL else 60)
+@given(networks())
+def test_random_networks_match_the_contract_and_the_engine(case):
+    model, xs = case
+    assert_matches_contract(model, xs)
+    engine = run_model(model, xs, return_all=True)
+    with torch.no_grad():
+        got = FakeQuantModel(model).run(torch.as_tensor(xs), return_all=True)
+    for name, want in engine.items():
+        assert np.array_equal(got[name].numpy().astype(np.int64), want.astype(np.int64)), name
 
 
 @pytest.mark.parametrize("overflow", ["wrap", "saturate"])
