@@ -25,7 +25,7 @@ How a tensor is quantized (:func:`quantize_weights`):
    PWLQ's breakpoint) for the least squared error. When a fitted table's
    largest level is below 64 (a family that clips), the exponents of its
    channels are made finer by one and the table refitted, as long as the
-   error does not grow, so the largest level lands in 64..127.
+   error shrinks, so the largest level lands in 64..127.
 3. **Codes.** Each weight takes the code of its nearest level; a weight exactly
    halfway between two levels takes the one nearer zero (deterministic and
    sign-symmetric). Unused LUT entries repeat the largest level, so a table
@@ -46,8 +46,9 @@ The families (:data:`FAMILIES`):
     ``alpha`` searched.
 ``pwlq``
     Piecewise linear (Fang et al. 2020): ``[-m, m]`` split at ``+-p`` into a
-    dense centre and sparse tails with equal numbers of levels (half the
-    levels uniform over ``[-p, p]``, a quarter on each tail ``(p, m]``), the
+    dense centre and sparse tails with (nearly) equal numbers of levels (a
+    quarter of the entries uniform on each tail ``(p, m]``, the rest but one
+    uniform over ``[-p, p]`` with zero among them: 7 + 8 levels of 16), the
     breakpoint ``p/m`` found by a coarse-to-fine grid search on the squared
     error; ``m`` is the largest weight.
 ``mse``
@@ -285,13 +286,18 @@ def apot_levels(x: np.ndarray, n_levels: int) -> np.ndarray:
 def _pwlq_real(p: float, m: float, n_levels: int) -> np.ndarray:
     t = n_levels // 4
     c = n_levels - 2 * t
+    if c % 2 == 0 and c > 2:  # an odd centre, so that zero is a level (dead weights stay dead)
+        c -= 1
     centre = np.linspace(-p, p, c) if c > 1 else np.zeros(1)
     tail = p + (m - p) * np.arange(1, t + 1) / max(t, 1)
     return np.concatenate([-tail, centre, tail])
 
 
 def pwlq_levels(x: np.ndarray, n_levels: int) -> np.ndarray:
-    """Piecewise linear levels: half uniform over ``[-p, p]``, a quarter on each tail ``(p, m]``.
+    """Piecewise linear levels: ``n_levels // 4`` uniform on each tail ``(p, m]``, the rest over ``[-p, p]``.
+
+    The centre gets an odd count (zero among its levels) when it has more than
+    two levels: 16 entries give 7 centre and 4 + 4 tail levels.
 
     ``m`` is the largest ``|x|`` (at most 127); the breakpoint ``p/m`` is
     searched on a coarse grid (step 0.05), then a fine one (step 0.005) around
@@ -481,7 +487,7 @@ def _fit_table(family: str, x: np.ndarray, n_levels: int) -> tuple[np.ndarray, i
 
     While the largest level is below 64 the weights are scaled by 2 more (the
     exponent one finer) and the table refitted, kept when the error (in the
-    weights' own units) is no larger: the table then uses the int8 range.
+    weights' own units) is smaller: the table then uses the int8 range.
     """
     lv = family_levels(family, x, n_levels)
     err = _sq_error(x, lv)
@@ -490,7 +496,7 @@ def _fit_table(family: str, x: np.ndarray, n_levels: int) -> tuple[np.ndarray, i
         x2 = x * 2.0 ** (d + 1)
         lv2 = family_levels(family, x2, n_levels)
         err2 = _sq_error(x2, lv2) / 4.0 ** (d + 1)
-        if err2 > err:
+        if err2 >= err:  # only a strictly smaller error justifies a longer shift
             break
         lv, err, d = lv2, err2, d + 1
     return lv, d

@@ -141,9 +141,9 @@ def test_pot_and_pwlq_shapes():
     assert pot.size == 15 and 0 in pot and np.array_equal(pot, -pot[::-1])
     assert all(abs(b - a / 2) <= 1 for a, b in zip(mags, mags[1:]))  # each level half the one above
     pw = pwlq_levels(x, 16)
-    assert pw.size == 16 and np.array_equal(pw, -pw[::-1])
+    assert pw.size == 15 and 0 in pw and np.array_equal(pw, -pw[::-1])
     assert pw.max() == 120  # m is the largest weight
-    centre, tail = pw[4:12], pw[12:]
+    centre, tail = pw[4:11], pw[11:]
     assert np.ptp(np.diff(centre)) <= 1 and np.ptp(np.diff(tail)) <= 1  # uniform within each region
     assert np.diff(tail).mean() > np.diff(centre).mean()  # sparse tails, dense centre
 
@@ -186,8 +186,8 @@ def test_zero_and_negligible_channels():
     w = conv_weights(6)
     w[2] = 0.0
     w[5] *= 2.0 ** -40
-    for family in ("uniform", "mse"):
-        q = quantize_weights(w, family=family)
+    for family, scope in itertools.product(("uniform", "mse", "pwlq"), ("layer", "channel")):
+        q = quantize_weights(w, family=family, lut_scope=scope)
         e = q.exponent
         assert np.all(q.dequantize()[2] == 0)
         assert e.max() - e.min() <= MAX_EXPONENT_SPREAD
