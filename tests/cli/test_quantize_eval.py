@@ -29,7 +29,7 @@ def test_quantize_then_eval_json_and_table(tmp_path):
     rc, out, err = accel("quantize", DIGITS, "--calib", "digits", "-o", "d.qmodel", cwd=tmp_path)
     assert rc == 0, err
     assert re.match(r"^wrote d\.qmodel: 7 layers \(4 on the MAC array\), W4 mse LUTs per channel \(channel "
-                    r"power-of-two scales, requant shift\), A8, calibrated \(mse\) on 256 images of digits$",
+                    r"power-of-two scales, requant shift\), A8, calibrated \(percentile\) on 256 images of digits$",
                     out.strip())
     rc, out, err = accel("eval", "d.qmodel", "--data", "digits", "--json", cwd=tmp_path)
     assert rc == 0, err
