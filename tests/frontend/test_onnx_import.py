@@ -42,8 +42,8 @@ def test_bundled_residual_model_has_batchnorm_in_file_and_none_after_import():
     assert sum("folded" in n.attrs for n in graph.nodes) >= 4
 
 
-def test_every_supported_op_against_onnxruntime(tmp_path):
-    """One graph with every op of the issue, checked number for number against onnxruntime."""
+def all_ops_model(tmp_path):
+    """One ONNX file with every op of the issue (ends in Softmax)."""
     g = GraphBuilder([3, 12, 12])
     # grouped, strided, padded, dilated conv, then BatchNorm (folded) and ReLU6 (Clip 0..6)
     c = g.node("Conv", ["x", g.weight("w1", (6, 1, 3, 3)), g.weight("b1", (6,))], group=3,
@@ -75,8 +75,12 @@ def test_every_supported_op_against_onnxruntime(tmp_path):
     bias = g.node("Add", [mm, g.weight("b5", (10,))])
     drop = g.node("Dropout", [bias])
     sm = g.node("Softmax", [drop], axis=1)
-    path = save(g.build(sm), tmp_path / "all_ops.onnx")
+    return save(g.build(sm), tmp_path / "all_ops.onnx")
 
+
+def test_every_supported_op_against_onnxruntime(tmp_path):
+    """The graph with every op of the issue, checked number for number against onnxruntime."""
+    path = all_ops_model(tmp_path)
     graph = import_onnx(path)
     ops = [n.op for n in graph.nodes]
     assert ops.count("conv") == 3 and "affine" not in ops  # BN and the MatMul bias folded
@@ -164,14 +168,18 @@ def test_old_opset_and_non_static_input(tmp_path):
         import_onnx(save(g.build(y), tmp_path / "dyn.onnx"))
 
 
-def test_standalone_activation_and_batchnorm_stay_affine(tmp_path):
-    """ReLU right after the input and a BatchNorm after a pool have nothing to fuse into."""
+def affine_model(tmp_path):
     g = GraphBuilder([2, 4, 4])
     r = g.node("Relu", ["x"])
     p = g.node("MaxPool", [r], kernel_shape=[2, 2], strides=[2, 2])
     bn = g.node("BatchNormalization", [p, g.init("g", np.float32([2, 3])), g.init("b", np.float32([0.1, -1])),
                                        g.init("m", np.float32([0, 1])), g.init("v", np.float32([1, 4]))])
-    path = save(g.build(bn), tmp_path / "affine.onnx")
+    return save(g.build(bn), tmp_path / "affine.onnx")
+
+
+def test_standalone_activation_and_batchnorm_stay_affine(tmp_path):
+    """ReLU right after the input and a BatchNorm after a pool have nothing to fuse into."""
+    path = affine_model(tmp_path)
     graph = import_onnx(path)
     assert [n.op for n in graph.nodes] == ["affine", "max_pool", "affine"]
     x = np.random.default_rng(0).normal(size=(3, 2, 4, 4)).astype(np.float32)

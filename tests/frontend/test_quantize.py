@@ -18,6 +18,7 @@ from accel.frontend.quantize import QuantizeOptions, default_config, dequantize_
 from accel.frontend.workflow import MODELS_DIR, bundled_models
 
 from .onnx_graphs import GraphBuilder, save
+from .test_onnx_import import affine_model, all_ops_model
 
 BUNDLED = bundled_models()
 
@@ -81,6 +82,22 @@ def test_lowering_is_legal_and_tracks_float(tmp_path, name):
     # a wrong exponent anywhere (a factor of two) falls below ~6 dB
     want = {"default": 10, "w8": 30, "w2": 0, "a6": 10, "lut_per_channel": 10, "multiply_shift": 10}[name]
     assert sqnr(floats[out], q) > want
+
+
+@pytest.mark.parametrize("build, want_db", [(all_ops_model, 25), (affine_model, 30)])
+def test_every_op_lowers_and_runs_on_the_engine(tmp_path, build, want_db):
+    """Grouped/dilated/depthwise convs, ceil-mode max pool, avg pool, concat, reshape, standalone
+    affine layers (ReLU on the input, BatchNorm after a pool): W8A8 through the engine tracks float."""
+    graph = import_onnx(build(tmp_path))
+    x = np.random.default_rng(0).uniform(-1, 1, (64, *graph.input_shape)).astype(np.float32)
+    model = quantize_graph(graph, x, default_config(weight_bits=8))
+    ops = {layer.op for layer in model.layers}
+    assert ops >= ({"conv2d", "max_pool", "avg_pool", "concat", "reshape", "add", "global_avg_pool", "linear"}
+                   if build is all_ops_model else {"conv2d", "max_pool"})
+    ints, floats = quantized_outputs(model, graph, x)
+    for layer in model.layers:
+        q = dequantize_output(model, layer.output, ints[layer.output]).reshape(floats[layer.output].shape)
+        assert sqnr(floats[layer.output], q) > want_db, layer.name
 
 
 def test_fused_relu6_residual_add_and_raw_logits(tmp_path):
