@@ -410,9 +410,10 @@ def quantize_onnx(path: str | os.PathLike, calib: str | os.PathLike | np.ndarray
     Examples
     --------
     >>> from accel.frontend import quantize_onnx
-    >>> model = quantize_onnx("models/cnn_digits.onnx", "digits")
+    >>> from accel.frontend.workflow import MODELS_DIR
+    >>> model = quantize_onnx(MODELS_DIR / "cnn_digits.onnx", "digits")
     >>> [layer.op for layer in model.layers][:3]
-    ['conv2d', 'conv2d', 'max_pool']
+    ['conv2d', 'max_pool', 'conv2d']
     """
     from ..data import load_dataset
     from .onnx_import import import_onnx
