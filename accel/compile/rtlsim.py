@@ -170,7 +170,7 @@ def build_simulation(config: AcceleratorConfig, sim: str = "verilator", *, waves
     try:
         runner.build(sources=[str(p) for p in sources], hdl_toplevel="accel_harness", build_dir=str(build_dir),
                      includes=[str(build_dir)], build_args=args, timescale=("1ns", "1ps"), waves=waves,
-                     always=True, log_file=str(log))
+                     defines={"ACCEL_WAVES": 1} if waves else {}, always=True, log_file=str(log))
     except (SystemExit, Exception) as exc:  # the runner exits or raises on a failed build
         tail = log.read_text()[-2000:] if log.exists() else ""
         raise ToolError(f"{sim} build of the {config.rows}x{config.cols} core failed ({exc}); "
