@@ -100,7 +100,8 @@ class AcceleratorConfig:
     weight_bits : int
         Width of a stored weight code, 2..8 (default 4: a 16-entry LUT).
     lut_scope : LutScope
-        ``layer`` (one LUT per layer) or ``channel`` (one LUT per output channel).
+        ``channel`` (default: one LUT per output channel, loaded into that column's
+        decoder; a layer may still share one table) or ``layer`` (one LUT per layer).
     act_bits : int
         Activation width, 2..8; activations are int8 or uint8 on the datapath.
     acc_bits : int
@@ -122,7 +123,10 @@ class AcceleratorConfig:
     rows: int = 8
     cols: int = 8
     weight_bits: int = 4
-    lut_scope: LutScope = LutScope.LAYER
+    # One table per output channel is the default: every array column has its own decoder,
+    # so it costs only loading, and it keeps W4A8 (and W3A8) within a point of float on
+    # every bundled model where a shared table does not (docs/RESULTS.md).
+    lut_scope: LutScope = LutScope.CHANNEL
     act_bits: int = 8
     acc_bits: int = 32
     overflow: Overflow = Overflow.WRAP

@@ -51,7 +51,7 @@ DEFAULT_GRANULARITY = "channel"
 #: LUT scope of the front end's default configuration: one LUT per output channel (each array
 #: column has its own decoder, so this costs only loading; at W4A8 it is the difference between
 #: 1.1 and -0.2 points on the MobileNet-style model, docs/RESULTS.md).
-DEFAULT_LUT_SCOPE = "channel"
+DEFAULT_LUT_SCOPE = AcceleratorConfig().lut_scope.value  # the one default lives in AcceleratorConfig
 GRANULARITIES = ("layer", "channel")
 
 
@@ -93,13 +93,13 @@ class QuantizeOptions:
 
 
 def default_config(**changes) -> AcceleratorConfig:
-    """The front end's default accelerator: ``AcceleratorConfig()`` with one LUT per output channel
-    (:data:`DEFAULT_LUT_SCOPE`), with ``changes`` applied.
+    """The front end's default accelerator: ``AcceleratorConfig()`` (one LUT per output channel),
+    with ``changes`` applied.
 
     >>> default_config(weight_bits=3).lut_scope.value, default_config().weight_bits
     ('channel', 4)
     """
-    return AcceleratorConfig(**{"lut_scope": DEFAULT_LUT_SCOPE, **changes})
+    return AcceleratorConfig(**changes)
 
 
 def weight_tensor(node: FloatNode, shape: tuple[int, ...]) -> np.ndarray:
