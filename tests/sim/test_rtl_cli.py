@@ -1,6 +1,7 @@
 """`accel rtl generate` and `accel rtl verify` as a user runs them."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -9,6 +10,7 @@ from accel.cli import main
 from accel.ir import save_model
 
 pytestmark = pytest.mark.cocotb
+MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
 def test_generate_writes_verilog_and_description_and_lints_clean(tmp_path, capsys):
@@ -35,7 +37,7 @@ def digits_qmodel(tmp_path_factory):
     from accel.frontend import quantize_onnx
 
     path = tmp_path_factory.mktemp("models") / "cnn_digits.qmodel"
-    save_model(quantize_onnx("models/cnn_digits.onnx", "digits"), path)
+    save_model(quantize_onnx(MODELS / "cnn_digits.onnx", "digits"), path)
     return path
 
 
@@ -88,7 +90,7 @@ def test_every_bundled_network_on_the_rtl(name, data, tmp_path):
     from accel.compile.verify import model_inputs, verify_model
     from accel.frontend import quantize_onnx
 
-    model = quantize_onnx(f"models/{name}.onnx", data)
+    model = quantize_onnx(MODELS / f"{name}.onnx", data)
     reports = verify_model(model, model_inputs(model, None, 1), sim="verilator")
     for r in reports:
         assert r.ok and r.cycles_exact, r.to_dict()

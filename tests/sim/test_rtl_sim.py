@@ -11,6 +11,7 @@ the run folder under ``build/rtlsim/``.
 """
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -23,6 +24,7 @@ from accel.ir import ModelBuilder
 from tests.hw.gemm_cases import random_config, random_problem
 
 pytestmark = pytest.mark.cocotb
+MODELS = Path(__file__).resolve().parents[2] / "models"
 WAVES = os.environ.get("ACCEL_WAVES", "") not in ("", "0")
 SIMS = ["verilator", "icarus"]
 SAMPLES = int(os.environ.get("ACCEL_SIM_SAMPLES", "6"))
@@ -101,7 +103,7 @@ def test_default_array_whole_layers_against_the_engine(sim, tmp_path):
 def digits_model():
     from accel.frontend import quantize_onnx
 
-    return quantize_onnx("models/cnn_digits.onnx", "digits")
+    return quantize_onnx(MODELS / "cnn_digits.onnx", "digits")
 
 
 @pytest.mark.parametrize("sim", SIMS)
