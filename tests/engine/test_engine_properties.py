@@ -13,7 +13,7 @@ from accel.config import AcceleratorConfig
 from accel.engine import BACKENDS, run_model, run_model_contract
 from accel.ir import ModelBuilder
 
-from .strategies import conv_cases, linear_cases, mac_arrays
+from .strategies import conv_cases, linear_cases, mac_arrays, pool_add_concat_case
 
 FULL = settings().max_examples >= 5000
 
@@ -46,27 +46,7 @@ def test_linear_matches_contract(case):
 @settings(max_examples=5000 if FULL else 100)
 @given(st.integers(0, 2**32 - 1), st.sampled_from(["half_up", "floor"]), st.sampled_from(["int8", "uint8"]))
 def test_pool_add_concat_match_contract(seed, rounding, dtype):
-    rng = np.random.default_rng(seed)
-    cfg = AcceleratorConfig(rounding=rounding)
-    lo, hi = (-128, 127) if dtype == "int8" else (0, 255)
-    c, h, w = (int(v) for v in rng.integers(1, 7, 3))
-    b = ModelBuilder(cfg)
-    x = b.input("x", (c, h + 2, w + 2), dtype)
-    k = int(rng.integers(1, 4))
-    pad = [int(v) for v in rng.integers(0, k, 4)]
-    stride = [int(v) for v in rng.integers(1, 3, 2)]
-    mp = b.max_pool("mp", x, kernel=(k, k), stride=stride, padding=pad)
-    ap = b.avg_pool("ap", x, kernel=(k, k), stride=stride, padding=pad, pad_value=int(rng.integers(lo, hi + 1)),
-                    mult=int(rng.integers(0, 1 << 16)), shift=int(rng.integers(0, 24)), lo=lo, hi=hi)
-    s = b.add("add", mp, ap, shift_a=int(rng.integers(0, 4)), shift_b=int(rng.integers(0, 4)),
-              shift=int(rng.integers(0, 6)), lo=lo, hi=hi, dtype=dtype)
-    cat = b.concat("cat", [s, mp], axis=1)
-    gap = b.global_avg_pool("gap", cat, mult=int(rng.integers(0, 1 << 16)), shift=int(rng.integers(0, 30)),
-                            lo=lo, hi=hi)
-    flat = b.flatten("flat", gap)
-    model = b.build([flat, s])
-    xs = rng.integers(lo, hi + 1, (int(rng.integers(1, 4)), c, h + 2, w + 2)).astype(dtype)
-    assert_backends_match(model, xs)
+    assert_backends_match(*pool_add_concat_case(seed, rounding, dtype))
 
 
 @pytest.mark.parametrize("overflow", ["wrap", "saturate"])

@@ -16,7 +16,7 @@ from accel.frontend.onnx_import import import_onnx
 from accel.frontend.quantize import QuantizeOptions, quantize_graph
 from accel.frontend.workflow import MODELS_DIR, bundled_models, calibration_images, make_config
 from accel.ir import ModelBuilder
-from tests.engine.strategies import configs, conv_cases, linear_cases, mac_arrays
+from tests.engine.strategies import configs, conv_cases, linear_cases, mac_arrays, pool_add_concat_case
 
 FULL = settings().max_examples >= 5000
 
@@ -50,28 +50,7 @@ def test_linear_matches_contract(case):
 @settings(max_examples=2000 if FULL else 60)
 @given(st.integers(0, 2**32 - 1), st.sampled_from(["half_up", "floor"]), st.sampled_from(["int8", "uint8"]))
 def test_pool_add_concat_reshape_match_contract(seed, rounding, dtype):
-    rng = np.random.default_rng(seed)
-    cfg = AcceleratorConfig(rounding=rounding)
-    lo, hi = (-128, 127) if dtype == "int8" else (0, 255)
-    c, h, w = (int(v) for v in rng.integers(1, 7, 3))
-    b = ModelBuilder(cfg)
-    x = b.input("x", (c, h + 2, w + 2), dtype)
-    k = int(rng.integers(1, 4))
-    pad = [int(v) for v in rng.integers(0, k, 4)]
-    stride = [int(v) for v in rng.integers(1, 3, 2)]
-    mp = b.max_pool("mp", x, kernel=(k, k), stride=stride, padding=pad)
-    ap = b.avg_pool("ap", x, kernel=(k, k), stride=stride, padding=pad, pad_value=int(rng.integers(lo, hi + 1)),
-                    mult=int(rng.integers(0, 1 << 16)), shift=int(rng.integers(0, 24)), lo=lo, hi=hi)
-    s = b.add("add", mp, ap, shift_a=int(rng.integers(0, 4)), shift_b=int(rng.integers(0, 4)),
-              shift=int(rng.integers(0, 6)), lo=lo, hi=hi, dtype=dtype)
-    cat = b.concat("cat", [s, mp], axis=1)
-    gap = b.global_avg_pool("gap", cat, mult=int(rng.integers(0, 1 << 16)), shift=int(rng.integers(0, 30)),
-                            lo=lo, hi=hi)
-    flat = b.flatten("flat", gap)
-    r = b.reshape("r", flat, (2 * c, 1))
-    model = b.build([r, s])
-    xs = rng.integers(lo, hi + 1, (int(rng.integers(1, 4)), c, h + 2, w + 2)).astype(dtype)
-    assert_matches_contract(model, xs)
+    assert_matches_contract(*pool_add_concat_case(seed, rounding, dtype))
 
 
 @st.composite
