@@ -71,3 +71,18 @@ def test_inspect_bad_file(tmp_path, content, message):
     path.write_bytes(content)
     out = accel("inspect", str(path))
     assert out.returncode == 2 and message in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.cocotb
+def test_demo_end_to_end(tmp_path):
+    """The main job as `make demo` runs it: accuracy on every bundled model and RTL layers equal to the engine."""
+    out = accel("demo", "-o", str(tmp_path / "out"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    report = json.loads((tmp_path / "out" / "demo_report.json").read_text())
+    assert {m["model"] for m in report["models"]} >= {"cnn_mnist", "resnet_mnist", "mobilenet_mnist", "cnn_digits"}
+    assert all(m["float_top1"] - m["quant_top1"] <= 1.0 for m in report["models"])
+    rtl = report["rtl"]
+    assert rtl["ok"] and all(l["mismatches"] == 0 and l["cycles_exact"] for l in rtl["layers"])
+    assert len(rtl["layers"]) == 4 and (tmp_path / "out" / "rtl_cycles.json").exists()
+    assert "all outputs match the engine" in out.stdout
+    assert "## RTL: cnn_digits" in (tmp_path / "out" / "demo_report.md").read_text()
