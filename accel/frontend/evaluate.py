@@ -1,6 +1,6 @@
 """Accuracy of an integer model against its float network: top-1, agreement, per-layer SQNR.
 
-The integer model runs through the bit-exact engine (:func:`accel.engine.run_model`);
+The integer model runs through the bit-exact engine (:class:`accel.engine.Engine`, prepared once for all batches);
 the float network's logits come from onnxruntime on the source ONNX file, and
 its intermediate tensors from the float graph (:func:`~accel.frontend.graph.run_float`),
 so that every integer tensor is compared with the float tensor it stands for.
@@ -129,7 +129,7 @@ def evaluate(model: Model, data: Dataset, *, graph: FloatGraph | None = None,
     DataError
         Images whose shape does not match the model, or labels beyond its outputs.
     """
-    from ..engine import run_model
+    from ..engine import Engine
     from .onnx_import import import_onnx
 
     _check_shape(model, data)
@@ -146,6 +146,7 @@ def evaluate(model: Model, data: Dataset, *, graph: FloatGraph | None = None,
     energies: dict[str, list[float]] = {}
     float_logits = onnx_logits(onnx_path, data.x) if onnx_path is not None else None
     quant_logits = []
+    engine = Engine(model)  # prepared once: its onnxruntime sessions serve every batch
     starts = range(0, len(data), batch_size)
     if progress:
         from tqdm import tqdm
@@ -154,7 +155,7 @@ def evaluate(model: Model, data: Dataset, *, graph: FloatGraph | None = None,
     for start in starts:
         xb = data.x[start:start + batch_size]
         xi = quantize_input(xb, in_info.exponent, lo, hi).astype(np.dtype(in_info.dtype))
-        ints = run_model(model, xi, return_all=graph is not None)
+        ints = engine.run(xi, return_all=graph is not None)
         quant_logits.append(dequantize_output(model, out_name, ints[out_name]))
         if graph is not None:
             floats = run_float(graph, xb, return_all=True)
