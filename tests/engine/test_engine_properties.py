@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from accel.config import AcceleratorConfig
-from accel.engine import BACKENDS, run_model, run_model_contract
+from accel.engine import BACKENDS, Engine, run_model, run_model_contract
 from accel.ir import ModelBuilder
 
 from .strategies import conv_cases, linear_cases, mac_arrays, pool_add_concat_case
@@ -80,3 +80,26 @@ def test_long_conv_reduction_uses_float64_path():
     model = b.build([y])
     xs = np.full((2, 64, 6, 6), 255, np.uint8)
     assert_backends_match(model, xs)
+
+
+@pytest.mark.parametrize("raw", [False, True])
+@pytest.mark.parametrize("rounding", ["half_up", "floor"])
+def test_fast_path_exact_at_its_bound(rounding, raw):
+    """Sums just below 2^23 on onnxruntime's blocked (NCHWc) convolution stay exact."""
+    rng = np.random.default_rng(11)
+    cfg = AcceleratorConfig(rounding=rounding)
+    b = ModelBuilder(cfg)
+    x = b.input("x", (64, 10, 10), "uint8")
+    arrays = mac_arrays(rng, cfg, 32, (32, 64, 3, 3), extreme=False)
+    arrays["lut"] = np.array([[-57, 57, -57, 57, -56, 56, -1, 1, 0, 3, -3, 7, -7, 57, -57, 55]] * 32, np.int8)
+    arrays["bias"] = rng.integers(-2000, 2000, 32)
+    arrays["shift"] = rng.integers(11, 13, 32)  # spreads the outputs over the int8 range
+    y = b.conv2d("conv", x, **arrays, padding=(1, 1, 1, 1), lo=-128, hi=127, raw=raw)
+    model = b.build([y])
+    engine = Engine(model, "fast")
+    assert [s[0] for s in engine._segments(False)] == ["onnx"]  # this layer runs in onnxruntime
+    xs = np.where(rng.random((3, 64, 10, 10)) < 0.8, 255, rng.integers(0, 256, (3, 64, 10, 10))).astype(np.uint8)
+    assert_backends_match(model, xs)
+    if not raw:
+        out = run_model(model, xs)["conv"]
+        assert len(np.unique(out)) > 60  # requantization exercised, not just the clamp
