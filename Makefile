@@ -31,7 +31,7 @@ bench: setup
 	$(PY) bench/engine_throughput.py
 
 lint: setup
-	$(VENV)/bin/ruff check accel tests bench sim models
+	$(VENV)/bin/ruff check accel tests bench sim models scripts
 
 clean:
 	rm -rf build out .pytest_cache
