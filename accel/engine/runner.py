@@ -20,7 +20,7 @@ from typing import Mapping
 import numpy as np
 
 from ..config import Overflow, Requant, Rounding
-from ..datapath import decode_weights
+from ..datapath import conv_output_size, decode_weights
 from ..errors import DataError, ModelError
 from ..ir import Layer, Model
 from . import kernels
@@ -32,7 +32,7 @@ _NP_DTYPE = {"int8": np.int8, "uint8": np.uint8, "int32": np.int32}
 
 
 class _MacPlan:
-    """Per-layer data prepared once: effective weights, bounds, and the chosen path."""
+    """A conv2d/linear layer prepared once for the numba kernel: decoded weights and requant arrays."""
 
     def __init__(self, layer: Layer, model: Model):
         cfg = model.config
@@ -57,6 +57,7 @@ class _MacPlan:
         self.lo, self.hi, self.raw = int(a["lo"]), int(a["hi"]), bool(a["raw"])
         self.cfg = cfg
         self.out_dtype = _NP_DTYPE[model.tensors[layer.output].dtype]
+
     def run(self, x: np.ndarray) -> np.ndarray:
         cfg = self.cfg
         linear = x.ndim == 2
@@ -64,8 +65,8 @@ class _MacPlan:
         b, c, h, wd = x4.shape
         n, _, kh, kw = self.w.shape
         (sh, sw), (pt, pl, pb, pr), (dh, dw) = self.stride, self.padding, self.dilation
-        oh = (h + pt + pb - dh * (kh - 1) - 1) // sh + 1
-        ow = (wd + pl + pr - dw * (kw - 1) - 1) // sw + 1
+        oh = conv_output_size(h, kh, sh, pt, pb, dh)
+        ow = conv_output_size(wd, kw, sw, pl, pr, dw)
         multiply = cfg.requant is Requant.MULTIPLY_SHIFT
         half_up = cfg.rounding is Rounding.HALF_UP
         out = np.empty((b, n, oh, ow), dtype=self.out_dtype)
@@ -114,7 +115,8 @@ class Engine:
             sh, sw = a["stride"]
             pt, pl, pb, pr = a["padding"]
             b, c, h, w = x.shape
-            out = np.empty((b, c, (h + pt + pb - kh) // sh + 1, (w + pl + pr - kw) // sw + 1), dtype=out_dtype)
+            out = np.empty((b, c, conv_output_size(h, kh, sh, pt, pb), conv_output_size(w, kw, sw, pl, pr)),
+                           dtype=out_dtype)
             if layer.op == "max_pool":
                 kernels.max_pool2d(x, kh, kw, sh, sw, pt, pl, out)
             else:
