@@ -15,6 +15,8 @@ split of :func:`accel.data.load_dataset`; the float accuracies go to
 from __future__ import annotations
 
 import json
+import os
+import platform
 import sys
 import time
 from pathlib import Path
@@ -98,6 +100,45 @@ MODELS = {
 SEED = 0
 
 
+#: oneDNN's CPU ISA levels, lowest first, with the /proc/cpuinfo flags each needs (a simplified ladder).
+ONEDNN_ISA_LADDER = (
+    ("sse41", {"sse4_1"}), ("avx", {"avx"}), ("avx2", {"avx2"}), ("avx2_vnni", {"avx2", "avx_vnni"}),
+    ("avx512_core", {"avx512f", "avx512bw", "avx512vl", "avx512dq"}),
+    ("avx512_core_vnni", {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni"}),
+    ("avx512_core_bf16", {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", "avx512_bf16"}),
+    ("avx512_core_amx", {"avx512f", "avx512bw", "avx512vl", "avx512dq", "avx512_vnni", "avx512_bf16", "amx_tile"}),
+)
+
+
+def onednn_isa() -> str:
+    """The ISA oneDNN (torch's convolutions) dispatches to: the CPU's best, capped by ONEDNN_MAX_CPU_ISA."""
+    try:
+        flags = set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                         if line.startswith("flags")).split(":", 1)[1].split())
+    except (OSError, StopIteration):
+        return "unknown"
+    names = [name for name, _ in ONEDNN_ISA_LADDER]
+    best = max((i for i, (_, need) in enumerate(ONEDNN_ISA_LADDER) if need <= flags), default=None)
+    if best is None:
+        return "unknown"
+    cap = (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "").lower()
+    if cap in names:
+        best = min(best, names.index(cap))
+    return names[best]
+
+
+def float_kernel_signature() -> dict:
+    """What decides the float kernels that training runs on: bit-reproducible only when it matches.
+
+    torch picks its vectorised ATen kernels by CPU capability (``DEFAULT``/``AVX2``/``AVX512``,
+    overridable with ATEN_CPU_CAPABILITY) and its convolutions' oneDNN kernels by ISA; retrained
+    weights equal the committed ones bit for bit only where both match (checked: on an AVX-512
+    machine, ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 reproduce the AVX2-trained models).
+    """
+    return {"machine": platform.machine(), "torch": torch.__version__.split("+")[0],
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "onednn_isa": onednn_isa()}
+
+
 def train(name: str, out_dir: Path = ROOT) -> dict:
     """Train model ``name``, export ``out_dir/name.onnx``; return its ``models.json`` entry."""
     data_name, build, epochs, keep_bn, description = MODELS[name]
@@ -135,7 +176,8 @@ def train(name: str, out_dir: Path = ROOT) -> dict:
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{name:16s} {data_name:8s} top-1 {top1:6.2f}%  params {n_params:6d}  train {seconds:5.1f} s")
     return {"data": data_name, "float_top1": round(top1, 2), "test_images": len(test_set),
-            "params": n_params, "epochs": epochs, "seed": SEED, "description": description}
+            "params": n_params, "epochs": epochs, "seed": SEED, "description": description,
+            "trained_on": float_kernel_signature()}
 
 
 def main(argv: list[str]) -> None:
