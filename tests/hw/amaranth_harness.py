@@ -11,7 +11,7 @@ import numpy as np
 from amaranth.sim import Simulator
 
 from accel.compile import TilePlan, pack_job
-from accel.compile.tiling import hex_to_bits
+from accel.compile.images import hex_to_bits
 from accel.hw import GemmCore
 
 

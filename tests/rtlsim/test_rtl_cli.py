@@ -1,16 +1,15 @@
 """`accel rtl generate` and `accel rtl verify` as a user runs them."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from accel.cli import main
+from accel.frontend.workflow import MODELS_DIR
 from accel.ir import save_model
 
 pytestmark = pytest.mark.cocotb
-MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
 def test_generate_writes_verilog_and_description_and_lints_clean(tmp_path, capsys):
@@ -37,7 +36,7 @@ def digits_qmodel(tmp_path_factory):
     from accel.frontend import quantize_onnx
 
     path = tmp_path_factory.mktemp("models") / "cnn_digits.qmodel"
-    save_model(quantize_onnx(MODELS / "cnn_digits.onnx", "digits"), path)
+    save_model(quantize_onnx(MODELS_DIR / "cnn_digits.onnx", "digits"), path)
     return path
 
 
@@ -61,7 +60,7 @@ def test_verify_json_and_exit_status_on_mismatch(digits_qmodel, capsys, monkeypa
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and report["ok"] and report["layers"][0]["mismatches"] == 0
     # The exit status follows the reports: a report with a mismatch gives 1.
-    from accel.compile import verify
+    from accel.rtlsim import verify
 
     real = verify.verify_model
 
@@ -87,10 +86,10 @@ def test_verify_names_an_unknown_layer(digits_qmodel, capsys):
 @pytest.mark.parametrize("name,data", [("cnn_mnist", "mnist5k"), ("resnet_mnist", "mnist5k"),
                                        ("mobilenet_mnist", "mnist5k"), ("cnn_digits", "digits")])
 def test_every_bundled_network_on_the_rtl(name, data, tmp_path):
-    from accel.compile.verify import model_inputs, verify_model
     from accel.frontend import quantize_onnx
+    from accel.rtlsim import model_inputs, verify_model
 
-    model = quantize_onnx(MODELS / f"{name}.onnx", data)
+    model = quantize_onnx(MODELS_DIR / f"{name}.onnx", data)
     reports = verify_model(model, model_inputs(model, None, 1), sim="verilator")
     for r in reports:
         assert r.ok and r.cycles_exact, r.to_dict()
