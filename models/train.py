@@ -8,8 +8,9 @@ Run from the repository root::
 Every model trains with a fixed seed on one CPU thread (bit-reproducible on
 this torch version), is exported with :func:`accel.frontend.export.export_pytorch`
 (opset 17, dynamic batch) and evaluated with onnxruntime on the fixed test
-split of :func:`accel.data.load_dataset`; the float accuracies go to
-``models/models.json`` and ``models/README.md``.
+split of :func:`accel.data.load_dataset`; the ONNX files and the index with the
+float accuracies go to ``accel/bundled/`` (package data of accel), the table to
+``models/README.md``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parent
+BUNDLED = ROOT.parent / "accel" / "bundled"  # where the package finds them (importlib.resources)
 sys.path.insert(0, str(ROOT.parent))
 
 from accel.data import load_dataset  # noqa: E402
@@ -98,7 +100,7 @@ MODELS = {
 SEED = 0
 
 
-def train(name: str, out_dir: Path = ROOT) -> dict:
+def train(name: str, out_dir: Path = BUNDLED) -> dict:
     """Train model ``name``, export ``out_dir/name.onnx``; return its ``models.json`` entry."""
     data_name, build, epochs, keep_bn, description = MODELS[name]
     torch.manual_seed(SEED)
@@ -143,7 +145,7 @@ def main(argv: list[str]) -> None:
     for n in names:
         if n not in MODELS:
             raise SystemExit(f"unknown model {n!r}; known: {', '.join(MODELS)}")
-    index_path = ROOT / "models.json"
+    index_path = BUNDLED / "models.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
     for n in names:
         index[n] = train(n)

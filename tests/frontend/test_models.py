@@ -1,6 +1,7 @@
 """Bundled models: the committed ONNX files, their index, and reproducible retraining."""
 
 import importlib.util
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -8,9 +9,11 @@ import pytest
 
 from accel.frontend.workflow import MODELS_DIR, bundled_models
 
+TRAIN_SCRIPT = Path(__file__).resolve().parents[2] / "models" / "train.py"  # in the checkout, not the package
+
 
 def load_train_script():
-    spec = importlib.util.spec_from_file_location("bundled_train", MODELS_DIR / "train.py")
+    spec = importlib.util.spec_from_file_location("bundled_train", TRAIN_SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

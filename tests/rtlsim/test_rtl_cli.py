@@ -7,7 +7,6 @@ import pytest
 
 from accel.cli import main
 from accel.frontend.workflow import MODELS_DIR
-from accel.ir import save_model
 
 pytestmark = pytest.mark.cocotb
 
@@ -29,15 +28,6 @@ def test_generate_refuses_an_unbuildable_config_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["accel: error: config.acc_bits: the gateware cannot build 14, allowed 16..32 (the "
                    "accumulator must hold one 8-bit x int8 product: at least 16 bits)"]
-
-
-@pytest.fixture(scope="module")
-def digits_qmodel(tmp_path_factory):
-    from accel.frontend import quantize_onnx
-
-    path = tmp_path_factory.mktemp("models") / "cnn_digits.qmodel"
-    save_model(quantize_onnx(MODELS_DIR / "cnn_digits.onnx", "digits"), path)
-    return path
 
 
 def test_verify_prints_a_table_and_writes_cycles(digits_qmodel, tmp_path, capsys):
