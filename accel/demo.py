@@ -42,7 +42,7 @@ def run_main_job(out_dir: str | os.PathLike = "out", *, rtl: bool = True, sim: s
 def rtl_check(out_dir: Path, *, sim: str, images: int, cache: str | os.PathLike | None = None) -> dict:
     """Run the MAC layers of :data:`RTL_MODEL` (quantized by the demo) on the RTL against the engine."""
     from .ir import load_model
-    from .rtlsim import model_inputs, verify_model, write_cycles
+    from .rtlsim.verify import model_inputs, verify_model, write_cycles
 
     model = load_model(out_dir / f"{RTL_MODEL}.qmodel")
     x = model_inputs(model, None, images)

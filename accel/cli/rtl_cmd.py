@@ -63,7 +63,7 @@ def run_generate(args: argparse.Namespace) -> int:
 
 def run_verify(args: argparse.Namespace) -> int:
     from ..ir import load_model
-    from ..rtlsim import model_inputs, verify_model, write_cycles
+    from ..rtlsim.verify import model_inputs, verify_model, write_cycles
 
     model = load_model(args.model)
     x = model_inputs(model, args.data, args.images)

@@ -1,6 +1,7 @@
 """`accel rtl generate` and `accel rtl verify` as a user runs them."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -65,6 +66,19 @@ def test_verify_json_and_exit_status_on_mismatch(digits_qmodel, capsys, monkeypa
     out = capsys.readouterr().out
     assert code == 1
     assert "mismatch: layer 'classifier.classifier.3.Gemm': channel 3, pixel (0,): expected 5, got 6" in out
+
+
+def test_verify_with_waves_keeps_the_waveform_in_its_run_folder_under_build_dir(digits_qmodel, tmp_path, capsys):
+    cache = tmp_path / "cache"
+    code = main(["rtl", "verify", str(digits_qmodel), "--sim", "icarus", "--waves", "--images", "1",
+                 "--layer", "classifier.classifier.3.Gemm", "--build-dir", str(cache),
+                 "--cycles", str(tmp_path / "cycles.json")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("waveform: ")]
+    waves = Path(line.removeprefix("waveform: "))
+    assert waves.name == "accel_harness.fst" and waves.stat().st_size > 0
+    assert waves.is_relative_to(cache / "runs")  # a private run folder, not the shared build
 
 
 def test_verify_names_an_unknown_layer(digits_qmodel, capsys):
