@@ -152,7 +152,8 @@ def main(argv: list[str]) -> None:
     index = {k: index[k] for k in MODELS if k in index}
     index_path.write_text(json.dumps(index, indent=2) + "\n")
     lines = ["# Bundled models", "", "Trained by `python models/train.py` (fixed seeds, one CPU thread); "
-             "float top-1 on the fixed test split of `accel.data.load_dataset` through onnxruntime.", "",
+             "float top-1 on the fixed test split of `accel.data.load_dataset` through onnxruntime. The ONNX "
+             "files and their index `models.json` live in `accel/bundled/` (package data of accel).", "",
              "| model | data | float top-1 (%) | test images | parameters | epochs | network |",
              "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
     for k, v in index.items():

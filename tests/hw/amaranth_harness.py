@@ -2,7 +2,7 @@
 
 Feeds the control beats (LUT or tile, by the kind bit) and the data beats with
 no bubble, collects output beats, records each tile's first data beat and last
-output beat (cycle 0 = first cycle after reset), exactly as ``sim/hdl/accel_harness.v``.
+output beat (cycle 0 = first cycle after reset), exactly as ``accel/rtlsim/hdl/accel_harness.v``.
 """
 
 from __future__ import annotations
