@@ -49,13 +49,14 @@ _STALE_S = 6 * 3600  # an unfinished build folder this old belongs to a killed p
 
 def cache_dir(override: str | os.PathLike | None = None) -> Path:
     """The cache folder: ``override``, else ``$ACCEL_CACHE_DIR``, else ``$XDG_CACHE_HOME/accel``,
-    else ``~/.cache/accel``."""
+    else ``~/.cache/accel``; always absolute (the simulator runs in another folder)."""
     if override is not None:
-        return Path(override)
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "accel"
+        path = Path(override)
+    elif os.environ.get(CACHE_ENV):
+        path = Path(os.environ[CACHE_ENV])
+    else:
+        path = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "accel"
+    return path.expanduser().absolute()
 
 
 def _harness_source() -> bytes:

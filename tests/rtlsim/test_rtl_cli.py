@@ -68,10 +68,12 @@ def test_verify_json_and_exit_status_on_mismatch(digits_qmodel, capsys, monkeypa
     assert "mismatch: layer 'classifier.classifier.3.Gemm': channel 3, pixel (0,): expected 5, got 6" in out
 
 
-def test_verify_with_waves_keeps_the_waveform_in_its_run_folder_under_build_dir(digits_qmodel, tmp_path, capsys):
+def test_verify_with_waves_keeps_the_waveform_in_its_run_folder_under_build_dir(digits_qmodel, tmp_path, capsys,
+                                                                                 monkeypatch):
+    monkeypatch.chdir(tmp_path)
     cache = tmp_path / "cache"
     code = main(["rtl", "verify", str(digits_qmodel), "--sim", "icarus", "--waves", "--images", "1",
-                 "--layer", "classifier.classifier.3.Gemm", "--build-dir", str(cache),
+                 "--layer", "classifier.classifier.3.Gemm", "--build-dir", "cache",  # relative to the working folder
                  "--cycles", str(tmp_path / "cycles.json")])
     out = capsys.readouterr().out
     assert code == 0, out
