@@ -7,9 +7,19 @@ folders, the cocotb testbench), ``verify`` (model inputs, engine comparison),
 testbench (``testbench/``) ship inside the package.
 """
 
-from .build import SIMULATORS, SimBuild, build_simulation, cache_dir, lint_verilog
-from .jobs import JobResult, run_jobs, run_plan
-from .verify import LayerReport, Mismatch, model_inputs, verify_model, write_cycles
+import importlib
 
-__all__ = ["SIMULATORS", "JobResult", "LayerReport", "Mismatch", "SimBuild", "build_simulation", "cache_dir",
-           "lint_verilog", "model_inputs", "run_jobs", "run_plan", "verify_model", "write_cycles"]
+_EXPORTS = {"build": ("SIMULATORS", "SimBuild", "build_simulation", "cache_dir", "lint_verilog"),
+            "jobs": ("JobResult", "run_jobs", "run_plan"),
+            "verify": ("LayerReport", "Mismatch", "model_inputs", "verify_model", "write_cycles")}
+_WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    # Lazy: the simulator's Python imports accel.rtlsim.testbench, which needs none of this
+    # (importing it eagerly costs every simulation about a second).
+    if name in _WHERE:
+        return getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
