@@ -4,7 +4,7 @@
    bit-exact engine on its test split (:func:`accel.frontend.workflow.run_demo`);
 2. the conv/linear layers of one of them run on the generated Verilog under a real
    simulator and are compared with the engine bit for bit, with their cycles held to
-   the cycle schedule (:func:`accel.compile.verify.verify_model`);
+   the cycle schedule (:func:`accel.rtlsim.verify_model`);
 3. the report goes to ``out/demo_report.md`` and ``out/demo_report.json``, the
    per-tile cycles to ``out/rtl_cycles.json``.
 """
@@ -22,28 +22,31 @@ RTL_MODEL = "cnn_digits"
 
 
 def run_main_job(out_dir: str | os.PathLike = "out", *, rtl: bool = True, sim: str = "verilator",
-                 rtl_images: int = 2, progress: bool = True) -> dict:
-    """Run the main job; returns the report (also written to ``out_dir``)."""
+                 rtl_images: int = 2, build_dir: str | os.PathLike | None = None, progress: bool = True) -> dict:
+    """Run the main job; returns the report (also written to ``out_dir``).
+
+    ``build_dir``: cache folder for the simulator build (default :func:`accel.rtlsim.cache_dir`).
+    """
     from .frontend.workflow import run_demo
 
     out_dir = Path(out_dir)
     report = run_demo(out_dir, progress=progress)
     if rtl:
-        report["rtl"] = rtl_check(out_dir, sim=sim, images=rtl_images)
+        report["rtl"] = rtl_check(out_dir, sim=sim, images=rtl_images, cache=build_dir)
         (out_dir / "demo_report.json").write_text(json.dumps(report, indent=2) + "\n")
         with open(out_dir / "demo_report.md", "a") as md:
             md.write("\n" + format_rtl(report["rtl"], markdown=True) + "\n")
     return report
 
 
-def rtl_check(out_dir: Path, *, sim: str, images: int) -> dict:
+def rtl_check(out_dir: Path, *, sim: str, images: int, cache: str | os.PathLike | None = None) -> dict:
     """Run the MAC layers of :data:`RTL_MODEL` (quantized by the demo) on the RTL against the engine."""
-    from .compile.verify import model_inputs, verify_model, write_cycles
     from .ir import load_model
+    from .rtlsim.verify import model_inputs, verify_model, write_cycles
 
     model = load_model(out_dir / f"{RTL_MODEL}.qmodel")
     x = model_inputs(model, None, images)
-    reports = verify_model(model, x, sim=sim)
+    reports = verify_model(model, x, sim=sim, cache=cache)
     cycles_path = write_cycles(reports, out_dir / "rtl_cycles.json", config=model.config, sim=sim)
     return {"model": RTL_MODEL, "simulator": sim, "images": int(x.shape[0]),
             "array": f"{model.config.rows}x{model.config.cols}", "cycles_file": str(cycles_path),

@@ -35,7 +35,7 @@ from accel.frontend.quantize import (  # noqa: E402
     lower,
 )
 from accel.frontend.weights import FAMILIES  # noqa: E402
-from accel.frontend.workflow import bundled_models  # noqa: E402
+from accel.frontend.workflow import MODELS_DIR, bundled_models  # noqa: E402
 
 BITS = (4, 3, 2)
 GRANULARITIES = ("channel", "layer")
@@ -66,7 +66,7 @@ def main() -> None:
     index = bundled_models()
     cells = []
     for name, info in index.items():
-        path = ROOT / f"{name}.onnx"
+        path = MODELS_DIR / f"{name}.onnx"
         graph = import_onnx(path)
         test = load_dataset(info["data"], "test")
         calib_x = load_dataset(info["data"], "calib").x

@@ -8,8 +8,9 @@ Run from the repository root::
 Every model trains with a fixed seed on one CPU thread (bit-reproducible on
 this torch version), is exported with :func:`accel.frontend.export.export_pytorch`
 (opset 17, dynamic batch) and evaluated with onnxruntime on the fixed test
-split of :func:`accel.data.load_dataset`; the float accuracies go to
-``models/models.json`` and ``models/README.md``.
+split of :func:`accel.data.load_dataset`; the ONNX files and the index with the
+float accuracies go to ``accel/bundled/`` (package data of accel), the table to
+``models/README.md``.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import torch
 from torch import nn
 
 ROOT = Path(__file__).resolve().parent
+BUNDLED = ROOT.parent / "accel" / "bundled"  # where the package finds them (importlib.resources)
 sys.path.insert(0, str(ROOT.parent))
 
 from accel.data import load_dataset  # noqa: E402
@@ -139,7 +141,7 @@ def float_kernel_signature() -> dict:
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "onednn_isa": onednn_isa()}
 
 
-def train(name: str, out_dir: Path = ROOT) -> dict:
+def train(name: str, out_dir: Path = BUNDLED) -> dict:
     """Train model ``name``, export ``out_dir/name.onnx``; return its ``models.json`` entry."""
     data_name, build, epochs, keep_bn, description = MODELS[name]
     torch.manual_seed(SEED)
@@ -185,14 +187,15 @@ def main(argv: list[str]) -> None:
     for n in names:
         if n not in MODELS:
             raise SystemExit(f"unknown model {n!r}; known: {', '.join(MODELS)}")
-    index_path = ROOT / "models.json"
+    index_path = BUNDLED / "models.json"
     index = json.loads(index_path.read_text()) if index_path.exists() else {}
     for n in names:
         index[n] = train(n)
     index = {k: index[k] for k in MODELS if k in index}
     index_path.write_text(json.dumps(index, indent=2) + "\n")
     lines = ["# Bundled models", "", "Trained by `python models/train.py` (fixed seeds, one CPU thread); "
-             "float top-1 on the fixed test split of `accel.data.load_dataset` through onnxruntime.", "",
+             "float top-1 on the fixed test split of `accel.data.load_dataset` through onnxruntime. The ONNX "
+             "files and their index `models.json` live in `accel/bundled/` (package data of accel).", "",
              "| model | data | float top-1 (%) | test images | parameters | epochs | network |",
              "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
     for k, v in index.items():

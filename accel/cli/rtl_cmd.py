@@ -33,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--images", type=int, default=2, metavar="N", help="test images to run (default 2)")
     v.add_argument("--data", metavar="DATA", help="mnist5k, digits or an .npz (default: the bundled set that "
                                                   "fits the model input; random integers otherwise)")
+    v.add_argument("--build-dir", metavar="DIR", help="cache folder for simulator builds and runs (default "
+                                                      "$ACCEL_CACHE_DIR, else $XDG_CACHE_HOME/accel or ~/.cache/accel)")
     v.add_argument("--cycles", metavar="PATH", help="per-tile cycles file (default build/rtl_cycles/"
                                                     "<model>-<sim>.json)")
     v.set_defaults(func=run_verify)
@@ -48,7 +50,7 @@ def run_generate(args: argparse.Namespace) -> int:
     for kind, path in paths.items():
         print(f"wrote {path} ({kind})")
     if args.lint:
-        from ..compile.rtlsim import LINT_WAIVERS, lint_verilog
+        from ..rtlsim.build import LINT_WAIVERS, lint_verilog
 
         clean, messages = lint_verilog(paths["verilog"])
         waived = ", ".join(LINT_WAIVERS)
@@ -60,12 +62,12 @@ def run_generate(args: argparse.Namespace) -> int:
 
 
 def run_verify(args: argparse.Namespace) -> int:
-    from ..compile.verify import model_inputs, verify_model, write_cycles
     from ..ir import load_model
+    from ..rtlsim.verify import model_inputs, verify_model, write_cycles
 
     model = load_model(args.model)
     x = model_inputs(model, args.data, args.images)
-    reports = verify_model(model, x, layers=args.layer, sim=args.sim, waves=args.waves)
+    reports = verify_model(model, x, layers=args.layer, sim=args.sim, waves=args.waves, cache=args.build_dir)
     cycles_path = Path(args.cycles or Path("build") / "rtl_cycles" / f"{Path(args.model).stem}-{args.sim}.json")
     write_cycles(reports, cycles_path, config=model.config, sim=args.sim)
     ok = all(r.ok for r in reports)
@@ -91,7 +93,5 @@ def run_verify(args: argparse.Namespace) -> int:
             print(f"mismatch: layer {r.layer!r}: {r.checker_mismatches} output beats differ in padding lanes")
     print(f"{'all outputs match the engine' if ok else 'MISMATCH'}; per-tile cycles in {cycles_path}")
     if args.waves:
-        from ..compile.rtlsim import build_simulation
-
-        print(f"waveform: {build_simulation(model.config, args.sim, waves=True).waves_path}")
+        print(f"waveform: {reports[0].waves}")
     return 0 if ok else 1

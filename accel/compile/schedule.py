@@ -1,6 +1,6 @@
 """Exact cycle schedule of a tile plan on the GEMM core fed without bubbles.
 
-The harness (``sim/hdl/accel_harness.v``) feeds the core's streams from
+The harness (``accel/rtlsim/hdl/accel_harness.v``) feeds the core's streams from
 memories with no bubble: control beats (LUT, tile) in order, data beats in
 order. Under that feeding the core's timing (:class:`~accel.hw.timing.CoreTiming`)
 fixes every cycle, and the RTL is held to these numbers exactly:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +26,12 @@ from .quantize import DEFAULT_GRANULARITY, DEFAULT_LUT, QuantizeOptions, default
 __all__ = ["MODELS_DIR", "bundled_models", "make_config", "calibration_images", "quantize_file",
            "evaluate_file", "run_demo", "format_demo"]
 
-#: Folder of the bundled ONNX models and their ``models.json`` index.
-MODELS_DIR = Path(__file__).resolve().parents[2] / "models"
+#: Folder of the bundled ONNX models and their ``models.json`` index (package data: ``accel/bundled``).
+MODELS_DIR = Path(str(resources.files("accel.bundled")))
 
 
 def bundled_models(models_dir: str | os.PathLike = MODELS_DIR) -> dict[str, dict]:
-    """The bundled models' index (``models/models.json``): name -> data set, float top-1, ..."""
+    """The bundled models' index (``models.json``): name -> data set, float top-1, ..."""
     path = Path(models_dir) / "models.json"
     try:
         return json.loads(path.read_text())

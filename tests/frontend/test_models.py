@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -12,9 +13,11 @@ import pytest
 
 from accel.frontend.workflow import MODELS_DIR, bundled_models
 
+TRAIN_SCRIPT = Path(__file__).resolve().parents[2] / "models" / "train.py"  # in the checkout, not the package
+
 
 def load_train_script():
-    spec = importlib.util.spec_from_file_location("bundled_train", MODELS_DIR / "train.py")
+    spec = importlib.util.spec_from_file_location("bundled_train", TRAIN_SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -61,7 +64,7 @@ def retrain_and_compare(name, tmp_path):
                   "sig = t.float_kernel_signature()\n"
                   "print(json.dumps({'signature': sig, 'entry': t.train(sys.argv[2], sys.argv[3])"
                   " if sig == json.loads(sys.argv[4]) else None}))\n")
-        proc = subprocess.run([sys.executable, "-c", script, str(MODELS_DIR / "train.py"), name, str(capped),
+        proc = subprocess.run([sys.executable, "-c", script, str(TRAIN_SCRIPT), name, str(capped),
                                json.dumps(there)], env=env, capture_output=True, text=True, check=True)
         result = json.loads(proc.stdout.strip().splitlines()[-1])
         if result["entry"] is None:

@@ -2,7 +2,7 @@
 
 Feeds the control beats (LUT or tile, by the kind bit) and the data beats with
 no bubble, collects output beats, records each tile's first data beat and last
-output beat (cycle 0 = first cycle after reset), exactly as ``sim/hdl/accel_harness.v``.
+output beat (cycle 0 = first cycle after reset), exactly as ``accel/rtlsim/hdl/accel_harness.v``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 from amaranth.sim import Simulator
 
 from accel.compile import TilePlan, pack_job
-from accel.compile.tiling import hex_to_bits
+from accel.compile.images import hex_to_bits
 from accel.hw import GemmCore
 
 

@@ -7,11 +7,11 @@ import subprocess
 
 import pytest
 
-from accel.compile.rtlsim import LINT_WAIVERS
 from accel.config import AcceleratorConfig
 from accel.errors import ConfigError
 from accel.hw import TOP_NAME, generate_verilog
-from accel.tools import simulator_env
+from accel.rtlsim.build import LINT_WAIVERS
+from accel.rtlsim.tools import simulator_env
 
 CONFIGS = [
     AcceleratorConfig(),

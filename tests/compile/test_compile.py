@@ -4,11 +4,19 @@ import numpy as np
 import pytest
 
 from accel import datapath
-from accel.compile import assemble_output, lower_layer, pack_job, plan_tiles, split_plan, unpack_outputs
-from accel.compile.tiling import _bits, field_offsets, hex_to_bits, words_to_hex
+from accel.compile import (
+    CoreLayout,
+    assemble_output,
+    lower_layer,
+    pack_job,
+    pack_outputs,
+    plan_tiles,
+    split_plan,
+    unpack_outputs,
+)
+from accel.compile.images import hex_to_bits, pack_bits, words_to_hex
 from accel.config import AcceleratorConfig
 from accel.errors import DataError, ModelError
-from accel.hw import output_layout
 from accel.ir import ModelBuilder
 
 
@@ -52,13 +60,14 @@ def test_output_words_round_trip_through_hex():
     rng = np.random.default_rng(0)
     problems = lower_layer(model, model.layers[0], rng.integers(-128, 128, (1, 8, 9, 7)))
     plan = plan_tiles(problems, cfg)
-    f = field_offsets(output_layout(cfg))
+    layout = CoreLayout.from_config(cfg)
+    f = layout.output_fields
     n = plan.output_beats
     vals = rng.integers(-(1 << 19), 1 << 19, (n, cfg.cols))
     rows = np.tile(np.arange(cfg.rows)[::-1], len(plan.tiles))
-    bits = _bits(n, output_layout(cfg).size, [(f["values"][0] + j * 20, 20, vals[:, j]) for j in range(2)]
+    bits = pack_bits(n, layout.output_width, [(f["values"][0] + j * 20, 20, vals[:, j]) for j in range(2)]
                  + [(f["row"][0], f["row"][1], rows)])
-    back = hex_to_bits(words_to_hex(bits), output_layout(cfg).size)
+    back = hex_to_bits(words_to_hex(bits), layout.output_width)
     np.testing.assert_array_equal(back, bits)
     res = unpack_outputs(plan, back)[0]
     t0 = plan.tiles[0]
@@ -93,3 +102,28 @@ def test_plan_rejects_a_reduction_longer_than_the_depth_counter():
     problems = lower_layer(model, model.layers[0], np.zeros((1, 70000), int))
     with pytest.raises(ModelError, match=r"^layer 'fc': reduction of 70000 does not fit a tile"):
         plan_tiles(problems, cfg)
+
+
+@pytest.mark.parametrize("rows,cols", [(3, 2), (8, 8), (1, 5)])
+def test_packed_outputs_unpack_to_the_results(rows, cols):
+    # pack_outputs (what the checker expects) and unpack_outputs (what the core returned) are inverses.
+    cfg = AcceleratorConfig(rows=rows, cols=cols)
+    model = _conv_model(cfg, groups=2)
+    rng = np.random.default_rng(4)
+    problems = lower_layer(model, model.layers[0], rng.integers(-128, 128, (2, 8, 9, 7)))
+    plan = plan_tiles(problems, cfg)
+    expected = [p.expected(cfg) for p in problems]
+    bits = pack_outputs(plan, expected)
+    assert bits.shape == (plan.output_beats, CoreLayout.from_config(cfg).output_width)
+    for got, exp in zip(unpack_outputs(plan, bits), expected):
+        np.testing.assert_array_equal(got, exp)
+
+
+def test_core_layout_is_computed_once_per_configuration():
+    from accel.hw import beat_layout, output_layout
+
+    cfg = AcceleratorConfig(rows=3, cols=5, acc_bits=20)
+    layout = CoreLayout.from_config(cfg)
+    assert CoreLayout.from_config(AcceleratorConfig(rows=3, cols=5, acc_bits=20)) is layout
+    assert layout.output_width == output_layout(cfg).size and layout.beat_width == beat_layout(cfg).size
+    assert layout.output_fields["values"] == (0, 20, 5)

@@ -3,7 +3,7 @@
 The harness holds the memories and the clock; per job this testbench only
 copies the memory images in, raises ``start``, waits for ``done`` and copies
 the results out (no Python work per clock cycle). Jobs come from the
-directory list in ``ACCEL_JOBS`` (prepared by :mod:`accel.compile.rtlsim`);
+directory list in ``ACCEL_JOBS`` (prepared by :mod:`accel.rtlsim.jobs`);
 each job directory may hold ``job_expect.hex`` (the model's output words, from
 the engine/contract), which the checker compares word for word.
 Results per job: ``job_out.hex``, ``job_cycles.hex``, ``job_stat.hex`` and

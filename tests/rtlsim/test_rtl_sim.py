@@ -7,24 +7,22 @@ odd configuration (2x3, 16-bit saturating accumulators, multiply-shift, floor,
 per-channel LUTs) under Icarus. ``ACCEL_FULL=1`` adds the sweep over arrays
 1x1, 2x3, 4x4, 8x8, 16x16 with random configurations on both simulators.
 ``ACCEL_WAVES=1`` records waveforms (FST under Icarus, VCD under Verilator) in
-the run folder under ``build/rtlsim/``.
+the run folder under the cache's ``runs/`` (``accel.rtlsim.cache_dir``).
 """
 
 import os
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from accel.compile import plan_tiles
-from accel.compile.rtlsim import build_simulation, run_jobs
-from accel.compile.verify import verify_model, write_cycles
 from accel.config import AcceleratorConfig
+from accel.frontend.workflow import MODELS_DIR
 from accel.ir import ModelBuilder
+from accel.rtlsim import build_simulation, model_inputs, run_jobs, verify_model, write_cycles
 from tests.hw.gemm_cases import random_config, random_problem
 
 pytestmark = pytest.mark.cocotb
-MODELS = Path(__file__).resolve().parents[2] / "models"
 WAVES = os.environ.get("ACCEL_WAVES", "") not in ("", "0")
 SIMS = ["verilator", "icarus"]
 SAMPLES = int(os.environ.get("ACCEL_SIM_SAMPLES", "6"))
@@ -103,13 +101,11 @@ def test_default_array_whole_layers_against_the_engine(sim, tmp_path):
 def digits_model():
     from accel.frontend import quantize_onnx
 
-    return quantize_onnx(MODELS / "cnn_digits.onnx", "digits")
+    return quantize_onnx(MODELS_DIR / "cnn_digits.onnx", "digits")
 
 
 @pytest.mark.parametrize("sim", SIMS)
 def test_real_trained_network_layers_against_the_engine(sim, digits_model):
-    from accel.compile.verify import model_inputs
-
     x = model_inputs(digits_model, None, 3)
     reports = verify_model(digits_model, x, sim=sim, waves=WAVES)
     assert len(reports) == 4  # two convs, two linear layers
@@ -139,10 +135,10 @@ def test_checker_reports_a_wrong_expectation_with_its_place():
 
 
 def test_layers_larger_than_the_harness_split_into_jobs(monkeypatch):
-    from accel.compile import rtlsim
+    from accel.rtlsim import build
 
     # Small job limits (the harness memories stay as built): every layer spans several jobs.
-    monkeypatch.setitem(rtlsim.HARNESS_LIMITS, "TILE_DEPTH", 7)
+    monkeypatch.setitem(build.HARNESS_LIMITS, "TILE_DEPTH", 7)
     model = _layers_model(AcceleratorConfig())
     x = np.random.default_rng(2).integers(-128, 128, (1, 8, 14, 14)).astype(np.int8)
     reports = verify_model(model, x, sim="icarus")

