@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from accel.engine import run_model
-from accel.errors import ModelFormatError
+from accel.errors import ModelFormatError, OutputError
 from accel.ir import load_model, save_model
 
 from .helpers import small_resnet
@@ -32,7 +32,7 @@ def test_archive_holds_no_pickles(tmp_path):
 def test_refuses_to_overwrite(tmp_path):
     path = tmp_path / "m.qmodel"
     path.write_bytes(b"precious")
-    with pytest.raises(ModelFormatError, match="already exists"):
+    with pytest.raises(OutputError, match="already exists"):
         save_model(small_resnet(), path)
     assert path.read_bytes() == b"precious"
 
