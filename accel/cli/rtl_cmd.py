@@ -84,9 +84,15 @@ def run_verify(args: argparse.Namespace) -> int:
     reports = verify_model(model, x, layers=args.layer, sim=args.sim, waves=args.waves)
     write_cycles(reports, cycles_path, config=model.config, sim=args.sim, overwrite=args.force or not args.cycles)
     ok = all(r.ok for r in reports)
+    waves_path = None
+    if args.waves:
+        from ..compile.rtlsim import build_simulation
+
+        waves_path = build_simulation(model.config, args.sim, waves=True).waves_path
     if args.json:
         print(json.dumps({"model": str(args.model), "simulator": args.sim, "images": int(x.shape[0]),
                           "ok": ok, "cycles_file": str(cycles_path),
+                          **({"waveform": str(waves_path)} if waves_path else {}),
                           "layers": [r.to_dict() for r in reports]}))
         return 0 if ok else 1
     table = Table([Column("layer"), Column("op"), Column("outputs", align="right"),
@@ -105,8 +111,6 @@ def run_verify(args: argparse.Namespace) -> int:
         if r.checker_mismatches and not r.mismatches:
             print(f"mismatch: layer {r.layer!r}: {r.checker_mismatches} output beats differ in padding lanes")
     print(f"{'all outputs match the engine' if ok else 'MISMATCH'}; per-tile cycles in {cycles_path}")
-    if args.waves:
-        from ..compile.rtlsim import build_simulation
-
-        print(f"waveform: {build_simulation(model.config, args.sim, waves=True).waves_path}")
+    if waves_path:
+        print(f"waveform: {waves_path}")
     return 0 if ok else 1
