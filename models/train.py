@@ -126,7 +126,7 @@ def train(name: str, out_dir: Path = ROOT) -> dict:
             sched.step()
     seconds = time.time() - start
     path = Path(out_dir) / f"{name}.onnx"
-    export_pytorch(model, train_set.x.shape[1:], path, keep_batchnorm=keep_bn)
+    export_pytorch(model, train_set.x.shape[1:], path, keep_batchnorm=keep_bn, overwrite=True)
 
     import onnxruntime as ort
 
