@@ -4,7 +4,9 @@ import os
 import stat
 import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 
@@ -61,6 +63,45 @@ def test_destination_checked_before_the_work(tmp_path, make, message):
         check_output(path)
     with pytest.raises(OutputError, match=message):
         write_text(path, "x")
+
+
+def check_without_root(path) -> str:
+    """``check_output(path)`` as an unprivileged user: the message of its error, or "ok".
+
+    Tests run as root, for whom a read-only folder is writable; a forked child that drops to
+    ``nobody`` sees the permissions a user would (no exec: it reuses this process's imports)."""
+    def attempt() -> str:
+        try:
+            check_output(path)
+        except OutputError as exc:
+            return str(exc)
+        return "ok"
+
+    if os.geteuid() != 0:
+        return attempt()
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        try:
+            os.setgid(65534)
+            os.setuid(65534)
+            os.write(write_end, attempt().encode())
+        finally:
+            os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        message = pipe.read()
+    os.waitpid(pid, 0)
+    return message
+
+
+def test_a_read_only_folder_is_refused_before_the_work():
+    with tempfile.TemporaryDirectory(dir="/tmp") as folder:  # not under pytest's 0700 root
+        os.chmod(folder, 0o777)
+        assert check_without_root(Path(folder) / "a.txt") == "ok"
+        os.chmod(folder, 0o555)
+        assert check_without_root(Path(folder) / "a.txt") == f"{folder}/a.txt: folder {folder} is not writable"
+        os.chmod(folder, 0o755)
 
 
 def test_folder_outputs_are_created_but_never_over_a_file(tmp_path):
