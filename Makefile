@@ -17,8 +17,9 @@ $(STAMP): requirements.txt pyproject.toml
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $(STAMP)
 
+# out/ is the demo's own output folder: `make demo` regenerates it (plain `accel demo` refuses to).
 demo: setup
-	$(VENV)/bin/accel demo
+	$(VENV)/bin/accel demo --force
 
 test: setup
 	$(PY) -m pytest -q $(PYTEST_ARGS)

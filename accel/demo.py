@@ -1,71 +1,170 @@
 """The main job (``accel demo`` / ``make demo``), end to end on the bundled models and data.
 
 1. every bundled ONNX model is quantized with the defaults and evaluated through the
-   bit-exact engine on its test split (:func:`accel.frontend.workflow.run_demo`);
+   bit-exact engine on its test split (:func:`evaluate_bundled`);
 2. the conv/linear layers of one of them run on the generated Verilog under a real
    simulator and are compared with the engine bit for bit, with their cycles held to
-   the cycle schedule (:func:`accel.rtlsim.verify_model`);
-3. the report goes to ``out/demo_report.md`` and ``out/demo_report.json``, the
-   per-tile cycles to ``out/rtl_cycles.json``.
+   the cycle schedule (:func:`rtl_check`);
+3. the report is written once, at the end: ``demo_report.md`` and ``demo_report.json``, with the
+   ``.qmodel`` files and the per-tile cycles (``rtl_cycles.json``) beside them.
+
+Every output file is checked before the work starts, and none is replaced without ``overwrite``.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import time
 from pathlib import Path
 
-__all__ = ["RTL_MODEL", "run_main_job", "format_rtl"]
+from .errors import ModelImportError
+from .report import Column, Table, check_output_dir, write_json, write_text
+
+__all__ = ["RTL_MODEL", "REPORT_FILES", "run_main_job", "evaluate_bundled", "rtl_check", "models_table",
+           "rtl_table", "report_markdown", "report_text"]
 
 #: The bundled model whose layers the demo runs on the RTL (the smallest: seconds under Verilator).
 RTL_MODEL = "cnn_digits"
 
+#: The report files the demo writes (beside one ``<model>.qmodel`` per bundled model).
+REPORT_FILES = ("demo_report.md", "demo_report.json")
+_CYCLES_FILE = "rtl_cycles.json"
+
 
 def run_main_job(out_dir: str | os.PathLike = "out", *, rtl: bool = True, sim: str = "verilator",
-                 rtl_images: int = 2, build_dir: str | os.PathLike | None = None, progress: bool = True) -> dict:
-    """Run the main job; returns the report (also written to ``out_dir``).
+                 rtl_images: int = 2, progress: bool = True, overwrite: bool = False,
+                 models_dir: str | os.PathLike | None = None,
+                 build_dir: str | os.PathLike | None = None) -> dict:
+    """Run the main job and write its report to ``out_dir``; returns the report.
 
     ``build_dir``: cache folder for the simulator build (default :func:`accel.rtlsim.cache_dir`).
-    """
-    from .frontend.workflow import run_demo
 
-    out_dir = Path(out_dir)
-    report = run_demo(out_dir, progress=progress)
+    Raises
+    ------
+    OutputError
+        An output file exists (without ``overwrite``) or ``out_dir`` cannot be written; checked
+        before any model is quantized.
+    """
+    from .frontend.workflow import MODELS_DIR, bundled_models
+
+    models_dir = Path(models_dir) if models_dir is not None else MODELS_DIR
+    index = bundled_models(models_dir)
+    if rtl and RTL_MODEL not in index:
+        raise ModelImportError(f"{models_dir / 'models.json'}: the RTL check needs the bundled model "
+                               f"{RTL_MODEL!r}")
+    names = [*REPORT_FILES, *(f"{name}.qmodel" for name in index), *([_CYCLES_FILE] if rtl else [])]
+    paths = dict(zip(names, check_output_dir(out_dir, names, overwrite=overwrite)))
+    report = evaluate_bundled(index, models_dir, {name: paths[f"{name}.qmodel"] for name in index},
+                              overwrite=overwrite, progress=progress)
     if rtl:
-        report["rtl"] = rtl_check(out_dir, sim=sim, images=rtl_images, cache=build_dir)
-        (out_dir / "demo_report.json").write_text(json.dumps(report, indent=2) + "\n")
-        with open(out_dir / "demo_report.md", "a") as md:
-            md.write("\n" + format_rtl(report["rtl"], markdown=True) + "\n")
+        report["rtl"] = rtl_check(paths[f"{RTL_MODEL}.qmodel"], paths[_CYCLES_FILE], sim=sim, images=rtl_images,
+                                  overwrite=overwrite, cache=build_dir)
+    write_json(paths["demo_report.json"], report, overwrite=overwrite)
+    write_text(paths["demo_report.md"], report_markdown(report) + "\n", overwrite=overwrite)
     return report
 
 
-def rtl_check(out_dir: Path, *, sim: str, images: int, cache: str | os.PathLike | None = None) -> dict:
-    """Run the MAC layers of :data:`RTL_MODEL` (quantized by the demo) on the RTL against the engine."""
+def evaluate_bundled(index: dict[str, dict], models_dir: Path, qmodel_paths: dict[str, Path], *,
+                     overwrite: bool = False, progress: bool = True) -> dict:
+    """Quantize every model of ``index`` with the defaults, save it, evaluate it through the engine.
+
+    Returns the report without its RTL section: the configuration and one row per model.
+    """
+    from .data import load_dataset
+    from .frontend.evaluate import evaluate
+    from .frontend.onnx_import import import_onnx
+    from .frontend.quantize import DEFAULT_GRANULARITY, DEFAULT_LUT, QuantizeOptions, default_config, quantize_graph
+    from .frontend.workflow import calibration_images
+    from .ir import save_model
+
+    config = default_config()
+    rows = []
+    for name, info in index.items():
+        start = time.time()
+        onnx_path = Path(models_dir) / f"{name}.onnx"
+        graph = import_onnx(onnx_path)
+        x, _ = calibration_images(graph, info["data"])
+        model = quantize_graph(graph, x, config, QuantizeOptions(), progress=progress)
+        save_model(model, qmodel_paths[name], overwrite=overwrite)
+        result = evaluate(model, load_dataset(info["data"], "test"), graph=graph, onnx_path=onnx_path,
+                          progress=progress)
+        sqnrs = [layer["sqnr_db"] for layer in result.layers if layer["sqnr_db"] is not None]
+        rows.append({**result.to_dict(), "drop": round(result.float_top1 - result.quant_top1, 2),
+                     "min_layer_sqnr_db": min(sqnrs) if sqnrs else None,
+                     "seconds": round(time.time() - start, 1)})
+    return {"config": {"weight_bits": config.weight_bits, "act_bits": config.act_bits,
+                       "lut": DEFAULT_LUT, "granularity": DEFAULT_GRANULARITY,
+                       "requant": config.requant.value, "lut_scope": config.lut_scope.value},
+            "models": rows}
+
+
+def rtl_check(qmodel_path: Path, cycles_path: Path, *, sim: str, images: int, overwrite: bool = False,
+              cache: str | os.PathLike | None = None) -> dict:
+    """Run the MAC layers of a quantized model on the RTL against the engine; per-tile cycles to ``cycles_path``."""
     from .ir import load_model
     from .rtlsim.verify import model_inputs, verify_model, write_cycles
 
-    model = load_model(out_dir / f"{RTL_MODEL}.qmodel")
+    model = load_model(qmodel_path)
     x = model_inputs(model, None, images)
     reports = verify_model(model, x, sim=sim, cache=cache)
-    cycles_path = write_cycles(reports, out_dir / "rtl_cycles.json", config=model.config, sim=sim)
-    return {"model": RTL_MODEL, "simulator": sim, "images": int(x.shape[0]),
+    write_cycles(reports, cycles_path, config=model.config, sim=sim, overwrite=overwrite)
+    return {"model": qmodel_path.stem, "simulator": sim, "images": int(x.shape[0]),
             "array": f"{model.config.rows}x{model.config.cols}", "cycles_file": str(cycles_path),
             "ok": all(r.ok for r in reports), "layers": [r.to_dict() for r in reports]}
 
 
-def format_rtl(rtl: dict, markdown: bool = False) -> str:
-    """The RTL section of the report, as a markdown table or plain text."""
-    title = (f"RTL: {rtl['model']} ({rtl['images']} test images) on the {rtl['array']} array under "
-             f"{rtl['simulator']}, compared with the engine")
-    head = ("layer", "op", "outputs", "mismatches", "cycles", "cycle model")
-    rows = [(r["layer"], r["op"], str(r["outputs"]), str(r["mismatches"]), f"{r['cycles']:,}",
-             "exact" if r["cycles_exact"] else f"{r['schedule_cycles']:,}") for r in rtl["layers"]]
-    verdict = "all outputs match the engine" if rtl["ok"] else "MISMATCH between the RTL and the engine"
-    if markdown:
-        lines = [f"## {title}", "", "| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
-        lines += ["| " + " | ".join(row) + " |" for row in rows]
-        return "\n".join(lines + ["", f"{verdict}; per-tile cycles in `{rtl['cycles_file']}`."])
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
-    lines = [title, "  ".join(h.ljust(w) for h, w in zip(head, widths))]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)) for row in rows]
-    return "\n".join(lines + [verdict])
+def _pct(value: float) -> str:
+    return f"{value:.2f}"
+
+
+def models_table(report: dict, *, detailed: bool = True) -> Table:
+    """Accuracy per bundled model; ``detailed`` adds the image count and the worst layer SQNR."""
+    columns = [Column("model"), Column("data"), Column("images", align="right"),
+               Column("float top-1", _pct, "right"), Column("quantized top-1", _pct, "right"),
+               Column("drop", _pct, "right"), Column("agreement", _pct, "right"),
+               Column("worst layer SQNR (dB)", ".1f", "right", missing="exact")]
+    keys = ["model", "data", "images", "float_top1", "quant_top1", "drop", "agreement", "min_layer_sqnr_db"]
+    if not detailed:
+        columns, keys = columns[:2] + columns[3:7], keys[:2] + keys[3:7]
+    return Table(columns, [[row[k] for k in keys] for row in report["models"]])
+
+
+def rtl_table(rtl: dict) -> Table:
+    """Per layer on the RTL: outputs, mismatches, cycles and whether the cycle model is exact."""
+    return Table([Column("layer"), Column("op"), Column("outputs", ",", "right"),
+                  Column("mismatches", align="right"), Column("cycles", ",", "right"),
+                  Column("cycle model", lambda v: v if isinstance(v, str) else f"{v:,}", "right")],
+                 [(r["layer"], r["op"], r["outputs"], r["mismatches"], r["cycles"],
+                   "exact" if r["cycles_exact"] else r["schedule_cycles"]) for r in rtl["layers"]])
+
+
+def _rtl_title(rtl: dict) -> str:
+    return (f"RTL: {rtl['model']} ({rtl['images']} test images) on the {rtl['array']} array under "
+            f"{rtl['simulator']}, compared with the engine")
+
+
+def _rtl_verdict(rtl: dict) -> str:
+    return "all outputs match the engine" if rtl["ok"] else "MISMATCH between the RTL and the engine"
+
+
+def report_markdown(report: dict) -> str:
+    """The whole report as markdown (``demo_report.md``)."""
+    cfg = report["config"]
+    lines = ["# accel demo: bundled models at the default quantization", "",
+             f"W{cfg['weight_bits']} ({cfg['lut']} LUT per {cfg['lut_scope']}, per-{cfg['granularity']} "
+             f"power-of-two scales, {cfg['requant']} requantization), A{cfg['act_bits']}; bit-exact engine on "
+             f"the test splits.", "", models_table(report).markdown()]
+    if "rtl" in report:
+        rtl = report["rtl"]
+        lines += ["", f"## {_rtl_title(rtl)}", "", rtl_table(rtl).markdown(), "",
+                  f"{_rtl_verdict(rtl)}; per-tile cycles in `{rtl['cycles_file']}`."]
+    return "\n".join(lines)
+
+
+def report_text(report: dict) -> str:
+    """The short report ``accel demo`` prints."""
+    lines = [models_table(report, detailed=False).text()]
+    if "rtl" in report:
+        rtl = report["rtl"]
+        lines += ["", _rtl_title(rtl), rtl_table(rtl).text(), _rtl_verdict(rtl)]
+    return "\n".join(lines)

@@ -4,7 +4,8 @@ The CLI turns any :class:`AccelError` into one line on stderr and exit status 2.
 """
 
 __all__ = ["AccelError", "ConfigError", "ModelFormatError", "ModelError", "DataError",
-           "ModelImportError", "ToolError"]
+           "ModelImportError", "ToolError", "OutputError",
+           "UsageError"]
 
 
 class AccelError(Exception):
@@ -33,3 +34,12 @@ class ModelImportError(AccelError):
 
 class ToolError(AccelError):
     """An external tool (simulator, synthesizer) is missing or failed."""
+
+
+class OutputError(AccelError):
+    """An output cannot be written: it exists (and overwriting was not asked for), or its folder
+    is missing, not a folder, or not writable."""
+
+
+class UsageError(AccelError):
+    """Command-line options that contradict each other (an option that would have no effect)."""

@@ -14,7 +14,6 @@ Prints a markdown table and writes ``bench/rtl_results.json`` (committed, with t
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import statistics
 import time
@@ -34,6 +33,7 @@ def main() -> int:
 
     from accel.frontend import quantize_onnx
     from accel.frontend.workflow import MODELS_DIR
+    from accel.report import Column, Table, write_json
     from accel.rtlsim import build_simulation, model_inputs, verify_model
 
     model = quantize_onnx(MODELS_DIR / "cnn_mnist.onnx", "mnist5k")
@@ -57,18 +57,20 @@ def main() -> int:
                      "with_load_cycles_per_s_median": statistics.median(wall_rates),
                      "build_s_or_cached": round(build_s, 2), "repeats": args.repeat})
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
-                                          f"{__import__('os').cpu_count()} cpus",
-                               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows},
-                              indent=1) + "\n")
-    print("| simulator | layer | images | cycles | tiles | outputs | mismatches | run cycles/s (median, best) "
-          "| with load/read-back cycles/s (median) |")
-    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-    for r in rows:
-        print(f"| {r['simulator']} | {r['layer']} | {r['images']} | {r['cycles']:,} | {r['tiles']} | "
-              f"{r['outputs']:,} | {r['mismatches']} | {r['run_cycles_per_s_median']:,.0f} "
-              f"({r['run_cycles_per_s_best']:,.0f}) | {r['with_load_cycles_per_s_median']:,.0f} |")
+    # The results file is committed and regenerated in place by design.
+    write_json(out, {"machine": f"{platform.node()} {platform.processor() or platform.machine()}, "
+                                f"{__import__('os').cpu_count()} cpus",
+                     "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "rows": rows},
+               overwrite=True, indent=1)
+    count = {"fmt": ",", "align": "right"}
+    table = Table([Column("simulator"), Column("layer"), Column("images", **count), Column("cycles", **count),
+                   Column("tiles", **count), Column("outputs", **count), Column("mismatches", **count),
+                   Column("run cycles/s (median, best)", align="right"),
+                   Column("with load/read-back cycles/s (median)", ",.0f", "right")],
+                  [(r["simulator"], r["layer"], r["images"], r["cycles"], r["tiles"], r["outputs"], r["mismatches"],
+                    f"{r['run_cycles_per_s_median']:,.0f} ({r['run_cycles_per_s_best']:,.0f})",
+                    r["with_load_cycles_per_s_median"]) for r in rows])
+    print(table.markdown())
     print(f"wrote {out}")
     return 0
 

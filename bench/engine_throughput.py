@@ -40,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from accel.config import AcceleratorConfig  # noqa: E402
 from accel.engine import Engine, run_model_contract  # noqa: E402
 from accel.ir import ModelBuilder  # noqa: E402
+from accel.report import Column, Table, write_text  # noqa: E402
 
 # (name, in_channels, out_channels, stride) of the 3x3 convs; "res" marks a residual pair.
 STAGES = [(32, 1), (64, 2)]
@@ -228,8 +229,9 @@ def main(argv=None) -> int:
     ips = {k: args.batch / v for k, v in results.items()}
     fast_ips = ips["accel engine (fast, bit-exact)"]
     gmac = macs_per_image(model) / 1e6
-    rows = [f"| {k} | {v:,.0f} | {v * gmac * 2 / 1e3:,.1f} | {fast_ips / v:.2f}x |" for k, v in ips.items()]
-    table = "\n".join(["| executor | images/s | GOP/s | accel fast / this |", "|---|---:|---:|---:|", *rows])
+    table = Table([Column("executor"), Column("images/s", ",.0f", "right"), Column("GOP/s", ",.1f", "right"),
+                   Column("accel fast / this", lambda v: f"{v:.2f}x", "right")],
+                  [(k, v, v * gmac * 2 / 1e3, fast_ips / v) for k, v in ips.items()])
     ratios = (f"- accel fast / onnxruntime int8: **{fast_ips / ips['onnxruntime int8 (QDQ)']:.2f}x** "
               f"(target >= 1.0x)\n"
               f"- accel fast / onnxruntime float: **{fast_ips / ips['onnxruntime float']:.2f}x** (target >= 0.5x)\n"
@@ -238,7 +240,7 @@ def main(argv=None) -> int:
               f"differ from the exact integer result on large activations and extreme weights "
               f"(pairs of u8 x s8 products saturating at int16 where the CPU lacks VNNI), so its int8 speed "
               f"is not open to an exact executor here")
-    print(table)
+    print(table.text())
     print(ratios)
     if not args.no_write:
         section = (f"### Engine throughput ({date.today().isoformat()})\n\n"
@@ -246,7 +248,7 @@ def main(argv=None) -> int:
                    f"best of {args.repeats}.\nMachine: {machine()}; numpy {np.__version__}, numba "
                    f"{numba.__version__}, onnxruntime {onnxruntime.__version__}.\n"
                    f"Command: `.venv/bin/python bench/engine_throughput.py` (or `make bench`).\n\n"
-                   f"{table}\n\n{ratios}\n")
+                   f"{table.markdown()}\n\n{ratios}\n")
         write_section(ROOT / "docs" / "BENCHMARKS.md", "engine", section)
     return 0
 
@@ -261,8 +263,7 @@ def write_section(path: Path, key: str, body: str) -> None:
         text = re.sub(re.escape(begin) + ".*?" + re.escape(end), lambda _: block, text, flags=re.S)
     else:
         text = text.rstrip("\n") + "\n\n" + block + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
+    write_text(path, text, overwrite=True)  # the results file is meant to be updated in place
 
 
 if __name__ == "__main__":

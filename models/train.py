@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT.parent))
 
 from accel.data import load_dataset  # noqa: E402
 from accel.frontend.export import export_pytorch  # noqa: E402
+from accel.report import Column, Table, write_json, write_text  # noqa: E402
 
 
 def conv_bn(cin, cout, k=3, stride=1, groups=1, act=nn.ReLU):
@@ -168,7 +169,7 @@ def train(name: str, out_dir: Path = BUNDLED) -> dict:
             sched.step()
     seconds = time.time() - start
     path = Path(out_dir) / f"{name}.onnx"
-    export_pytorch(model, train_set.x.shape[1:], path, keep_batchnorm=keep_bn)
+    export_pytorch(model, train_set.x.shape[1:], path, keep_batchnorm=keep_bn, overwrite=True)
 
     import onnxruntime as ort
 
@@ -192,16 +193,17 @@ def main(argv: list[str]) -> None:
     for n in names:
         index[n] = train(n)
     index = {k: index[k] for k in MODELS if k in index}
-    index_path.write_text(json.dumps(index, indent=2) + "\n")
+    # The index and the README are committed and regenerated in place by design.
+    write_json(index_path, index, overwrite=True)
+    table = Table(["model", "data", Column("float top-1 (%)", ".2f", "right"), Column("test images", align="right"),
+                   Column("parameters", align="right"), Column("epochs", align="right"), "network"],
+                  [(f"`{k}.onnx`", v["data"], v["float_top1"], v["test_images"], v["params"], v["epochs"],
+                    v["description"]) for k, v in index.items()])
     lines = ["# Bundled models", "", "Trained by `python models/train.py` (fixed seeds, one CPU thread); "
              "float top-1 on the fixed test split of `accel.data.load_dataset` through onnxruntime. The ONNX "
              "files and their index `models.json` live in `accel/bundled/` (package data of accel).", "",
-             "| model | data | float top-1 (%) | test images | parameters | epochs | network |",
-             "| --- | --- | ---: | ---: | ---: | ---: | --- |"]
-    for k, v in index.items():
-        lines.append(f"| `{k}.onnx` | {v['data']} | {v['float_top1']:.2f} | {v['test_images']} | "
-                     f"{v['params']} | {v['epochs']} | {v['description']} |")
-    (ROOT / "README.md").write_text("\n".join(lines) + "\n")
+             table.markdown()]
+    write_text(ROOT / "README.md", "\n".join(lines) + "\n", overwrite=True)
 
 
 if __name__ == "__main__":

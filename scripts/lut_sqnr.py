@@ -22,6 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from accel.frontend.onnx_import import import_onnx  # noqa: E402
 from accel.frontend.weights import quantize_weights, sqnr_db  # noqa: E402
+from accel.report import Column, Table  # noqa: E402
 
 MODELS = ("cnn_digits", "cnn_mnist", "resnet_mnist", "mobilenet_mnist")
 FAMS = ("uniform", "pot", "apot", "pwlq", "mse")
@@ -29,8 +30,7 @@ SETTINGS = (("channel", "layer"), ("channel", "channel"), ("layer", "layer"))
 
 
 def main() -> None:
-    print("| model | bits | exponent / LUT | " + " | ".join(FAMS) + " | baseline (uniform, float scale) |")
-    print("|---|---|---|" + "---|" * (len(FAMS) + 1))
+    rows = []
     for name in MODELS:
         graph = import_onnx(ROOT / "models" / f"{name}.onnx")
         tensors = [(n.name, n.params["weight"]) for n in graph.nodes if n.op in ("conv", "linear")]
@@ -46,9 +46,11 @@ def main() -> None:
                                                     lut_scope=scope, power_of_two=False, name=nm).dequantize())
                         for nm, w in tensors]
                 best = max(row)
-                cells = [f"**{v:.1f}**" if v == best else f"{v:.1f}" for v in row]
-                print(f"| {name} | {bits} | {gran} / {scope} | " + " | ".join(cells) + f" | {np.mean(base):.1f} |",
-                      flush=True)
+                rows.append((name, bits, f"{gran} / {scope}",
+                             *(f"**{v:.1f}**" if v == best else f"{v:.1f}" for v in row), float(np.mean(base))))
+    columns = [Column("model"), Column("bits"), Column("exponent / LUT"), *(Column(f, align="right") for f in FAMS),
+               Column("baseline (uniform, float scale)", ".1f", "right")]
+    print(Table(columns, rows).markdown())
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
+import signal
 import sys
 
 from ..errors import AccelError
@@ -40,30 +42,57 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"accel {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback on errors")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log progress details")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(sub)
     return parser
 
 
+def _close_progress_bars() -> None:
+    """Close any progress bar still drawn (a loop left by an exception), so that the message that
+    follows starts on a clean line instead of after the bar."""
+    tqdm_module = sys.modules.get("tqdm")
+    if tqdm_module is None:
+        return
+    # ``tqdm._instances`` (a WeakSet of open bars) is what tqdm.write itself uses (tqdm 4.x).
+    for bar in list(getattr(tqdm_module.tqdm, "_instances", ())):
+        bar.close()
+
+
+def _quiet_broken_pipe() -> int:
+    """The reader of our output went away (``accel inspect ... | head``): stop quietly.
+
+    Python's own recipe: point stdout at /dev/null so that the interpreter's final flush does not
+    raise again. Exit status 141 = 128 + SIGPIPE, what a tool killed by SIGPIPE reports.
+    """
+    _close_progress_bars()
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 128 + signal.SIGPIPE
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
-        return int(args.func(args) or 0)
+        status = int(args.func(args) or 0)
+        sys.stdout.flush()  # here, not at exit, so that a closed pipe is seen below
+        return status
+    except BrokenPipeError:
+        return _quiet_broken_pipe()
     except AccelError as exc:
+        _close_progress_bars()
         if args.debug:
             raise
         print(f"accel: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
+        _close_progress_bars()
         print("accel: interrupted", file=sys.stderr)
         return 130
 

@@ -15,22 +15,23 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "simulator against the engine, and write out/demo_report.md, "
                                    "out/demo_report.json, out/rtl_cycles.json and the .qmodel files.")
     p.add_argument("-o", "--out", default="out", metavar="DIR", help="report folder (default out/)")
-    p.add_argument("--sim", choices=("verilator", "icarus"), default="verilator",
+    p.add_argument("--sim", choices=("verilator", "icarus"),
                    help="simulator for the RTL check (default verilator)")
     p.add_argument("--build-dir", metavar="DIR", help="cache folder for the simulator build (default "
                                                       "$ACCEL_CACHE_DIR, else $XDG_CACHE_HOME/accel or ~/.cache/accel)")
     p.add_argument("--no-rtl", action="store_true", help="skip running layers on the RTL")
+    p.add_argument("--force", action="store_true", help="replace the files of an earlier run in DIR")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..demo import format_rtl, run_main_job
-    from ..frontend.workflow import format_demo
+    from ..demo import REPORT_FILES, report_text, run_main_job
+    from ..errors import UsageError
 
-    report = run_main_job(args.out, rtl=not args.no_rtl, sim=args.sim, build_dir=args.build_dir)
-    print(format_demo(report))
-    if "rtl" in report:
-        print()
-        print(format_rtl(report["rtl"]))
-    print(f"report: {args.out}/demo_report.md, {args.out}/demo_report.json")
+    if args.no_rtl and args.sim:
+        raise UsageError("--sim chooses the simulator of the RTL check; it has no effect with --no-rtl")
+    report = run_main_job(args.out, rtl=not args.no_rtl, sim=args.sim or "verilator", overwrite=args.force,
+                          build_dir=args.build_dir)
+    print(report_text(report))
+    print("report: " + ", ".join(f"{args.out}/{name}" for name in REPORT_FILES))
     return 0 if report.get("rtl", {}).get("ok", True) else 1

@@ -5,6 +5,9 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..errors import UsageError
+from ..report import Column, Table
+
 __all__ = ["register", "run"]
 
 
@@ -27,7 +30,30 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..frontend.workflow import evaluate_file
 
+    if not str(args.model).lower().endswith(".onnx"):
+        given = [opt for opt, value in (("--calib", args.calib), ("--config", args.config)) if value]
+        if given:
+            verb = "apply" if len(given) > 1 else "applies"
+            raise UsageError(f"{' and '.join(given)} {verb} only to an .onnx model, quantized on the fly; "
+                             f"{args.model} is already quantized")
     result = evaluate_file(args.model, args.data, calib=args.calib, config_path=args.config,
                            progress=not args.json)
-    print(json.dumps(result.to_dict()) if args.json else result.table())
+    print(json.dumps(result.to_dict()) if args.json else result_text(result))
     return 0
+
+
+def result_text(result) -> str:
+    """Top-1 and agreement, then the SQNR of every layer as a table."""
+    def pct(v):
+        return "n/a" if v is None else f"{v:.2f}%"
+
+    lines = [f"model {result.model} on {result.data} ({result.images} images)",
+             Table(["quantity", Column("top-1", align="right")],
+                   [("float top-1", pct(result.float_top1)), ("quantized top-1", pct(result.quant_top1)),
+                    ("agreement", pct(result.agreement))]).text(header=False)]
+    if result.layers:
+        sqnr = Table([Column("layer"), Column("op"),
+                      Column("SQNR (dB)", ".1f", "right", missing="exact")],
+                     [(layer["name"], layer["op"], layer["sqnr_db"]) for layer in result.layers])
+        lines += ["per-layer SQNR:", sqnr.text()]
+    return "\n".join(lines)

@@ -7,6 +7,7 @@ import json
 
 from ..ir import load_model
 from ..ir.summary import summarize
+from ..report import Column, Table
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -27,11 +28,9 @@ def run(args: argparse.Namespace) -> int:
     print(f"{args.model}: {len(model.layers)} layers, {summary['total_macs']:,} MACs per sample; "
           f"weight_bits={cfg.weight_bits} lut_scope={cfg.lut_scope.value} acc_bits={cfg.acc_bits} "
           f"overflow={cfg.overflow.value} requant={cfg.requant.value} rounding={cfg.rounding.value}")
-    header = ("layer", "op", "inputs", "output shape", "dtype", "MACs", "LUT levels")
-    rows = [(r["name"], r["op"], ", ".join(r["inputs"]), "x".join(map(str, r["shape"])), r["dtype"],
-             f"{r['macs']:,}" if r["macs"] else "", str(r["lut_levels"] or "")) for r in summary["layers"]]
-    widths = [max(len(h), *(len(row[i]) for row in rows)) if rows else len(h) for i, h in enumerate(header)]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+    table = Table([Column("layer"), Column("op"), Column("inputs"), Column("output shape"), Column("dtype"),
+                   Column("MACs", ",", "right"), Column("LUT levels", align="right")],
+                  [(r["name"], r["op"], ", ".join(r["inputs"]), "x".join(map(str, r["shape"])), r["dtype"],
+                    r["macs"] or None, r["lut_levels"] or None) for r in summary["layers"]])
+    print(table.text())
     return 0

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import UsageError
+from .args import non_negative_int, positive_int
+
 __all__ = ["register", "run"]
 
 
@@ -33,21 +36,28 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--lut-scope", choices=("layer", "channel"),
                    help="one LUT per layer or per output channel (default: the config's, or channel "
                         "without --config)")
-    p.add_argument("--levels", type=int, metavar="N",
+    p.add_argument("--levels", type=positive_int, metavar="N",
                    help="use only N distinct LUT levels (e.g. 4 or 8 on 4-bit hardware)")
     p.add_argument("--user-lut", metavar="L0,L1,...",
                    help="levels of the 'user' LUT family: comma-separated int8 values, e.g. -64,-16,0,16,64")
     p.add_argument("--calib-method", choices=METHODS, default=DEFAULT_METHOD,
                    help=f"activation exponent choice (default {DEFAULT_METHOD})")
-    p.add_argument("--calib-size", type=int, default=DEFAULT_CALIB_SIZE, metavar="N",
+    p.add_argument("--calib-size", type=positive_int, default=DEFAULT_CALIB_SIZE, metavar="N",
                    help=f"calibration images (default {DEFAULT_CALIB_SIZE})")
-    p.add_argument("--seed", type=int, default=0, help="calibration sampling seed (default 0)")
+    p.add_argument("--seed", type=non_negative_int, default=0, help="calibration sampling seed (default 0)")
     p.add_argument("--force", action="store_true", help="overwrite OUT.qmodel if it exists")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from ..frontend.workflow import quantize_file
+
+    # Checked here, before any work: the library would only find out at the first layer.
+    if args.user_lut is not None and args.lut != "user":
+        raise UsageError(f"--user-lut gives the levels of the 'user' LUT family; it has no effect with "
+                         f"--lut {args.lut}")
+    if args.lut == "user" and args.user_lut is None:
+        raise UsageError("--lut user needs --user-lut L0,L1,... (the int8 levels)")
 
     model, summary = quantize_file(args.model, args.output, config_path=args.config, calib=args.calib,
                                    lut=args.lut, granularity=args.granularity, weight_bits=args.weight_bits,

@@ -7,6 +7,10 @@ import json
 import sys
 from pathlib import Path
 
+from ..errors import UsageError
+from ..report import Column, Table, check_output
+from .args import positive_int
+
 __all__ = ["register"]
 
 
@@ -20,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--config", metavar="CFG.toml", help="accelerator configuration (default: the defaults)")
     g.add_argument("-o", "--output", metavar="DIR", default="rtl/build", help="output folder (default rtl/build)")
     g.add_argument("--lint", action="store_true", help="also run verilator --lint-only -Wall on the result")
+    g.add_argument("--force", action="store_true", help="replace existing files in DIR (hand edits are lost)")
     g.set_defaults(func=run_generate)
     v = rtl.add_parser("verify", help="run a model's conv/linear layers on the RTL and compare with the engine",
                        description="Lower each conv2d/linear layer (im2col), run it on the exported Verilog "
@@ -30,13 +35,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     v.add_argument("--sim", choices=["verilator", "icarus"], default="verilator")
     v.add_argument("--waves", action="store_true", help="record waveforms (VCD under Verilator, FST under Icarus)")
     v.add_argument("--json", action="store_true", help="print the results as one JSON object")
-    v.add_argument("--images", type=int, default=2, metavar="N", help="test images to run (default 2)")
+    v.add_argument("--images", type=positive_int, default=2, metavar="N", help="test images to run (default 2)")
     v.add_argument("--data", metavar="DATA", help="mnist5k, digits or an .npz (default: the bundled set that "
                                                   "fits the model input; random integers otherwise)")
     v.add_argument("--build-dir", metavar="DIR", help="cache folder for simulator builds and runs (default "
                                                       "$ACCEL_CACHE_DIR, else $XDG_CACHE_HOME/accel or ~/.cache/accel)")
-    v.add_argument("--cycles", metavar="PATH", help="per-tile cycles file (default build/rtl_cycles/"
-                                                    "<model>-<sim>.json)")
+    v.add_argument("--cycles", metavar="PATH", help="per-tile cycles file, never replaced without --force "
+                                                    "(default build/rtl_cycles/<model>-<sim>.json, replaced "
+                                                    "on every run)")
+    v.add_argument("--force", action="store_true", help="replace an existing --cycles file")
     v.set_defaults(func=run_verify)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -46,7 +53,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from ..hw import generate_verilog
 
     config = load_config(args.config)
-    paths = generate_verilog(config, args.output)
+    paths = generate_verilog(config, args.output, overwrite=args.force)
     for kind, path in paths.items():
         print(f"wrote {path} ({kind})")
     if args.lint:
@@ -65,33 +72,43 @@ def run_verify(args: argparse.Namespace) -> int:
     from ..ir import load_model
     from ..rtlsim.verify import model_inputs, verify_model, write_cycles
 
+    if args.force and not args.cycles:
+        raise UsageError("--force replaces an existing --cycles file; give --cycles PATH "
+                         "(the default file under build/ is replaced on every run)")
+    # A file the user named is theirs: never replaced unasked. The default one is a build output.
+    if args.cycles:
+        cycles_path = check_output(args.cycles, overwrite=args.force)
+    else:
+        cycles_path = check_output(Path("build") / "rtl_cycles" / f"{Path(args.model).stem}-{args.sim}.json",
+                                   overwrite=True, make_parents=True)
     model = load_model(args.model)
     x = model_inputs(model, args.data, args.images)
     reports = verify_model(model, x, layers=args.layer, sim=args.sim, waves=args.waves, cache=args.build_dir)
-    cycles_path = Path(args.cycles or Path("build") / "rtl_cycles" / f"{Path(args.model).stem}-{args.sim}.json")
-    write_cycles(reports, cycles_path, config=model.config, sim=args.sim)
+    write_cycles(reports, cycles_path, config=model.config, sim=args.sim, overwrite=args.force or not args.cycles)
     ok = all(r.ok for r in reports)
+    waves_path = reports[0].waves if args.waves and reports else None
     if args.json:
         print(json.dumps({"model": str(args.model), "simulator": args.sim, "images": int(x.shape[0]),
                           "ok": ok, "cycles_file": str(cycles_path),
+                          **({"waveform": str(waves_path)} if waves_path else {}),
                           "layers": [r.to_dict() for r in reports]}))
         return 0 if ok else 1
-    head = ("layer", "op", "outputs", "mismatches", "cycles", "schedule", "tiles", "sim s", "cycles/s")
-    rows = [(r.layer, r.op, str(r.outputs), str(r.mismatches), str(r.cycles),
-             "exact" if r.cycles_exact else str(r.schedule_cycles), str(r.tiles), f"{r.run_s:.3f}",
-             f"{r.cycles / max(r.run_s, 1e-9):,.0f}") for r in reports]
-    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
+    table = Table([Column("layer"), Column("op"), Column("outputs", align="right"),
+                   Column("mismatches", align="right"), Column("cycles", align="right"),
+                   Column("schedule", align="right"), Column("tiles", align="right"),
+                   Column("sim s", ".3f", "right"), Column("cycles/s", ",.0f", "right")],
+                  [(r.layer, r.op, r.outputs, r.mismatches, r.cycles,
+                    "exact" if r.cycles_exact else r.schedule_cycles, r.tiles, r.run_s,
+                    r.cycles / max(r.run_s, 1e-9)) for r in reports])
     print(f"{args.model}: {x.shape[0]} image(s) on the {model.config.rows}x{model.config.cols} array "
           f"under {args.sim}")
-    print("  ".join(h.ljust(w) for h, w in zip(head, widths)))
-    for row in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+    print(table.text())
     for r in reports:
         for m in r.first:
             print(f"mismatch: {m}")
         if r.checker_mismatches and not r.mismatches:
             print(f"mismatch: layer {r.layer!r}: {r.checker_mismatches} output beats differ in padding lanes")
     print(f"{'all outputs match the engine' if ok else 'MISMATCH'}; per-tile cycles in {cycles_path}")
-    if args.waves:
-        print(f"waveform: {reports[0].waves}")
+    if waves_path:
+        print(f"waveform: {waves_path}")
     return 0 if ok else 1

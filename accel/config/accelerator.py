@@ -252,16 +252,12 @@ def load_config(path: str | os.PathLike | None) -> AcceleratorConfig:
 
 
 def save_config(config: AcceleratorConfig, path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Write ``config`` as TOML. Refuses to replace an existing file unless ``overwrite``."""
+    """Write ``config`` as TOML, atomically. Refuses to replace an existing file unless ``overwrite``
+    (:class:`~accel.errors.OutputError`, as for a missing or read-only folder)."""
     import tomli_w
 
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise ConfigError(f"{path}: already exists; refusing to overwrite it")
+    from ..report.files import write_text
+
     data = config.to_dict()
     energy = data.pop("energy")
-    text = tomli_w.dumps({**data, "energy": energy})
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    return write_text(path, tomli_w.dumps({**data, "energy": energy}), overwrite=overwrite)

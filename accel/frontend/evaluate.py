@@ -57,21 +57,6 @@ class EvalResult:
                 "float_top1": self.float_top1, "quant_top1": self.quant_top1,
                 "agreement": self.agreement, "layers": self.layers}
 
-    def table(self) -> str:
-        """A short human-readable report."""
-        def pct(v):
-            return "n/a" if v is None else f"{v:.2f}%"
-        lines = [f"model {self.model} on {self.data} ({self.images} images)",
-                 f"  float top-1     {pct(self.float_top1)}",
-                 f"  quantized top-1 {pct(self.quant_top1)}",
-                 f"  agreement       {pct(self.agreement)}"]
-        if self.layers:
-            lines.append("  per-layer SQNR (dB):")
-            for layer in self.layers:
-                s = "exact" if layer["sqnr_db"] is None else f"{layer['sqnr_db']:6.1f}"
-                lines.append(f"    {layer['name']:40s} {layer['op']:16s} {s}")
-        return "\n".join(lines)
-
 
 def sqnr_db(signal_energy: float, noise_energy: float) -> float | None:
     """``10 log10(signal / noise)``; ``None`` when the noise is zero."""

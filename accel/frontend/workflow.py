@@ -1,4 +1,5 @@
-"""File-level front-end workflows behind ``accel quantize``, ``accel eval`` and ``accel demo``.
+"""File-level front-end workflows behind ``accel quantize`` and ``accel eval``, and the pieces
+``accel demo`` (:mod:`accel.demo`) reuses: the bundled models' index, calibration data.
 
 The command-line modules only parse arguments and print; everything they do is here.
 """
@@ -7,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from importlib import resources
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from ..config import AcceleratorConfig, load_config
 from ..data import bundled_for_shape, load_dataset
 from ..errors import ConfigError, DataError, ModelImportError
 from ..ir import Model, load_model, save_model
+from ..report.files import check_output
 from .calibrate import DEFAULT_CALIB_SIZE, DEFAULT_METHOD
 from .evaluate import EvalResult, evaluate
 from .graph import FloatGraph
@@ -24,7 +25,7 @@ from .onnx_import import import_onnx
 from .quantize import DEFAULT_GRANULARITY, DEFAULT_LUT, QuantizeOptions, default_config, quantize_graph
 
 __all__ = ["MODELS_DIR", "bundled_models", "make_config", "calibration_images", "quantize_file",
-           "evaluate_file", "run_demo", "format_demo"]
+           "evaluate_file"]
 
 #: Folder of the bundled ONNX models and their ``models.json`` index (package data: ``accel/bundled``).
 MODELS_DIR = Path(str(resources.files("accel.bundled")))
@@ -99,16 +100,13 @@ def quantize_file(model_path: str | os.PathLike, output: str | os.PathLike, *,
 
     Raises
     ------
-    ModelFormatError
-        ``output`` exists and ``overwrite`` is false (checked before any work).
+    OutputError
+        ``output`` exists and ``overwrite`` is false, or its folder is missing or read-only
+        (checked before any work).
     ModelImportError, DataError, ConfigError
         Bad model, data or configuration.
     """
-    model_path, output = Path(model_path), Path(output)
-    if output.exists() and not overwrite:
-        from ..errors import ModelFormatError
-
-        raise ModelFormatError(f"{output}: already exists; refusing to overwrite it (use --force)")
+    model_path, output = Path(model_path), check_output(output, overwrite=overwrite)
     _check_onnx_path(model_path)
     config = make_config(config_path, weight_bits=weight_bits, act_bits=act_bits, lut_scope=lut_scope)
     options = QuantizeOptions(lut=lut, granularity=granularity, levels=levels, calib_method=calib_method,
@@ -146,58 +144,3 @@ def evaluate_file(model_path: str | os.PathLike, data: str, *, calib: str | None
         return evaluate(model, test, graph=graph, onnx_path=model_path, progress=progress)
     model = load_model(model_path)
     return evaluate(model, test, progress=progress)
-
-
-def run_demo(out_dir: str | os.PathLike = "out", *, models_dir: str | os.PathLike = MODELS_DIR,
-             progress: bool = True) -> dict:
-    """The project's main job on the bundled models: quantize with the defaults, evaluate
-    through the engine, write ``demo_report.md``/``demo_report.json`` and the ``.qmodel`` files.
-
-    Returns
-    -------
-    dict
-        The report (also written as JSON).
-    """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    index = bundled_models(models_dir)
-    config = default_config()
-    rows = []
-    for name, info in index.items():
-        start = time.time()
-        graph = import_onnx(Path(models_dir) / f"{name}.onnx")
-        x, _ = calibration_images(graph, info["data"])
-        model = quantize_graph(graph, x, config, QuantizeOptions(), progress=progress)
-        save_model(model, out_dir / f"{name}.qmodel", overwrite=True)
-        result = evaluate(model, load_dataset(info["data"], "test"), graph=graph,
-                          onnx_path=Path(models_dir) / f"{name}.onnx", progress=progress)
-        sqnrs = [layer["sqnr_db"] for layer in result.layers if layer["sqnr_db"] is not None]
-        rows.append({**result.to_dict(), "drop": round(result.float_top1 - result.quant_top1, 2),
-                     "min_layer_sqnr_db": min(sqnrs) if sqnrs else None,
-                     "seconds": round(time.time() - start, 1)})
-    report = {"config": {"weight_bits": config.weight_bits, "act_bits": config.act_bits,
-                         "lut": DEFAULT_LUT, "granularity": DEFAULT_GRANULARITY,
-                         "requant": config.requant.value, "lut_scope": config.lut_scope.value},
-              "models": rows}
-    (out_dir / "demo_report.json").write_text(json.dumps(report, indent=2) + "\n")
-    lines = ["# accel demo: bundled models at the default quantization", "",
-             f"W{config.weight_bits} ({DEFAULT_LUT} LUT per {config.lut_scope.value}, "
-             f"per-{DEFAULT_GRANULARITY} power-of-two scales, "
-             f"shift requantization), A{config.act_bits}; bit-exact engine on the test splits.", "",
-             "| model | data | images | float top-1 | quantized top-1 | drop | agreement | worst layer SQNR (dB) |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for r in rows:
-        worst = "exact" if r["min_layer_sqnr_db"] is None else f"{r['min_layer_sqnr_db']:.1f}"
-        lines.append(f"| {r['model']} | {r['data']} | {r['images']} | {r['float_top1']:.2f} | "
-                     f"{r['quant_top1']:.2f} | {r['drop']:.2f} | {r['agreement']:.2f} | {worst} |")
-    (out_dir / "demo_report.md").write_text("\n".join(lines) + "\n")
-    return report
-
-
-def format_demo(report: dict) -> str:
-    """The short table ``accel demo`` prints."""
-    lines = [f"{'model':18s} {'data':8s} {'float':>7s} {'quant':>7s} {'drop':>6s} {'agree':>7s}"]
-    for r in report["models"]:
-        lines.append(f"{r['model']:18s} {r['data']:8s} {r['float_top1']:7.2f} {r['quant_top1']:7.2f} "
-                     f"{r['drop']:6.2f} {r['agreement']:7.2f}")
-    return "\n".join(lines)

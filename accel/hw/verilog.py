@@ -10,6 +10,7 @@ from amaranth.back import verilog
 from amaranth.lib import wiring
 
 from ..config import AcceleratorConfig
+from ..report import Table, check_output_dir, write_text
 from .core import GemmCore
 
 __all__ = ["TOP_NAME", "verilog_text", "port_description", "generate_verilog"]
@@ -97,34 +98,48 @@ def port_description(config: AcceleratorConfig) -> dict:
 
 def _markdown(desc: dict) -> str:
     cfg = desc["config"]
+    parameters = Table(["field", "value"], [(k, v) for k, v in cfg.items() if k != "energy"])
+    ports = Table(["port", "dir", "width", "fields (lsb: shape)"],
+                  [(f"`{p['name']}`", p["direction"], p["width"],
+                    "; ".join(f"`{f['field']}` @{f['lsb']}: {f['shape']}" for f in p.get("fields", []))
+                    or p.get("note", "")) for p in desc["ports"]])
+    timing = Table(["quantity", "cycles"], desc["timing"].items())
     lines = [f"# `{desc['module']}`", "",
              f"GEMM core for a {cfg['rows']}x{cfg['cols']} array: {cfg['weight_bits']}-bit codes, "
              f"{cfg['act_bits']}-bit activations, {cfg['acc_bits']}-bit accumulators "
              f"({cfg['overflow']}), requant {cfg['requant']} ({cfg['rounding']}).", "",
-             "## Parameters", "", "| field | value |", "| --- | --- |"]
-    lines += [f"| {k} | {v} |" for k, v in cfg.items() if k != "energy"]
-    lines += ["", "## Ports", "", "| port | dir | width | fields (lsb: shape) |", "| --- | --- | --- | --- |"]
-    for p in desc["ports"]:
-        fields = "; ".join(f"`{f['field']}` @{f['lsb']}: {f['shape']}" for f in p.get("fields", []))
-        lines.append(f"| `{p['name']}` | {p['direction']} | {p['width']} | {fields or p.get('note', '')} |")
-    lines += ["", "## Timing (cycles)", "", "| quantity | cycles |", "| --- | --- |"]
-    lines += [f"| {k} | {v} |" for k, v in desc["timing"].items()]
+             "## Parameters", "", parameters.markdown(), "", "## Ports", "", ports.markdown(), "",
+             "## Timing (cycles)", "", timing.markdown()]
     lines += ["", "Streams are valid/ready (`*__valid`, `*__ready`, `*__payload`); `out` has no ready "
               "(the consumer takes every beat). See docs/RTL.md.", ""]
     return "\n".join(lines)
 
 
-def generate_verilog(config: AcceleratorConfig, out_dir: str | os.PathLike) -> dict[str, Path]:
+def generate_verilog(config: AcceleratorConfig, out_dir: str | os.PathLike, *,
+                     overwrite: bool = False) -> dict[str, Path]:
     """Write ``accel_gemm_core.v``, ``accel_gemm_core.json`` and ``accel_gemm_core.md`` to ``out_dir``.
 
-    Returns the paths by kind (``verilog``, ``json``, ``markdown``).
+    The folder is created if missing; existing files are replaced only with ``overwrite`` (a
+    hand-edited Verilog file is never lost by accident), each atomically.
+
+    Returns
+    -------
+    dict
+        The paths by kind (``verilog``, ``json``, ``markdown``).
+
+    Raises
+    ------
+    OutputError
+        A file exists (without ``overwrite``) or the folder cannot be written; checked before
+        the (slow) elaboration.
+    ConfigError
+        The gateware cannot build ``config``.
     """
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    desc = port_description(config)
-    paths = {"verilog": out / f"{TOP_NAME}.v", "json": out / f"{TOP_NAME}.json",
-             "markdown": out / f"{TOP_NAME}.md"}
-    paths["verilog"].write_text(verilog_text(config))
-    paths["json"].write_text(json.dumps(desc, indent=2) + "\n")
-    paths["markdown"].write_text(_markdown(desc))
+    kinds = {"verilog": f"{TOP_NAME}.v", "json": f"{TOP_NAME}.json", "markdown": f"{TOP_NAME}.md"}
+    desc = port_description(config)  # checks the config before any folder is created
+    paths = dict(zip(kinds, check_output_dir(out_dir, list(kinds.values()), overwrite=overwrite)))
+    texts = {"verilog": verilog_text(config), "json": json.dumps(desc, indent=2) + "\n",
+             "markdown": _markdown(desc)}
+    for kind, path in paths.items():
+        write_text(path, texts[kind], overwrite=overwrite)
     return paths

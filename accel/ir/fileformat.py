@@ -18,6 +18,7 @@ import numpy as np
 
 from ..config import AcceleratorConfig
 from ..errors import AccelError, ModelFormatError
+from ..report.files import check_output, open_atomic
 from .model import Layer, Model, TensorInfo
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "save_model", "load_model"]
@@ -33,10 +34,17 @@ def _array_bytes(arr: np.ndarray) -> bytes:
 
 
 def save_model(model: Model, path: str | os.PathLike, overwrite: bool = False) -> Path:
-    """Validate ``model`` and write it to ``path`` (atomically; refuses to overwrite unless asked)."""
-    path = Path(path)
-    if path.exists() and not overwrite:
-        raise ModelFormatError(f"{path}: already exists; refusing to overwrite it")
+    """Validate ``model`` and write it to ``path`` (atomically; refuses to overwrite unless asked).
+
+    Raises
+    ------
+    OutputError
+        ``path`` exists (without ``overwrite``) or its folder is missing or not writable
+        (checked before anything is serialized).
+    ModelError
+        The model is inconsistent.
+    """
+    path = check_output(path, overwrite=overwrite)
     model.validate()
     layers = []
     files: dict[str, bytes] = {}
@@ -60,16 +68,11 @@ def save_model(model: Model, path: str | os.PathLike, overwrite: bool = False) -
         "layers": layers,
         "metadata": _jsonable(model.metadata),
     }
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            zf.writestr("manifest.json", json.dumps(manifest, indent=1))
-            for name, data in files.items():
-                zf.writestr(name, data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with open_atomic(path, overwrite=overwrite, binary=True) as f, \
+            zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("manifest.json", json.dumps(manifest, indent=1))
+        for name, data in files.items():
+            zf.writestr(name, data)
     return path
 
 

@@ -9,7 +9,6 @@ channel, pixel (batch item, row, column), the expected and the got value.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -19,6 +18,7 @@ import numpy as np
 from ..compile import lower_layer, plan_tiles
 from ..errors import DataError, ModelError
 from ..ir import MAC_OPS, Model
+from ..report.files import write_json
 from .build import build_simulation
 from .jobs import run_jobs
 
@@ -204,15 +204,14 @@ def _merge(plan, job_results) -> list[np.ndarray]:
     return out
 
 
-def write_cycles(reports: list[LayerReport], path: str | os.PathLike, *, config=None, sim: str = "") -> Path:
-    """Write the per-tile cycles (first input to last output) of every layer as JSON."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+def write_cycles(reports: list[LayerReport], path: str | os.PathLike, *, config=None, sim: str = "",
+                 overwrite: bool = False) -> Path:
+    """Write the per-tile cycles (first input to last output) of every layer as JSON (atomically;
+    an existing file is replaced only with ``overwrite``)."""
     data = {"simulator": sim, "config": config.to_dict() if config is not None else None,
             "definition": "cycles of a tile = last output beat - first data beat + 1 (cycle 0 = reset release)",
             "layers": [{"layer": r.layer, "op": r.op, "total_cycles": r.cycles, "schedule_cycles": r.schedule_cycles,
                         "cycles_exact": r.cycles_exact,
                         "tiles": [{"depth": d, "first_in": f, "last_out": o, "cycles": o - f + 1}
                                   for d, f, o in r.tile_cycles]} for r in reports]}
-    path.write_text(json.dumps(data, indent=1) + "\n")
-    return path
+    return write_json(path, data, overwrite=overwrite, indent=1)

@@ -3,7 +3,7 @@ import re
 import pytest
 
 from accel.config import AcceleratorConfig, LutScope, Overflow, load_config, save_config
-from accel.errors import ConfigError
+from accel.errors import ConfigError, OutputError
 
 
 def test_defaults():
@@ -24,7 +24,7 @@ def test_toml_round_trip(tmp_path):
 def test_save_refuses_to_overwrite(tmp_path):
     path = tmp_path / "a.toml"
     path.write_text("keep me")
-    with pytest.raises(ConfigError, match="already exists"):
+    with pytest.raises(OutputError, match="already exists"):
         save_config(AcceleratorConfig(), path)
     assert path.read_text() == "keep me"
 

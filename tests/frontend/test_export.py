@@ -4,7 +4,7 @@ import numpy as np
 import onnx
 import pytest
 
-from accel.errors import ModelImportError
+from accel.errors import ModelImportError, OutputError
 from accel.frontend.export import export_pytorch
 from accel.frontend.graph import run_float
 from accel.frontend.onnx_import import import_onnx
@@ -42,3 +42,16 @@ def test_export_errors(tmp_path):
         export_pytorch(small_net(), (2, 5, 5), tmp_path / "a.onnx", opset=11)
     with pytest.raises(ModelImportError, match=r"^Sequential: ONNX export failed \("):
         export_pytorch(small_net(), (3, 5, 5), tmp_path / "b.onnx")  # 3 channels into a 2-channel conv
+
+
+def test_export_never_replaces_a_file_unasked_and_leaves_nothing_on_failure(tmp_path):
+    path = tmp_path / "net.onnx"
+    path.write_bytes(b"a user's model")
+    with pytest.raises(OutputError, match=r"net\.onnx: already exists; refusing to overwrite it"):
+        export_pytorch(small_net(), (2, 5, 5), path)
+    assert path.read_bytes() == b"a user's model"
+    export_pytorch(small_net(), (2, 5, 5), path, overwrite=True)
+    assert import_onnx(path).input_shape == (2, 5, 5)
+    with pytest.raises(ModelImportError):
+        export_pytorch(small_net(), (3, 5, 5), tmp_path / "bad.onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.onnx"]

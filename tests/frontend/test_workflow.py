@@ -1,29 +1,10 @@
-"""The file-level workflows: ``run_demo`` on a bundled model, configs with overridden bit widths."""
-
-import json
-import shutil
+"""The file-level workflows: the bundled models' index, configs with overridden bit widths, calibration data."""
 
 import pytest
 
 from accel.errors import ConfigError, DataError, ModelImportError
 from accel.frontend.onnx_import import import_onnx
-from accel.frontend.workflow import MODELS_DIR, bundled_models, calibration_images, format_demo, make_config, run_demo
-
-
-def test_demo_writes_reports_and_models(tmp_path):
-    models = tmp_path / "models"
-    models.mkdir()
-    shutil.copy(MODELS_DIR / "cnn_digits.onnx", models)
-    (models / "models.json").write_text(json.dumps({"cnn_digits": bundled_models()["cnn_digits"]}))
-    report = run_demo(tmp_path / "out", models_dir=models, progress=False)
-    (row,) = report["models"]
-    assert row["model"] == "cnn_digits" and row["images"] == 360
-    assert row["float_top1"] == pytest.approx(bundled_models()["cnn_digits"]["float_top1"], abs=0.01)
-    assert row["drop"] == pytest.approx(row["float_top1"] - row["quant_top1"], abs=0.01)
-    assert json.loads((tmp_path / "out" / "demo_report.json").read_text()) == report
-    assert "| cnn_digits | digits | 360 |" in (tmp_path / "out" / "demo_report.md").read_text()
-    assert (tmp_path / "out" / "cnn_digits.qmodel").is_file()
-    assert format_demo(report).splitlines()[1].startswith("cnn_digits")
+from accel.frontend.workflow import MODELS_DIR, bundled_models, calibration_images, make_config
 
 
 def test_make_config_overrides_and_checks():

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from accel.engine import run_model
-from accel.errors import ModelFormatError
+from accel.errors import ModelError, ModelFormatError, OutputError
 from accel.ir import load_model, save_model
 
 from .helpers import small_resnet
@@ -32,9 +32,20 @@ def test_archive_holds_no_pickles(tmp_path):
 def test_refuses_to_overwrite(tmp_path):
     path = tmp_path / "m.qmodel"
     path.write_bytes(b"precious")
-    with pytest.raises(ModelFormatError, match="already exists"):
+    with pytest.raises(OutputError, match="already exists"):
         save_model(small_resnet(), path)
     assert path.read_bytes() == b"precious"
+
+
+def test_destination_checked_before_the_model(tmp_path):
+    """A missing folder is reported before validation and serialization, not after."""
+    model = small_resnet()
+    model.layers[0].op = "no_such_op"
+    with pytest.raises(ModelError):
+        save_model(model, tmp_path / "m.qmodel")
+    with pytest.raises(OutputError, match=r"m\.qmodel: folder .*missing does not exist$"):
+        save_model(model, tmp_path / "missing" / "m.qmodel")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_truncated_file(tmp_path):
