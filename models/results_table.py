@@ -26,6 +26,7 @@ from accel.config import AcceleratorConfig, Requant  # noqa: E402
 from accel.data import load_dataset  # noqa: E402
 from accel.frontend.calibrate import DEFAULT_METHOD, METHODS, calibrate  # noqa: E402
 from accel.frontend.evaluate import evaluate, onnx_logits  # noqa: E402
+from accel.frontend.lut import FAMILIES  # noqa: E402
 from accel.frontend.onnx_import import import_onnx  # noqa: E402
 from accel.frontend.quantize import (  # noqa: E402
     DEFAULT_GRANULARITY,
@@ -34,7 +35,6 @@ from accel.frontend.quantize import (  # noqa: E402
     QuantizeOptions,
     lower,
 )
-from accel.frontend.weights import FAMILIES  # noqa: E402
 from accel.frontend.workflow import bundled_models  # noqa: E402
 
 BITS = (4, 3, 2)

@@ -38,7 +38,8 @@ from ..errors import ConfigError, ModelImportError
 from ..ir import Model, ModelBuilder
 from .calibrate import DEFAULT_CALIB_SIZE, DEFAULT_METHOD, METHODS, Calibration, calibrate
 from .graph import FloatGraph, FloatNode
-from .weights import DEFAULT_FAMILY, quantize_weights
+from .lut import DEFAULT_FAMILY
+from .weights import quantize_weights
 
 __all__ = ["DEFAULT_LUT", "DEFAULT_GRANULARITY", "DEFAULT_LUT_SCOPE", "GRANULARITIES", "QuantizeOptions",
            "default_config", "lower",
@@ -62,7 +63,7 @@ class QuantizeOptions:
     Parameters
     ----------
     lut : str
-        LUT family (``accel.frontend.weights.FAMILIES``).
+        LUT family (``accel.frontend.lut.FAMILIES``).
     granularity : str
         ``channel`` (one power-of-two weight exponent per output channel) or ``layer``.
     levels : int or None
