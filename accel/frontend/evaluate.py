@@ -81,10 +81,17 @@ def _reported_sqnr(signal_energy: float, noise_energy: float) -> float | None:
 
 
 def onnx_logits(path: str | os.PathLike, x: np.ndarray) -> np.ndarray:
-    """Float outputs (the first graph output) of an ONNX file through onnxruntime."""
+    """Float outputs (the first graph output) of an ONNX file through onnxruntime, for any batch size.
+
+    onnxruntime runs the model as the importer prepared it
+    (:func:`~accel.frontend.onnx_import.load_prepared`): a fixed-batch export
+    then accepts any number of images.
+    """
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    from .onnx_import import load_prepared
+
+    session = ort.InferenceSession(load_prepared(path).SerializeToString(), providers=["CPUExecutionProvider"])
     return session.run(None, {session.get_inputs()[0].name: np.asarray(x, np.float32)})[0]
 
 
