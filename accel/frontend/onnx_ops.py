@@ -438,12 +438,16 @@ def _per_channel(c: np.ndarray, shape: tuple[int, ...]) -> np.ndarray | None:
 
 
 def _reshape_target(target: list[int], shape: tuple[int, ...]) -> tuple[int, ...] | None:
-    """The per-sample shape that a Reshape to ``target`` (batch first) gives ``shape``; ``None`` if illegal."""
+    """The per-sample shape that a Reshape to ``target`` gives ``shape``; ``None`` unless it keeps the batch first.
+
+    The batch is kept when ``target[0]`` is ``-1`` (what :mod:`accel.frontend.onnx_prepare` writes for a
+    target that keeps the export's batch) or ``0`` (copy it).
+    """
     size = math.prod(shape)
     if not target:
         return None
     rest = target[1:]
-    if target[0] not in (0, -1) and target[0] < 1:
+    if target[0] not in (0, -1):  # onnx_prepare gave every batch-first target a free batch (-1)
         return None
     if target[0] == -1 and -1 in rest:
         return None
