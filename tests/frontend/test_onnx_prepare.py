@@ -101,3 +101,11 @@ def test_weights_in_an_external_data_file(tmp_path):
     with pytest.raises(ModelImportError, match=rf"^{re.escape(str(path))}: the weights stored outside the file "
                                                r"cannot be read \(.*\); expected the data file beside the model$"):
         import_onnx(path)
+
+
+def test_preparation_is_deterministic(tmp_path):
+    g = GraphBuilder([1, 6, 6])
+    path = save(g.build(pooled_classifier(g, view_batch_minus_one(g))), tmp_path / "view.onnx")
+    first = load_prepared(path)
+    assert {n.op_type for n in first.graph.node} == {"Conv", "Relu", "GlobalAveragePool", "Reshape", "Gemm"}
+    assert load_prepared(path).SerializeToString() == first.SerializeToString()
