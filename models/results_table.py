@@ -25,15 +25,15 @@ from accel.config import AcceleratorConfig, Requant  # noqa: E402
 from accel.data import load_dataset  # noqa: E402
 from accel.frontend.calibrate import DEFAULT_METHOD, METHODS, calibrate  # noqa: E402
 from accel.frontend.evaluate import evaluate, onnx_logits  # noqa: E402
+from accel.frontend.lut import FAMILIES  # noqa: E402
 from accel.frontend.onnx_import import import_onnx  # noqa: E402
 from accel.frontend.quantize import (  # noqa: E402
     DEFAULT_GRANULARITY,
     DEFAULT_LUT,
     DEFAULT_LUT_SCOPE,
     QuantizeOptions,
-    lower,
+    emit_integer_model,
 )
-from accel.frontend.weights import FAMILIES  # noqa: E402
 from accel.frontend.workflow import MODELS_DIR, bundled_models  # noqa: E402
 from accel.report import Column, Table, write_json, write_text  # noqa: E402
 
@@ -50,7 +50,8 @@ def run_cell(ctx: dict, family: str, granularity: str, bits: int, requant: Requa
              method: str = DEFAULT_METHOD, lut_scope: str = DEFAULT_LUT_SCOPE) -> dict:
     """Quantize ``ctx``'s model one way and evaluate it; returns the table cell."""
     config = AcceleratorConfig(weight_bits=bits, requant=requant, lut_scope=lut_scope)
-    model = lower(ctx["graph"], ctx["calibs"][method], config, QuantizeOptions(lut=family, granularity=granularity))
+    model = emit_integer_model(ctx["graph"], ctx["calibs"][method], config,
+                               QuantizeOptions(lut=family, granularity=granularity))
     result = evaluate(model, ctx["test"], onnx_path=ctx["path"], sqnr=False)
     cell = {"model": ctx["name"], "data": ctx["data"], "family": family, "granularity": granularity,
             "lut_scope": lut_scope, "weight_bits": bits, "requant": requant.value, "calibration": method,

@@ -20,8 +20,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from accel.frontend.metrics import signal_noise_energy, sqnr_db  # noqa: E402
 from accel.frontend.onnx_import import import_onnx  # noqa: E402
-from accel.frontend.weights import quantize_weights, sqnr_db  # noqa: E402
+from accel.frontend.weights import quantize_weights  # noqa: E402
 from accel.report import Column, Table  # noqa: E402
 
 MODELS = ("cnn_digits", "cnn_mnist", "resnet_mnist", "mobilenet_mnist")
@@ -38,12 +39,13 @@ def main() -> None:
             for gran, scope in SETTINGS:
                 row = []
                 for fam in FAMS:
-                    vals = [sqnr_db(w, quantize_weights(w, family=fam, weight_bits=bits, granularity=gran,
-                                                        lut_scope=scope, name=nm).dequantize())
+                    vals = [sqnr_db(*signal_noise_energy(w, quantize_weights(
+                        w, family=fam, weight_bits=bits, granularity=gran, lut_scope=scope, name=nm).dequantize()))
                             for nm, w in tensors]
                     row.append(float(np.mean(vals)))
-                base = [sqnr_db(w, quantize_weights(w, family="uniform", weight_bits=bits, granularity=gran,
-                                                    lut_scope=scope, power_of_two=False, name=nm).dequantize())
+                base = [sqnr_db(*signal_noise_energy(w, quantize_weights(
+                    w, family="uniform", weight_bits=bits, granularity=gran, lut_scope=scope, power_of_two=False,
+                    name=nm).dequantize()))
                         for nm, w in tensors]
                 best = max(row)
                 rows.append((name, bits, f"{gran} / {scope}",

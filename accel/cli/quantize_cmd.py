@@ -12,8 +12,8 @@ __all__ = ["register", "run"]
 
 def register(sub: argparse._SubParsersAction) -> None:
     from ..frontend.calibrate import DEFAULT_CALIB_SIZE, DEFAULT_METHOD, METHODS
+    from ..frontend.lut import FAMILIES
     from ..frontend.quantize import DEFAULT_GRANULARITY, DEFAULT_LUT, GRANULARITIES
-    from ..frontend.weights import FAMILIES
 
     p = sub.add_parser("quantize", help="quantize a trained ONNX network to an integer model",
                        description="Import MODEL.onnx, fold BatchNorm, calibrate power-of-two activation "

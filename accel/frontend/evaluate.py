@@ -20,9 +20,10 @@ from ..datapath import quantize_input
 from ..errors import DataError
 from ..ir import Model
 from .graph import FloatGraph, run_float
+from .metrics import signal_noise_energy, sqnr_db
 from .quantize import dequantize_output
 
-__all__ = ["EvalResult", "evaluate", "onnx_logits", "sqnr_db"]
+__all__ = ["EvalResult", "evaluate", "onnx_logits"]
 
 
 @dataclass
@@ -58,20 +59,24 @@ class EvalResult:
                 "agreement": self.agreement, "layers": self.layers}
 
 
-def sqnr_db(signal_energy: float, noise_energy: float) -> float | None:
-    """``10 log10(signal / noise)``; ``None`` when the noise is zero."""
-    if noise_energy <= 0:
-        return None
-    if signal_energy <= 0:
-        return -math.inf
-    return 10.0 * math.log10(signal_energy / noise_energy)
+def _reported_sqnr(signal_energy: float, noise_energy: float) -> float | None:
+    """SQNR in dB rounded to 0.01 for the report; ``None`` for an exact tensor (JSON has no inf)."""
+    value = sqnr_db(signal_energy, noise_energy)
+    return None if value == math.inf else round(value, 2)
 
 
 def onnx_logits(path: str | os.PathLike, x: np.ndarray) -> np.ndarray:
-    """Float outputs (the first graph output) of an ONNX file through onnxruntime."""
+    """Float outputs (the first graph output) of an ONNX file through onnxruntime, for any batch size.
+
+    onnxruntime runs the model as the importer prepared it
+    (:func:`~accel.frontend.onnx_import.load_prepared`): a fixed-batch export
+    then accepts any number of images.
+    """
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    from .onnx_import import load_prepared
+
+    session = ort.InferenceSession(load_prepared(path).SerializeToString(), providers=["CPUExecutionProvider"])
     return session.run(None, {session.get_inputs()[0].name: np.asarray(x, np.float32)})[0]
 
 
@@ -150,9 +155,10 @@ def evaluate(model: Model, data: Dataset, *, graph: FloatGraph | None = None,
                     continue
                 f = floats[t].astype(np.float64)
                 q = dequantize_output(model, t, ints[t]).reshape(f.shape)
+                signal, noise = signal_noise_energy(f, q)
                 acc = energies.setdefault(t, [0.0, 0.0])
-                acc[0] += float(np.sum(f * f))
-                acc[1] += float(np.sum((f - q) ** 2))
+                acc[0] += signal
+                acc[1] += noise
     quant = np.concatenate(quant_logits)
     if data.y.max() >= quant.shape[1]:
         raise DataError(f"{data.name}: label {int(data.y.max())} is beyond the model's {quant.shape[1]} outputs")
@@ -164,8 +170,7 @@ def evaluate(model: Model, data: Dataset, *, graph: FloatGraph | None = None,
         float_top1 = float(np.mean(float_pred == data.y) * 100)
         agreement = float(np.mean(float_pred == quant_pred) * 100)
     layers = [{"name": layer.name, "op": layer.op, "tensor": layer.output,
-               "sqnr_db": None if sqnr_db(*energies[layer.output]) is None
-               else round(sqnr_db(*energies[layer.output]), 2)}
+               "sqnr_db": _reported_sqnr(*energies[layer.output])}
               for layer in model.layers if layer.output in energies]
     return EvalResult(str(model.metadata.get("name", "")), str(data.name), len(data), float_top1, quant_top1,
                       agreement, layers)

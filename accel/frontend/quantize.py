@@ -1,10 +1,12 @@
-"""Lowering a calibrated float graph to the integer model (:class:`accel.ir.Model`).
+"""From a calibrated float graph to the integer model (:class:`accel.ir.Model`).
 
 The real-valued reading of the integer model (DESIGN.md) is ``x_real = q * 2^-e_x``
 per tensor and ``w_real[n] = T[c] * 2^-e_w[n]`` per output channel, so a MAC
 layer's accumulator has exponent ``e_x + e_w[n]`` and its requantization
-shift is ``s[n] = e_x + e_w[n] - e_y``. This module chooses the exponents so
-that every shift is a legal integer, then emits the layers:
+shift is ``s[n] = e_x + e_w[n] - e_y``. :func:`emit_integer_model` quantizes
+the weights (:func:`quantize_layer_weights`), chooses the exponents so that
+every shift is a legal integer (:func:`assign_exponents`), then emits one
+layer per float node through a table of emitters, one per float op:
 
 * tensors that only move data (max pool, flatten, reshape, concat) share one
   exponent and one signedness with their inputs (a union of tensors, whose
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +39,13 @@ from ..datapath import POOL_MULT_BITS
 from ..errors import ConfigError, ModelImportError
 from ..ir import Model, ModelBuilder
 from .calibrate import DEFAULT_CALIB_SIZE, DEFAULT_METHOD, METHODS, Calibration, calibrate
-from .graph import FloatGraph, FloatNode
-from .weights import DEFAULT_FAMILY, quantize_weights
+from .graph import MAC_NODE_OPS, FloatGraph, FloatNode
+from .lut import DEFAULT_FAMILY
+from .weights import WeightQuant, quantize_weights
 
 __all__ = ["DEFAULT_LUT", "DEFAULT_GRANULARITY", "DEFAULT_LUT_SCOPE", "GRANULARITIES", "QuantizeOptions",
-           "default_config", "lower",
-           "quantize_graph", "quantize_onnx", "dequantize_output", "weight_tensor"]
+           "TensorExponents", "assign_exponents", "default_config", "dequantize_output", "emit_integer_model",
+           "quantize_graph", "quantize_layer_weights", "quantize_onnx", "weight_tensor"]
 
 #: Default LUT family of ``accel quantize`` (the best general-purpose choice at W4A8, docs/RESULTS.md).
 DEFAULT_LUT = DEFAULT_FAMILY
@@ -62,7 +65,7 @@ class QuantizeOptions:
     Parameters
     ----------
     lut : str
-        LUT family (``accel.frontend.weights.FAMILIES``).
+        LUT family (``accel.frontend.lut.FAMILIES``).
     granularity : str
         ``channel`` (one power-of-two weight exponent per output channel) or ``layer``.
     levels : int or None
@@ -175,9 +178,123 @@ def _mult_shift(ratio: float, mult_bits: int, max_shift: int, where: str) -> tup
     return m, s
 
 
-def lower(graph: FloatGraph, calib: Calibration, config: AcceleratorConfig,
-          options: QuantizeOptions = QuantizeOptions(), *, progress: bool = False) -> Model:
-    """Emit the integer model of a calibrated float graph.
+class TensorExponents:
+    """The exponent and signedness of every tensor, as :func:`assign_exponents` chose them.
+
+    Tensors that only move data (max pool, flatten, reshape, concat) are one
+    group with their inputs: one exponent, one signedness.
+
+    Members
+    -------
+    raw_outputs : set of str
+        Tensors that a MAC layer emits as raw int32 accumulators (graph outputs
+        that nothing else reads); they have no exponent of their own.
+    """
+
+    def __init__(self, groups: _Groups, exponents: dict[str, int], signed: dict[str, bool], raw_outputs: set[str]):
+        self._groups = groups
+        self._exponents = exponents
+        self._signed = signed
+        self.raw_outputs = raw_outputs
+
+    def exponent(self, tensor: str) -> int:
+        """``e`` with ``x_real = q * 2^-e``."""
+        return self._exponents[self._groups.find(tensor)]
+
+    def signed(self, tensor: str) -> bool:
+        return self._signed[self._groups.find(tensor)]
+
+    def dtype(self, tensor: str) -> str:
+        return "int8" if self.signed(tensor) else "uint8"
+
+
+def quantize_layer_weights(graph: FloatGraph, config: AcceleratorConfig, options: QuantizeOptions = QuantizeOptions(),
+                           *, progress: bool = False) -> dict[str, WeightQuant]:
+    """LUT codes, LUTs and steps of every MAC node's weights (:func:`~accel.frontend.weights.quantize_weights`).
+
+    Returns
+    -------
+    dict
+        Node name -> :class:`~accel.frontend.weights.WeightQuant`; power-of-two
+        steps unless ``config.requant`` is ``multiply_shift``.
+    """
+    power_of_two = config.requant is Requant.SHIFT
+    mac_nodes = [n for n in graph.nodes if n.op in MAC_NODE_OPS]
+    if progress:
+        from tqdm import tqdm
+
+        mac_nodes = tqdm(mac_nodes, desc="quantize weights", unit="layer", leave=False)
+    return {n.name: _quantize_weights(weight_tensor(n, graph.shapes[n.inputs[0]]), n.name, config, options,
+                                      power_of_two) for n in mac_nodes}
+
+
+def _live_channels(q: WeightQuant) -> np.ndarray:
+    """Output channels with at least one nonzero weight."""
+    return np.any(q.dequantize().reshape(q.codes.shape[0], -1) != 0, axis=1)
+
+
+def assign_exponents(graph: FloatGraph, calib: Calibration, weights: dict[str, WeightQuant],
+                     power_of_two: bool = True) -> TensorExponents:
+    """Choose every tensor's exponent so that each shift is a legal (non-negative) integer.
+
+    Starts from the calibrated exponents; a data-movement group takes the
+    coarsest of its members; a MAC layer's output is made coarser while its
+    shift ``e_x + e_w[n] - e_y`` would be negative for a live channel (with
+    power-of-two weights); a residual add's output is never finer than its
+    finer input. Repeats until nothing changes.
+
+    Parameters
+    ----------
+    graph : FloatGraph
+    calib : Calibration
+        Per-tensor exponents and signedness.
+    weights : dict
+        :func:`quantize_layer_weights` of ``graph``.
+    power_of_two : bool
+        The weights have power-of-two steps (``requant = shift``).
+
+    Returns
+    -------
+    TensorExponents
+    """
+    groups = _Groups()
+    for node in graph.nodes:
+        if node.op in ("max_pool", "flatten", "reshape", "concat"):
+            for t in node.inputs:
+                groups.union(node.output, t)
+    tensors = [graph.input] + [n.output for n in graph.nodes]
+    exp: dict[str, int] = {}
+    signed: dict[str, bool] = {}
+    for t in tensors:
+        r = groups.find(t)
+        exp[r] = min(exp.get(r, calib.exponents[t]), calib.exponents[t])
+        signed[r] = signed.get(r, False) or calib.signed[t] or t == graph.input
+    raw_outputs = {n.output for n in graph.nodes if n.op in MAC_NODE_OPS
+                   and n.output in graph.outputs and not graph.consumers(n.output)}
+
+    # Output exponents never finer than what a legal (non-negative) shift can reach.
+    changed = True
+    while changed:
+        changed = False
+        for node in graph.nodes:
+            out = groups.find(node.output)
+            if node.op in MAC_NODE_OPS and node.output not in raw_outputs and power_of_two:
+                q = weights[node.name]
+                live = _live_channels(q)
+                if live.any():
+                    limit = exp[groups.find(node.inputs[0])] + int(np.min(q.exponent[live]))
+                    if exp[out] > limit:
+                        exp[out], changed = limit, True
+            elif node.op == "add":
+                limit = max(exp[groups.find(t)] for t in node.inputs)
+                if exp[out] > limit:
+                    exp[out], changed = limit, True
+    return TensorExponents(groups, exp, signed, raw_outputs)
+
+
+def emit_integer_model(graph: FloatGraph, calib: Calibration, config: AcceleratorConfig,
+                       options: QuantizeOptions = QuantizeOptions(), *, progress: bool = False) -> Model:
+    """Emit the integer model of a calibrated float graph: weights, exponents, then one layer per node.
 
     Parameters
     ----------
@@ -202,147 +319,133 @@ def lower(graph: FloatGraph, calib: Calibration, config: AcceleratorConfig,
     ModelImportError
         A shift that no choice of exponents makes legal (names the layer).
     """
-    power_of_two = config.requant is Requant.SHIFT
-    mac_nodes = [n for n in graph.nodes if n.op in ("conv", "linear", "affine")]
-    if progress:
-        from tqdm import tqdm
-
-        mac_nodes = tqdm(mac_nodes, desc="quantize weights", unit="layer", leave=False)
-    wq = {n.name: _quantize_weights(weight_tensor(n, graph.shapes[n.inputs[0]]), n.name, config, options,
-                                    power_of_two) for n in mac_nodes}
-
-    # Exponent groups: data movement keeps the exponent (and the signedness).
-    groups = _Groups()
-    for node in graph.nodes:
-        if node.op in ("max_pool", "flatten", "reshape", "concat"):
-            for t in node.inputs:
-                groups.union(node.output, t)
-    tensors = [graph.input] + [n.output for n in graph.nodes]
-    exp: dict[str, int] = {}
-    signed: dict[str, bool] = {}
-    for t in tensors:
-        r = groups.find(t)
-        exp[r] = min(exp.get(r, calib.exponents[t]), calib.exponents[t])
-        signed[r] = signed.get(r, False) or calib.signed[t] or t == graph.input
-    raw_outputs = {n.output for n in graph.nodes if n.op in ("conv", "linear", "affine")
-                   and n.output in graph.outputs and not graph.consumers(n.output)}
-
-    # Output exponents never finer than what a legal (non-negative) shift can reach.
-    changed = True
-    while changed:
-        changed = False
-        for node in graph.nodes:
-            out = groups.find(node.output)
-            if node.op in ("conv", "linear", "affine") and node.output not in raw_outputs and power_of_two:
-                q = wq[node.name]
-                live = np.any(q.dequantize().reshape(q.codes.shape[0], -1) != 0, axis=1)
-                if live.any():
-                    limit = exp[groups.find(node.inputs[0])] + int(np.min(q.exponent[live]))
-                    if exp[out] > limit:
-                        exp[out], changed = limit, True
-            elif node.op == "add":
-                limit = max(exp[groups.find(t)] for t in node.inputs)
-                if exp[out] > limit:
-                    exp[out], changed = limit, True
-
-    def e_of(t):
-        return exp[groups.find(t)]
-
-    def dtype_of(t):
-        return "int8" if signed[groups.find(t)] else "uint8"
-
-    b = ModelBuilder(config, metadata={
+    weights = quantize_layer_weights(graph, config, options, progress=progress)
+    exponents = assign_exponents(graph, calib, weights, config.requant is Requant.SHIFT)
+    builder = ModelBuilder(config, metadata={
         "name": graph.name, "source": str(Path(graph.source).resolve()) if graph.source else "",
         "frontend": {**asdict(options), "calibration_images": calib.images},
     })
-    b.input(graph.input, graph.input_shape, "int8", exponent=e_of(graph.input))
-    output_scales: dict[str, list[float]] = {}
+    builder.input(graph.input, graph.input_shape, "int8", exponent=exponents.exponent(graph.input))
+    emission = _Emission(graph, config, weights, exponents, builder)
     for node in graph.nodes:
-        ins = node.inputs
-        out = node.output
-        if node.op in ("conv", "linear", "affine"):
-            q = wq[node.name]
-            e_x = e_of(ins[0])
-            n_out = q.codes.shape[0]
-            bias_real = np.broadcast_to(_bias(node), (n_out,)).astype(np.float64)
-            raw = out in raw_outputs
-            e_y = None if raw else e_of(out)
-            live = np.any(q.dequantize().reshape(n_out, -1) != 0, axis=1)
-            lo, hi = _clamp_bounds(node, e_y, *_range(config, signed[groups.find(out)])) if not raw else (0, 0)
-            mult = None
-            if power_of_two:
-                e_w = q.exponent.astype(np.int64).copy()
-                if not raw:
-                    e_w[~live] = e_y - e_x  # dead channels: output the bias, shift 0
-                acc_scale = np.ldexp(1.0, (e_x + e_w).astype(int))
-                shift = np.zeros(n_out, np.int64) if raw else e_x + e_w - e_y
-                if not raw and (shift.min() < 0 or shift.max() > config.max_shift):
-                    n = int(np.argmax((shift < 0) | (shift > config.max_shift)))
-                    raise ModelImportError(
-                        f"layer {node.name!r}: channel {n} needs shift {int(shift[n])}, outside 0.."
-                        f"{config.max_shift} (input exponent {e_x}, weight exponent {int(e_w[n])}, output "
-                        f"exponent {e_y})")
-                scales = 1.0 / acc_scale
-            else:
-                step = np.asarray(q.step, np.float64)
-                acc_scale = np.ldexp(1.0, e_x) / step
-                e_w = None
-                shift = np.zeros(n_out, np.int64)
-                mult = np.ones(n_out, np.int64)
-                if not raw:
-                    for n in range(n_out):
-                        mult[n], shift[n] = _mult_shift(step[n] * math.ldexp(1.0, e_y - e_x), config.mult_bits,
-                                                        config.max_shift, f"layer {node.name!r} channel {n}")
-                scales = 1.0 / acc_scale
-            bias = np.clip(np.round(bias_real * acc_scale), config.acc_min, config.acc_max).astype(np.int64)
-            lut = np.asarray(q.lut, np.int8)
-            kwargs = dict(codes=np.asarray(q.codes, np.uint8), lut=lut, bias=bias, shift=shift, mult=mult,
-                          lo=lo, hi=hi, raw=raw, exponent=e_y, weight_exponent=e_w,
-                          dtype=None if raw else dtype_of(out))
-            x_shape = graph.shapes[ins[0]]
-            if node.op == "conv" or (node.op == "affine" and len(x_shape) == 3):
-                a = node.attrs
-                conv = dict(stride=a["stride"], padding=a["padding"], dilation=a["dilation"],
-                            groups=a["groups"]) if node.op == "conv" else dict(groups=x_shape[0])
-                _add_mac(b, out, "conv2d", node.name, ins[0], conv, kwargs)
-            else:
-                _add_mac(b, out, "linear", node.name, ins[0], {}, kwargs)
-            if raw:
-                output_scales[out] = [float(v) for v in scales]
-        elif node.op == "add":
-            e_a, e_b = e_of(ins[0]), e_of(ins[1])
-            e_t, e_y = max(e_a, e_b), e_of(out)
-            if e_t - min(e_a, e_b) > 16:
-                raise ModelImportError(f"layer {node.name!r}: input exponents {e_a} and {e_b} are more than "
-                                       f"16 apart; the add's left shifts allow 0..16")
-            lo, hi = _clamp_bounds(node, e_y, *_range(config, signed[groups.find(out)]))
-            b.add_layer(node.name, "add", ins, {"shift_a": e_t - e_a, "shift_b": e_t - e_b, "shift": e_t - e_y,
-                                                "lo": lo, "hi": hi},
-                        dtype=dtype_of(out), exponent=e_y, output=out)
-        elif node.op in ("avg_pool", "global_avg_pool"):
-            e_x, e_y = e_of(ins[0]), e_of(out)
-            window = (math.prod(node.attrs["kernel"]) if node.op == "avg_pool"
-                      else math.prod(graph.shapes[ins[0]][1:]))
-            mult, shift = _mult_shift(math.ldexp(1.0, e_y - e_x) / window, POOL_MULT_BITS, 47,
-                                      f"layer {node.name!r}")
-            lo, hi = _range(config, signed[groups.find(out)])
-            attrs = {"mult": mult, "shift": shift, "lo": lo, "hi": hi}
-            if node.op == "avg_pool":
-                attrs.update(kernel=list(node.attrs["kernel"]), stride=list(node.attrs["stride"]),
-                             padding=list(node.attrs["padding"]), pad_value=0)
-            b.add_layer(node.name, node.op, ins, attrs, dtype=dtype_of(out), exponent=e_y, output=out)
-        elif node.op == "max_pool":
-            attrs = {"kernel": list(node.attrs["kernel"]), "stride": list(node.attrs["stride"]),
-                     "padding": list(node.attrs["padding"])}
-            b.add_layer(node.name, "max_pool", ins, attrs, dtype=dtype_of(out), exponent=e_of(out), output=out)
-        elif node.op in ("flatten", "reshape", "concat"):
-            attrs = ({"shape": list(node.attrs["shape"])} if node.op == "reshape"
-                     else {"axis": node.attrs["axis"]} if node.op == "concat" else {})
-            b.add_layer(node.name, node.op, ins, attrs, dtype=dtype_of(out), exponent=e_of(out), output=out)
-        else:  # pragma: no cover
-            raise ModelImportError(f"layer {node.name!r}: op {node.op!r} cannot be lowered")
-    b.model.metadata["output_scales"] = output_scales
-    return b.build(graph.outputs)
+        _EMITTERS[node.op](emission, node)
+    builder.model.metadata["output_scales"] = emission.output_scales
+    return builder.build(graph.outputs)
+
+
+@dataclass
+class _Emission:
+    """What every layer emitter reads, and the output scales of raw layers that they collect."""
+
+    graph: FloatGraph
+    config: AcceleratorConfig
+    weights: dict[str, WeightQuant]
+    exponents: TensorExponents
+    builder: ModelBuilder
+    output_scales: dict[str, list[float]] = field(default_factory=dict)
+
+
+def _emit_mac(em: _Emission, node: FloatNode) -> None:
+    """A conv, linear or affine node as a ``conv2d`` or ``linear`` layer (raw when it ends the network)."""
+    config, ins, out = em.config, node.inputs, node.output
+    q = em.weights[node.name]
+    e_x = em.exponents.exponent(ins[0])
+    n_out = q.codes.shape[0]
+    bias_real = np.broadcast_to(_bias(node), (n_out,)).astype(np.float64)
+    raw = out in em.exponents.raw_outputs
+    e_y = None if raw else em.exponents.exponent(out)
+    live = _live_channels(q)
+    lo, hi = _clamp_bounds(node, e_y, *_range(config, em.exponents.signed(out))) if not raw else (0, 0)
+    mult = None
+    if config.requant is Requant.SHIFT:
+        e_w = q.exponent.astype(np.int64).copy()
+        if not raw:
+            e_w[~live] = e_y - e_x  # dead channels: output the bias, shift 0
+        acc_scale = np.ldexp(1.0, (e_x + e_w).astype(int))
+        shift = np.zeros(n_out, np.int64) if raw else e_x + e_w - e_y
+        if not raw and (shift.min() < 0 or shift.max() > config.max_shift):
+            n = int(np.argmax((shift < 0) | (shift > config.max_shift)))
+            raise ModelImportError(
+                f"layer {node.name!r}: channel {n} needs shift {int(shift[n])}, outside 0.."
+                f"{config.max_shift} (input exponent {e_x}, weight exponent {int(e_w[n])}, output "
+                f"exponent {e_y})")
+    else:
+        step = np.asarray(q.step, np.float64)
+        acc_scale = np.ldexp(1.0, e_x) / step
+        e_w = None
+        shift = np.zeros(n_out, np.int64)
+        mult = np.ones(n_out, np.int64)
+        if not raw:
+            for n in range(n_out):
+                mult[n], shift[n] = _mult_shift(step[n] * math.ldexp(1.0, e_y - e_x), config.mult_bits,
+                                                config.max_shift, f"layer {node.name!r} channel {n}")
+    bias = np.clip(np.round(bias_real * acc_scale), config.acc_min, config.acc_max).astype(np.int64)
+    lut = np.asarray(q.lut, np.int8)
+    kwargs = dict(codes=np.asarray(q.codes, np.uint8), lut=lut, bias=bias, shift=shift, mult=mult,
+                  lo=lo, hi=hi, raw=raw, exponent=e_y, weight_exponent=e_w,
+                  dtype=None if raw else em.exponents.dtype(out))
+    x_shape = em.graph.shapes[ins[0]]
+    if node.op == "conv" or (node.op == "affine" and len(x_shape) == 3):
+        a = node.attrs
+        conv = dict(stride=a["stride"], padding=a["padding"], dilation=a["dilation"],
+                    groups=a["groups"]) if node.op == "conv" else dict(groups=x_shape[0])
+        _add_mac(em.builder, out, "conv2d", node.name, ins[0], conv, kwargs)
+    else:
+        _add_mac(em.builder, out, "linear", node.name, ins[0], {}, kwargs)
+    if raw:
+        em.output_scales[out] = [float(v) for v in 1.0 / acc_scale]
+
+
+def _emit_add(em: _Emission, node: FloatNode) -> None:
+    """A residual add: inputs aligned to the finer exponent by left shifts, one rounding right shift."""
+    ins, out = node.inputs, node.output
+    e_a, e_b = em.exponents.exponent(ins[0]), em.exponents.exponent(ins[1])
+    e_t, e_y = max(e_a, e_b), em.exponents.exponent(out)
+    if e_t - min(e_a, e_b) > 16:
+        raise ModelImportError(f"layer {node.name!r}: input exponents {e_a} and {e_b} are more than "
+                               f"16 apart; the add's left shifts allow 0..16")
+    lo, hi = _clamp_bounds(node, e_y, *_range(em.config, em.exponents.signed(out)))
+    em.builder.add_layer(node.name, "add", ins, {"shift_a": e_t - e_a, "shift_b": e_t - e_b, "shift": e_t - e_y,
+                                                 "lo": lo, "hi": hi},
+                         dtype=em.exponents.dtype(out), exponent=e_y, output=out)
+
+
+def _emit_average_pool(em: _Emission, node: FloatNode) -> None:
+    """An average or global average pool: a window sum times a 16-bit multiplier and a shift."""
+    ins, out = node.inputs, node.output
+    e_x, e_y = em.exponents.exponent(ins[0]), em.exponents.exponent(out)
+    window = (math.prod(node.attrs["kernel"]) if node.op == "avg_pool"
+              else math.prod(em.graph.shapes[ins[0]][1:]))
+    mult, shift = _mult_shift(math.ldexp(1.0, e_y - e_x) / window, POOL_MULT_BITS, 47,
+                              f"layer {node.name!r}")
+    lo, hi = _range(em.config, em.exponents.signed(out))
+    attrs = {"mult": mult, "shift": shift, "lo": lo, "hi": hi}
+    if node.op == "avg_pool":
+        attrs.update(kernel=list(node.attrs["kernel"]), stride=list(node.attrs["stride"]),
+                     padding=list(node.attrs["padding"]), pad_value=0)
+    em.builder.add_layer(node.name, node.op, ins, attrs, dtype=em.exponents.dtype(out), exponent=e_y, output=out)
+
+
+def _emit_data_movement(em: _Emission, node: FloatNode) -> None:
+    """Max pool, flatten, reshape, concat: the output shares its inputs' exponent."""
+    if node.op == "max_pool":
+        attrs = {"kernel": list(node.attrs["kernel"]), "stride": list(node.attrs["stride"]),
+                 "padding": list(node.attrs["padding"])}
+    elif node.op == "reshape":
+        attrs = {"shape": list(node.attrs["shape"])}
+    elif node.op == "concat":
+        attrs = {"axis": node.attrs["axis"]}
+    else:
+        attrs = {}
+    em.builder.add_layer(node.name, node.op, node.inputs, attrs, dtype=em.exponents.dtype(node.output),
+                         exponent=em.exponents.exponent(node.output), output=node.output)
+
+
+#: Float-graph op -> the function that emits its integer layer (every op of ``graph.FLOAT_OPS``).
+_EMITTERS = {"conv": _emit_mac, "linear": _emit_mac, "affine": _emit_mac, "add": _emit_add,
+             "avg_pool": _emit_average_pool, "global_avg_pool": _emit_average_pool,
+             "max_pool": _emit_data_movement, "flatten": _emit_data_movement, "reshape": _emit_data_movement,
+             "concat": _emit_data_movement}
 
 
 def _add_mac(builder: ModelBuilder, output: str, op: str, name: str, x: str, attrs: dict, kw: dict) -> str:
@@ -384,7 +487,7 @@ def quantize_graph(graph: FloatGraph, calib_x: np.ndarray, config: AcceleratorCo
     config = config or default_config()
     calib = calibrate(graph, calib_x, method=options.calib_method, act_bits=config.act_bits,
                       size=options.calib_size, seed=options.seed, progress=progress)
-    return lower(graph, calib, config, options, progress=progress)
+    return emit_integer_model(graph, calib, config, options, progress=progress)
 
 
 def quantize_onnx(path: str | os.PathLike, calib: str | os.PathLike | np.ndarray,

@@ -16,7 +16,7 @@ How a tensor is quantized (:func:`quantize_weights`):
    requantization shifts stay short. An all-zero channel gets the layer's finest
    live exponent.
 2. **Levels.** The weights, scaled to the int8 grid by their exponent, are
-   handed to a *LUT family*: a function that returns the sorted distinct int8
+   handed to a *LUT family* (:mod:`accel.frontend.lut`): a function that returns the sorted distinct int8
    levels (at most ``levels`` of them). With ``lut_scope="layer"`` one table is
    fitted to the pooled scaled weights of all channels; with
    ``lut_scope="channel"`` one table per output channel. Any real factor between
@@ -31,70 +31,29 @@ How a tensor is quantized (:func:`quantize_weights`):
    sign-symmetric). Unused LUT entries repeat the largest level, so a table
    never holds more distinct values than the family chose.
 
-The families (:data:`FAMILIES`):
-
-``uniform``
-    ``2m + 1`` equally spaced levels ``round(alpha * k / m)``, ``k = -m..m``,
-    the clipping ``alpha`` searched for the least squared error.
-``pot``
-    Zero and ``+-round(alpha * 2**-j)``: power-of-two levels (exact powers of
-    two in the int8 LUT when ``alpha`` is 64); ``alpha`` searched.
-``apot``
-    Additive powers of two (Li et al. 2020): each magnitude a sum of two terms,
-    the first from ``{0, 2^0, 2^-2, 2^-4, ...}``, the second from
-    ``{0, 2^-1, 2^-3, ...}``, splitting the magnitude bits between the terms;
-    ``alpha`` searched.
-``pwlq``
-    Piecewise linear (Fang et al. 2020): ``[-m, m]`` split at ``+-p`` into a
-    dense centre and sparse tails with (nearly) equal numbers of levels (a
-    quarter of the entries uniform on each tail ``(p, m]``, the rest but one
-    uniform over ``[-p, p]`` with zero among them: 7 + 8 levels of 16), the
-    breakpoint ``p/m`` found by a coarse-to-fine grid search on the squared
-    error; ``m`` is the largest weight.
-``mse``
-    The MSE-optimal codebook on the int8 grid: Lloyd-Max / k-means solved
-    *exactly* in one dimension by dynamic programming over the 256 int8
-    candidates (k-means' optimum restricted to the grid, no local minima).
-``user``
-    The levels given in ``user_lut`` (absolute int8 values); the exponents are
-    searched (``floor(log2(max|level| / max|w|))`` and its neighbours) for the
-    least squared error.
-
 With ``power_of_two=False`` (the ``multiply_shift`` baseline) the scale of a
 channel (or layer) is the free float ``max|w| / 127``; everything else is
 the same, so ``uniform`` with per-channel float steps is the classic
 per-channel symmetric uniform quantizer.
-
-Measured on the bundled models' weights at 4 bits, per-channel exponents and a
-shared LUT, ``mse`` has the highest SQNR of all families (docs/QUANTIZATION.md,
-"LUT families"), so it is :data:`DEFAULT_FAMILY`.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import ConfigError, ModelImportError
+from .lut import DEFAULT_FAMILY, FAMILIES, family_levels, nearest_codes, squared_error
 
-__all__ = ["FAMILIES", "DEFAULT_FAMILY", "GRANULARITIES", "LUT_SCOPES", "MAX_EXPONENT_SPREAD", "WeightQuant",
-           "quantize_weights", "family_levels", "uniform_levels", "pot_levels", "apot_levels", "pwlq_levels",
-           "mse_levels", "user_levels", "nearest_codes", "sqnr_db"]
+__all__ = ["GRANULARITIES", "LUT_SCOPES", "MAX_EXPONENT_SPREAD", "WeightQuant", "quantize_weights"]
 
-#: Names of the LUT families (the values ``accel quantize --lut`` accepts).
-FAMILIES = ("uniform", "pot", "apot", "pwlq", "mse", "user")
-#: The best general-purpose family at 4-bit weights (highest SQNR on the bundled models).
-DEFAULT_FAMILY = "mse"
 GRANULARITIES = ("layer", "channel")
 LUT_SCOPES = ("layer", "channel")
 #: A channel's exponent is at most this much finer than the layer's coarsest one.
 MAX_EXPONENT_SPREAD = 16
 
 _INT8_TOP = 127.5      # scaled weights stay within +-127.5 so that they round into int8
-_SEARCH_POINTS = 8192  # the parameter searches run on at most this many (quantile) samples
 
 
 @dataclass
@@ -143,285 +102,6 @@ class WeightQuant:
         """The float64 weights as the datapath sees them: ``lut[row(n), codes] * step[n]``."""
         w = self.weights().astype(np.float64)
         return w * np.asarray(self.step, np.float64).reshape((-1,) + (1,) * (w.ndim - 1))
-
-
-# ----------------------------------------------------------------------------------------------
-# Helpers
-
-
-def nearest_codes(x: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """Index of the nearest of the sorted distinct ``levels`` for each value of ``x``.
-
-    A value exactly halfway between two levels takes the one nearer zero.
-
-    Parameters
-    ----------
-    x : numpy.ndarray
-        Values (any shape).
-    levels : numpy.ndarray
-        Sorted, distinct levels (1-D, at least one).
-
-    Returns
-    -------
-    numpy.ndarray
-        ``int64`` indices into ``levels``, the shape of ``x``.
-    """
-    x = np.asarray(x, np.float64)
-    lv = np.asarray(levels, np.float64)
-    mids = (lv[:-1] + lv[1:]) / 2
-    left = np.searchsorted(mids, x, side="left")    # x == mid -> the lower level
-    right = np.searchsorted(mids, x, side="right")  # x == mid -> the upper level
-    return np.where(x < 0, right, left).astype(np.int64)
-
-
-def _sq_error(x: np.ndarray, levels: np.ndarray) -> float:
-    lv = np.asarray(levels, np.float64)
-    return float(np.sum((x - lv[nearest_codes(x, lv)]) ** 2))
-
-
-def _search_sample(x: np.ndarray) -> np.ndarray:
-    """``x`` itself, or evenly spaced order statistics of it when it is large."""
-    x = np.asarray(x, np.float64).ravel()
-    if x.size <= _SEARCH_POINTS:
-        return x
-    s = np.sort(x)
-    idx = np.round(np.linspace(0, s.size - 1, _SEARCH_POINTS)).astype(np.int64)
-    return s[idx]
-
-
-def _snap(real_levels) -> np.ndarray:
-    """Real levels to sorted distinct int8 values."""
-    return np.unique(np.clip(np.round(np.asarray(real_levels, np.float64)), -128, 127)).astype(np.int64)
-
-
-def _best_alpha(x: np.ndarray, shape: np.ndarray) -> np.ndarray:
-    """Levels ``round(alpha * shape)`` with ``alpha`` searched for the least squared error on ``x``.
-
-    ``shape`` holds normalized levels (largest magnitude 1).
-    """
-    xs = _search_sample(x)
-    top = float(np.max(np.abs(xs))) if xs.size else 0.0
-    hi = min(max(top, 1.0), 127.0)
-    best, best_err, best_alpha = None, math.inf, hi
-
-    def scan(alphas):
-        nonlocal best, best_err, best_alpha
-        for alpha in np.unique(np.round(alphas, 3)):
-            lv = _snap(alpha * shape)
-            err = _sq_error(xs, lv)
-            if err < best_err - 1e-12:
-                best, best_err, best_alpha = lv, err, float(alpha)
-
-    coarse = np.linspace(0.3 * hi, hi, 24)  # coarse to fine: 24 points, then 16 around the best
-    scan(coarse)
-    d = coarse[1] - coarse[0]
-    scan(np.linspace(max(best_alpha - d, 0.3 * hi), min(best_alpha + d, hi), 16))
-    return best
-
-
-# ----------------------------------------------------------------------------------------------
-# LUT families: each returns the sorted distinct int8 levels (int64 array, at most n_levels)
-# fitted to ``x``, weights already scaled onto the int8 grid (|x| <= 127.5).
-
-
-def uniform_levels(x: np.ndarray, n_levels: int) -> np.ndarray:
-    """Uniform levels ``round(alpha * k / m)``, ``k = -m..m``, ``m = (n_levels - 1) // 2``; ``alpha`` searched.
-
-    Parameters
-    ----------
-    x : numpy.ndarray
-        Scaled weights on the int8 grid.
-    n_levels : int
-        At most this many levels (2 or more).
-
-    Returns
-    -------
-    numpy.ndarray
-        Sorted distinct int8 levels (int64).
-    """
-    if n_levels == 2:
-        return _best_alpha(x, np.array([-1.0, 1.0]))
-    m = (n_levels - 1) // 2
-    return _best_alpha(x, np.arange(-m, m + 1) / m)
-
-
-def pot_levels(x: np.ndarray, n_levels: int) -> np.ndarray:
-    """Zero and ``+-round(alpha * 2**-j)``, ``j = 0..(n_levels - 1) // 2 - 1``; ``alpha`` searched.
-
-    See :func:`uniform_levels` for the parameters.
-    """
-    if n_levels == 2:
-        return _best_alpha(x, np.array([-1.0, 1.0]))
-    m = (n_levels - 1) // 2
-    mags = 2.0 ** -np.arange(m)
-    return _best_alpha(x, np.concatenate([-mags, [0.0], mags]))
-
-
-def _apot_magnitudes(n_mags: int) -> np.ndarray:
-    """The ``n_mags`` largest nonzero APoT magnitudes (normalized to a largest of 1)."""
-    bits = max(1, math.ceil(math.log2(n_mags + 1)))  # magnitude bits (zero included)
-    k1 = (bits + 1) // 2
-    k2 = bits - k1
-    t1 = np.array([0.0] + [2.0 ** -(2 * j) for j in range((1 << k1) - 1)])
-    t2 = np.array([0.0] + [2.0 ** -(2 * j + 1) for j in range((1 << k2) - 1)])
-    mags = np.unique((t1[:, None] + t2[None, :]).ravel())
-    mags = mags[mags > 0][::-1][:n_mags]
-    return mags / mags.max()
-
-
-def apot_levels(x: np.ndarray, n_levels: int) -> np.ndarray:
-    """Additive powers of two: zero and ``+-alpha * (p1 + p2)``; ``alpha`` searched.
-
-    ``p1`` from ``{0, 2^0, 2^-2, ...}``, ``p2`` from ``{0, 2^-1, 2^-3, ...}``
-    (Li et al. 2020, two additive terms). See :func:`uniform_levels` for the
-    parameters.
-    """
-    if n_levels == 2:
-        return _best_alpha(x, np.array([-1.0, 1.0]))
-    m = (n_levels - 1) // 2
-    mags = _apot_magnitudes(m)
-    return _best_alpha(x, np.concatenate([-mags, [0.0], mags]))
-
-
-def _pwlq_real(p: float, m: float, n_levels: int) -> np.ndarray:
-    t = n_levels // 4
-    c = n_levels - 2 * t
-    if c % 2 == 0 and c > 2:  # an odd centre, so that zero is a level (dead weights stay dead)
-        c -= 1
-    centre = np.linspace(-p, p, c) if c > 1 else np.zeros(1)
-    tail = p + (m - p) * np.arange(1, t + 1) / max(t, 1)
-    return np.concatenate([-tail, centre, tail])
-
-
-def pwlq_levels(x: np.ndarray, n_levels: int) -> np.ndarray:
-    """Piecewise linear levels: ``n_levels // 4`` uniform on each tail ``(p, m]``, the rest over ``[-p, p]``.
-
-    The centre gets an odd count (zero among its levels) when it has more than
-    two levels: 16 entries give 7 centre and 4 + 4 tail levels.
-
-    ``m`` is the largest ``|x|`` (at most 127); the breakpoint ``p/m`` is
-    searched on a coarse grid (step 0.05), then a fine one (step 0.005) around
-    the best, for the least squared error. See :func:`uniform_levels` for the
-    parameters.
-    """
-    xs = _search_sample(x)
-    m = min(max(float(np.max(np.abs(xs))) if xs.size else 1.0, 1.0), 127.0)
-
-    def err(r):
-        lv = _snap(_pwlq_real(r * m, m, n_levels))
-        return _sq_error(xs, lv), lv
-
-    coarse = np.round(np.arange(0.05, 1.0001, 0.05), 4)
-    errs = [err(r)[0] for r in coarse]
-    r0 = float(coarse[int(np.argmin(errs))])
-    fine = np.round(np.arange(max(r0 - 0.05, 0.005), min(r0 + 0.05, 1.0) + 1e-9, 0.005), 4)
-    best = min((err(r) for r in fine), key=lambda t: t[0])
-    return best[1]
-
-
-def mse_levels(x: np.ndarray, n_levels: int) -> np.ndarray:
-    """The levels on the int8 grid with the least squared error on ``x`` (exact 1-D k-means).
-
-    Dynamic programming over the 256 int8 candidates: ``D[k][j]`` is the least
-    error of the values at or below candidate ``j`` with ``k`` levels, the
-    highest being ``j``; between two consecutive levels each value goes to the
-    nearer one. See :func:`uniform_levels` for the parameters.
-    """
-    xs = np.sort(np.asarray(x, np.float64).ravel())
-    if xs.size == 0:
-        return np.zeros(1, np.int64)
-    nearest = _snap(xs)
-    if nearest.size <= n_levels:  # every value at its nearest grid point: no error beyond rounding
-        return nearest
-    # Levels outside [min x, max x] (rounded outwards) never help.
-    lo = int(np.clip(np.floor(xs[0]), -128, 127))
-    hi = int(np.clip(np.ceil(xs[-1]), -128, 127))
-    cand = np.arange(lo, hi + 1, dtype=np.float64)
-    n_c = cand.size
-    # Prefix sums of count, sum, sum of squares at every boundary t (values <= t).
-    c1 = np.concatenate([[0.0], np.cumsum(xs)])
-    c2 = np.concatenate([[0.0], np.cumsum(xs * xs)])
-
-    def stats(t):
-        i = np.searchsorted(xs, t, side="right")
-        return i.astype(np.float64), c1[i], c2[i]
-
-    def cost(lo_t, hi_t, level):
-        """Squared error of the values in (lo_t, hi_t] all assigned to ``level``."""
-        n_a, s_a, q_a = stats(lo_t)
-        n_b, s_b, q_b = stats(hi_t)
-        n, s, q = n_b - n_a, s_b - s_a, q_b - q_a
-        return np.maximum(q - 2 * level * s + level * level * n, 0.0)
-
-    a = cand[:, None]
-    b = cand[None, :]
-    mid = (a + b) / 2
-    pair = cost(a, mid, a) + cost(mid, b, b)  # values in (a, b] between consecutive levels a < b
-    pair = np.where(b > a, pair, np.inf)
-    left = cost(np.full(n_c, -np.inf), cand, cand)    # values <= the lowest level
-    right = cost(cand, np.full(n_c, np.inf), cand)    # values above the highest level
-    k_max = min(n_levels, n_c)
-    dp = left.copy()
-    back = []
-    best_total, best_k = dp + right, 1
-    best_end = int(np.argmin(best_total))
-    best_val = best_total[best_end]
-    for k in range(2, k_max + 1):
-        tot = dp[:, None] + pair
-        arg = np.argmin(tot, axis=0)
-        dp = tot[arg, np.arange(n_c)]
-        back.append(arg)
-        final = dp + right
-        j = int(np.argmin(final))
-        if final[j] < best_val - 1e-9 * max(best_val, 1.0):  # more levels only when they help
-            best_val, best_k, best_end = final[j], k, j
-    idx = [best_end]
-    for k in range(best_k, 1, -1):
-        idx.append(int(back[k - 2][idx[-1]]))
-    return np.sort(cand[idx]).astype(np.int64)
-
-
-def user_levels(x: np.ndarray, n_levels: int, user_lut: np.ndarray) -> np.ndarray:
-    """The user's levels (sorted, distinct); ``x`` is not used.
-
-    Raises
-    ------
-    ConfigError
-        More distinct levels than ``n_levels``.
-    """
-    lv = np.unique(np.asarray(user_lut, np.int64))
-    if lv.size > n_levels:
-        raise ConfigError(f"user_lut: {lv.size} distinct levels, expected at most {n_levels}")
-    return lv
-
-
-_FAMILY_FUNCS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
-    "uniform": uniform_levels, "pot": pot_levels, "apot": apot_levels, "pwlq": pwlq_levels, "mse": mse_levels,
-}
-
-
-def family_levels(family: str, x: np.ndarray, n_levels: int, user_lut: np.ndarray | None = None) -> np.ndarray:
-    """The sorted distinct int8 levels of ``family`` fitted to the scaled weights ``x``.
-
-    Parameters
-    ----------
-    family : str
-        One of :data:`FAMILIES`.
-    x : numpy.ndarray
-        Weights already scaled onto the int8 grid.
-    n_levels : int
-        At most this many levels.
-    user_lut : numpy.ndarray, optional
-        The levels of the ``user`` family.
-
-    Returns
-    -------
-    numpy.ndarray
-        int64, sorted, distinct, within -128..127.
-    """
-    if family == "user":
-        return user_levels(x, n_levels, user_lut)
-    return _FAMILY_FUNCS[family](np.asarray(x, np.float64).ravel(), n_levels)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -490,12 +170,12 @@ def _fit_table(family: str, x: np.ndarray, n_levels: int) -> tuple[np.ndarray, i
     weights' own units) is smaller: the table then uses the int8 range.
     """
     lv = family_levels(family, x, n_levels)
-    err = _sq_error(x, lv)
+    err = squared_error(x, lv)
     d = 0
     while np.abs(lv).max() < 64 and d < 6 and err > 0:
         x2 = x * 2.0 ** (d + 1)
         lv2 = family_levels(family, x2, n_levels)
-        err2 = _sq_error(x2, lv2) / 4.0 ** (d + 1)
+        err2 = squared_error(x2, lv2) / 4.0 ** (d + 1)
         if err2 >= err:  # only a strictly smaller error justifies a longer shift
             break
         lv, err, d = lv2, err2, d + 1
@@ -629,16 +309,3 @@ def quantize_weights(weights: np.ndarray, *, family: str = DEFAULT_FAMILY, weigh
         codes, lut = _assign(list(scaled), level_rows, entries)
         codes = np.stack(codes)
     return WeightQuant(codes=codes.reshape(w.shape).astype(np.uint8), lut=lut, step=1.0 / factor)
-
-
-def sqnr_db(reference: np.ndarray, approx: np.ndarray) -> float:
-    """Signal-to-quantization-noise ratio ``10 log10(sum(ref^2) / sum((ref - approx)^2))`` in dB.
-
-    Returns ``inf`` when the two are equal.
-    """
-    ref = np.asarray(reference, np.float64)
-    err = float(np.sum((ref - np.asarray(approx, np.float64)) ** 2))
-    sig = float(np.sum(ref * ref))
-    if err == 0.0:
-        return math.inf
-    return 10.0 * math.log10(max(sig, 1e-300) / err)

@@ -14,7 +14,13 @@ from accel.frontend.calibrate import calibrate
 from accel.frontend.evaluate import evaluate
 from accel.frontend.graph import run_float
 from accel.frontend.onnx_import import import_onnx
-from accel.frontend.quantize import QuantizeOptions, default_config, dequantize_output, lower, quantize_graph
+from accel.frontend.quantize import (
+    QuantizeOptions,
+    default_config,
+    dequantize_output,
+    emit_integer_model,
+    quantize_graph,
+)
 from accel.frontend.workflow import MODELS_DIR, bundled_models
 
 from .onnx_graphs import GraphBuilder, save
@@ -133,7 +139,7 @@ def test_output_exponent_is_lowered_when_a_shift_would_be_negative(tmp_path):
     x = np.random.default_rng(0).uniform(0.9, 1, (32, 4)).astype(np.float32)
     calib = calibrate(graph, x, method="minmax")
     calib.exponents[graph.nodes[0].output] = 30  # far finer than any accumulator can reach
-    model = lower(graph, calib, AcceleratorConfig(weight_bits=8), QuantizeOptions(lut="uniform"))
+    model = emit_integer_model(graph, calib, AcceleratorConfig(weight_bits=8), QuantizeOptions(lut="uniform"))
     layer = model.layers[0]
     assert layer.arrays["shift"].min() == 0
     assert model.tensors[layer.output].exponent == (model.tensors["x"].exponent
@@ -223,3 +229,10 @@ def test_unseen_networks_meet_the_targets(unseen_onnx, weight_bits, budget):
     assert result.float_top1 > 90
     assert result.float_top1 - result.quant_top1 <= budget
     assert all(layer["sqnr_db"] is None or layer["sqnr_db"] > 10 for layer in result.layers)
+
+
+def test_every_float_op_has_a_layer_emitter():
+    from accel.frontend.graph import FLOAT_OPS
+    from accel.frontend.quantize import _EMITTERS
+
+    assert set(_EMITTERS) == set(FLOAT_OPS)
