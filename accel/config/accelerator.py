@@ -49,8 +49,12 @@ def _check_int(owner: str, name: str, value: Any, lo: int, hi: int) -> int:
     return value
 
 
+_FLOAT_MAX = 1.7976931348623157e308  # the largest float: a larger int has no float value
+
+
 def _check_float(owner: str, name: str, value: Any, lo: float, hi: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value if isinstance(value, float) else 0.0) or abs(value) > _FLOAT_MAX):
         raise ConfigError(f"{owner}.{name}: expected a finite number, got {value!r}")
     if not lo <= value <= hi:
         bound = f">= {lo}" if hi == math.inf else f"in {lo}..{hi}"
