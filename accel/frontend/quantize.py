@@ -25,6 +25,7 @@ per-channel scales and every MAC layer a ``mult``/``shift`` pair.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from dataclasses import asdict, dataclass
@@ -42,7 +43,7 @@ from .weights import DEFAULT_FAMILY, quantize_weights
 
 __all__ = ["DEFAULT_LUT", "DEFAULT_GRANULARITY", "DEFAULT_LUT_SCOPE", "GRANULARITIES", "QuantizeOptions",
            "default_config", "lower",
-           "quantize_graph", "quantize_onnx", "dequantize_output", "weight_tensor"]
+           "quantize_graph", "quantize_onnx", "dequantize_output", "weight_tensor", "source_sha256"]
 
 #: Default LUT family of ``accel quantize`` (the best general-purpose choice at W4A8, docs/RESULTS.md).
 DEFAULT_LUT = DEFAULT_FAMILY
@@ -90,6 +91,15 @@ class QuantizeOptions:
             raise ConfigError(f"calibration method {self.calib_method!r} is not one of {', '.join(METHODS)}")
         if self.calib_size < 1:
             raise ConfigError(f"calib_size {self.calib_size}: expected a positive number of images")
+
+
+def source_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of the network file a model is quantized from: ``accel eval`` checks it before
+    it trusts that file's float results (``""`` when the file cannot be read)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return ""
 
 
 def default_config(**changes) -> AcceleratorConfig:
@@ -253,7 +263,9 @@ def lower(graph: FloatGraph, calib: Calibration, config: AcceleratorConfig,
 
     b = ModelBuilder(config, metadata={
         "name": graph.name, "source": str(Path(graph.source).resolve()) if graph.source else "",
-        "frontend": {**asdict(options), "calibration_images": calib.images},
+        "source_sha256": source_sha256(graph.source) if graph.source else "",
+        "frontend": {**asdict(options), "calibration_images": calib.images,
+                     "calibration_input": calib.input_statistics},
     })
     b.input(graph.input, graph.input_shape, "int8", exponent=e_of(graph.input))
     output_scales: dict[str, list[float]] = {}
