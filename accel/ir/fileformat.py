@@ -153,7 +153,7 @@ def _load(file: BinaryIO, name: str) -> Model:
     except ModelFormatError:
         raise
     except AccelError as exc:
-        raise type(exc)(exc if str(exc).startswith(f"{name}: ") else f"{name}: {exc}") from None
+        raise type(exc)(str(exc) if str(exc).startswith(f"{name}: ") else f"{name}: {exc}") from None
     except OSError as exc:
         raise ModelFormatError(f"{name}: cannot read the model ({exc})") from None
     except _ZIP_ERRORS as exc:
@@ -260,7 +260,7 @@ def _read_array(zf: zipfile.ZipFile, info: dict, where: str) -> np.ndarray:
 # The manifest's schema: each field's type, checked before any value is used, so that a
 # forged or damaged manifest is one named error rather than a TypeError deep inside.
 _SHA256 = re.compile(r"[0-9a-f]{64}")
-_MEMBER = re.compile(r"arrays/[0-9]{4}_[A-Za-z0-9_]+\.npy")
+_MEMBER = re.compile(r"arrays/[0-9]{4,}_[A-Za-z0-9_]+\.npy")
 _MAX_NESTING = 16
 
 
