@@ -24,8 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", required=True, metavar="OUT.qmodel", help="integer model to write")
     p.add_argument("--config", metavar="CFG.toml", help="accelerator configuration (default: the defaults)")
     p.add_argument("--calib", metavar="DATA",
-                   help="calibration data: mnist5k, digits (their training split) or an .npz with x and y "
-                        "(default: the bundled set matching the model's input shape)")
+                   help="calibration data: mnist5k, digits (their training split) or an .npz with x "
+                        "normalized as the network expects, and y; required except for the bundled models, "
+                        "whose index names their data set. A warning says when its statistics differ "
+                        "grossly from a bundled model's own data")
     p.add_argument("--lut", choices=FAMILIES, default=DEFAULT_LUT,
                    help=f"LUT family of the weight levels (default {DEFAULT_LUT})")
     p.add_argument("--granularity", choices=GRANULARITIES, default=DEFAULT_GRANULARITY,

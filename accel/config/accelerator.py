@@ -49,8 +49,12 @@ def _check_int(owner: str, name: str, value: Any, lo: int, hi: int) -> int:
     return value
 
 
+_FLOAT_MAX = 1.7976931348623157e308  # the largest float: a larger int has no float value
+
+
 def _check_float(owner: str, name: str, value: Any, lo: float, hi: float = math.inf) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if (isinstance(value, bool) or not isinstance(value, (int, float))
+            or not math.isfinite(value if isinstance(value, float) else 0.0) or abs(value) > _FLOAT_MAX):
         raise ConfigError(f"{owner}.{name}: expected a finite number, got {value!r}")
     if not lo <= value <= hi:
         bound = f">= {lo}" if hi == math.inf else f"in {lo}..{hi}"
@@ -209,10 +213,7 @@ class AcceleratorConfig:
         """
         if not isinstance(data, dict):
             raise ConfigError(f"{source}: expected a table of fields, got {type(data).__name__}")
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ConfigError(f"{source}: unknown field {unknown[0]!r}; known fields: {', '.join(sorted(known))}")
+        _reject_unknown(source, "the configuration", data, cls, misplaced=(EnergyTable, "the [energy] table"))
         kwargs = dict(data)
         try:
             if "energy" in kwargs:
@@ -225,11 +226,25 @@ class AcceleratorConfig:
 def _energy_from_dict(data: Any) -> EnergyTable:
     if not isinstance(data, dict):
         raise ConfigError(f"config.energy: expected a table, got {data!r}")
-    known = {f.name for f in dataclasses.fields(EnergyTable)}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"energy: unknown field {unknown[0]!r}; known fields: {', '.join(sorted(known))}")
+    _reject_unknown("energy", "the [energy] table", data, EnergyTable,
+                    misplaced=(AcceleratorConfig, "the top level (or the [accelerator] table)"))
     return EnergyTable(**data)
+
+
+def _reject_unknown(source: str, where: str, data: dict, kind: type, misplaced: tuple[type, str]) -> None:
+    """Refuse keys that ``kind`` lacks, saying where a key that belongs elsewhere goes."""
+    known = sorted(f.name for f in dataclasses.fields(kind))
+    unknown = sorted(set(data) - set(known), key=str)
+    if not unknown:
+        return
+    key = unknown[0]
+    other_kind, other_place = misplaced
+    if key in {f.name for f in dataclasses.fields(other_kind)}:
+        hint = f"it belongs in {other_place}"
+    else:
+        hint = f"allowed: {', '.join(known)}"
+    what = "table" if isinstance(data[key], dict) else "field"
+    raise ConfigError(f"{source}: unknown {what} {key!r} in {where}; {hint}")
 
 
 def load_config(path: str | os.PathLike | None) -> AcceleratorConfig:
@@ -245,8 +260,15 @@ def load_config(path: str | os.PathLike | None) -> AcceleratorConfig:
         data = tomllib.loads(text.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not valid TOML ({exc})") from None
-    # Accept either a flat file or one with an [accelerator] table.
-    if set(data) == {"accelerator"} or ("accelerator" in data and isinstance(data["accelerator"], dict)):
+    # Either a flat file or one [accelerator] table holding everything: a sibling of
+    # [accelerator] (say [energy]) would otherwise be dropped without a word.
+    if "accelerator" in data:
+        if not isinstance(data["accelerator"], dict):
+            raise ConfigError(f"{path}: 'accelerator' must be a table ([accelerator]), got {data['accelerator']!r}")
+        siblings = sorted(set(data) - {"accelerator"})
+        if siblings:
+            raise ConfigError(f"{path}: {siblings[0]!r} is outside the [accelerator] table; a file with "
+                              f"[accelerator] holds every field inside it (energy as [accelerator.energy])")
         data = data["accelerator"]
     return AcceleratorConfig.from_dict(data, source=str(path))
 

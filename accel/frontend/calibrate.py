@@ -11,6 +11,11 @@ sample of calibration images (default 256):
   error of quantize-then-dequantize on the sample (trades clipping against
   resolution; for power-of-two steps this is the whole useful range).
 
+The mean and standard deviation of the calibration images travel with the model
+(:func:`input_statistics`), so that data with grossly different statistics (one set
+normalized, the other not) draws a warning (:func:`warn_if_statistics_differ`)
+instead of silently poor accuracy.
+
 Tensors whose producer ends in ReLU/ReLU6 (or a Clip with a non-negative lower
 bound), and pools/reshapes of them, are unsigned (``uint8``: one more bit of
 resolution); every other tensor, and always the network input, is signed.
@@ -18,6 +23,7 @@ resolution); every other tensor, and always the network input, is signed.
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
 
@@ -26,8 +32,11 @@ import numpy as np
 from ..errors import DataError, ModelImportError
 from .graph import FloatGraph, run_float
 
-__all__ = ["METHODS", "DEFAULT_METHOD", "DEFAULT_CALIB_SIZE", "Calibration", "tensor_signedness",
-           "choose_exponent", "calibrate"]
+__all__ = ["METHODS", "DEFAULT_METHOD", "DEFAULT_CALIB_SIZE", "STATISTICS_FACTOR", "Calibration",
+           "tensor_signedness", "choose_exponent", "calibrate", "input_statistics", "statistics_mismatch",
+           "warn_if_statistics_differ"]
+
+_log = logging.getLogger(__name__)
 
 #: Calibration methods.
 METHODS = ("minmax", "percentile", "mse")
@@ -41,6 +50,11 @@ DEFAULT_CALIB_SIZE = 256
 PERCENTILE = 99.99
 #: Values per tensor that the percentile and MSE searches look at (a seeded subsample).
 _MAX_VALUES = 1 << 20
+#: Input statistics differ grossly when their standard deviations differ by more than this
+#: factor or their means by more than this many (larger) standard deviations. Normalizing
+#: MNIST ((x - 0.1307) / 0.3081) changes the standard deviation 3.2 times; two samples of one
+#: set differ by a few percent.
+STATISTICS_FACTOR = 2.0
 _E_MIN, _E_MAX = -24, 24
 
 
@@ -60,6 +74,8 @@ class Calibration:
         The method used.
     images : int
         Number of calibration images.
+    input_statistics : dict
+        ``mean`` and ``std`` of the calibration images' values (:func:`input_statistics`).
     """
 
     exponents: dict[str, int]
@@ -67,6 +83,7 @@ class Calibration:
     ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
     method: str = DEFAULT_METHOD
     images: int = 0
+    input_statistics: dict[str, float] = field(default_factory=dict)
 
 
 def tensor_signedness(graph: FloatGraph) -> dict[str, bool]:
@@ -197,4 +214,51 @@ def calibrate(graph: FloatGraph, x: np.ndarray, *, method: str = DEFAULT_METHOD,
             v = v[rng.choice(v.size, _MAX_VALUES, replace=False)]
         lo, hi = (-(1 << (act_bits - 1)), (1 << (act_bits - 1)) - 1) if signed[name] else (0, (1 << act_bits) - 1)
         exponents[name] = choose_exponent(v, lo, hi, method)
-    return Calibration(exponents, signed, ranges, method, int(x.shape[0]))
+    return Calibration(exponents, signed, ranges, method, int(x.shape[0]), input_statistics(x))
+
+
+def input_statistics(x: np.ndarray, size: int = DEFAULT_CALIB_SIZE, seed: int = 0) -> dict[str, float]:
+    """``mean`` and ``std`` of the values of a seeded sample of ``size`` images of ``x``.
+
+    Examples
+    --------
+    >>> input_statistics(np.array([[0.0, 1.0], [1.0, 0.0]]))
+    {'mean': 0.5, 'std': 0.5}
+    """
+    from ..data import sample
+
+    values = np.asarray(sample(np.asarray(x), size, seed), np.float64)
+    return {"mean": round(float(values.mean()), 6), "std": round(float(values.std()), 6)}
+
+
+def statistics_mismatch(calib: dict[str, float], reference: dict[str, float]) -> str | None:
+    """How ``calib`` statistics differ grossly from ``reference`` ones (``None`` when they do not).
+
+    Examples
+    --------
+    >>> statistics_mismatch({"mean": 0.13, "std": 0.31}, {"mean": 0.0, "std": 1.0})
+    'standard deviation 0.31 against 1 (3.2 times)'
+    """
+    tiny = 1e-12
+    low, high = sorted((calib["std"], reference["std"]))
+    if high > STATISTICS_FACTOR * max(low, tiny):
+        return (f"standard deviation {calib['std']:.3g} against {reference['std']:.3g} "
+                f"({high / max(low, tiny):.2g} times)")
+    if abs(calib["mean"] - reference["mean"]) > STATISTICS_FACTOR * max(high, tiny):
+        return f"mean {calib['mean']:.3g} against {reference['mean']:.3g} (standard deviation {high:.3g})"
+    return None
+
+
+def warn_if_statistics_differ(calib: dict[str, float] | None, calib_name: str, reference: dict[str, float],
+                              reference_name: str) -> str | None:
+    """Log one warning line when the calibration data's statistics differ grossly from the
+    reference data's (say one set normalized and the other not); return the line, if any."""
+    if not calib:
+        return None
+    mismatch = statistics_mismatch(calib, reference)
+    if mismatch is None:
+        return None
+    line = (f"calibration data {calib_name} differs grossly from {reference_name}: {mismatch}; is one "
+            f"normalized and the other not? Activation exponents fitted to one do not suit the other")
+    _log.warning(line)
+    return line

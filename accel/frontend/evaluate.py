@@ -4,10 +4,17 @@ The integer model runs through the bit-exact engine (:class:`accel.engine.Engine
 the float network's logits come from onnxruntime on the source ONNX file, and
 its intermediate tensors from the float graph (:func:`~accel.frontend.graph.run_float`),
 so that every integer tensor is compared with the float tensor it stands for.
+
+Both passes stream the test set in batches and keep only each image's predicted
+class, so memory does not grow with the number of images. The source ONNX file
+is trusted only when its SHA-256 is the one recorded at quantization
+(:func:`check_source`); a model written before the hash was recorded is
+evaluated with a warning.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from dataclasses import dataclass, field
@@ -17,13 +24,16 @@ import numpy as np
 
 from ..data import Dataset
 from ..datapath import quantize_input
-from ..errors import DataError
+from ..errors import DataError, ModelImportError
 from ..ir import Model
+from .calibrate import input_statistics, warn_if_statistics_differ
 from .graph import FloatGraph, run_float
 from .metrics import signal_noise_energy, sqnr_db
-from .quantize import dequantize_output
+from .quantize import dequantize_output, source_sha256
 
-__all__ = ["EvalResult", "evaluate", "onnx_logits"]
+__all__ = ["EvalResult", "evaluate", "onnx_logits", "check_source"]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -65,19 +75,48 @@ def _reported_sqnr(signal_energy: float, noise_energy: float) -> float | None:
     return None if value == math.inf else round(value, 2)
 
 
-def onnx_logits(path: str | os.PathLike, x: np.ndarray) -> np.ndarray:
-    """Float outputs (the first graph output) of an ONNX file through onnxruntime, for any batch size.
-
-    onnxruntime runs the model as the importer prepared it
-    (:func:`~accel.frontend.onnx_import.load_prepared`): a fixed-batch export
-    then accepts any number of images.
-    """
+def _onnx_session(path: str | os.PathLike):
+    """onnxruntime on the model as the importer prepared it
+    (:func:`~accel.frontend.onnx_import.load_prepared`): a fixed-batch export then accepts any batch."""
     import onnxruntime as ort
 
     from .onnx_import import load_prepared
 
-    session = ort.InferenceSession(load_prepared(path).SerializeToString(), providers=["CPUExecutionProvider"])
-    return session.run(None, {session.get_inputs()[0].name: np.asarray(x, np.float32)})[0]
+    return ort.InferenceSession(load_prepared(path).SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def onnx_logits(path: str | os.PathLike, x: np.ndarray, batch_size: int = 250) -> np.ndarray:
+    """Float outputs (the first graph output) of an ONNX file through onnxruntime, ``batch_size`` images at a time."""
+    session = _onnx_session(path)
+    name = session.get_inputs()[0].name
+    return np.concatenate([session.run(None, {name: np.asarray(x[i:i + batch_size], np.float32)})[0]
+                           for i in range(0, len(x), batch_size)])
+
+
+def check_source(model: Model, onnx_path: str | os.PathLike, where: str = "") -> bool:
+    """Whether ``onnx_path`` is the network ``model`` was quantized from, by the SHA-256 recorded
+    in the model.
+
+    Returns ``True`` when the hashes agree, ``False`` (after one warning line) when the model
+    predates the hash and cannot tell.
+
+    Raises
+    ------
+    ModelImportError
+        The file's hash differs from the recorded one: it was replaced or retrained.
+    """
+    recorded = model.metadata.get("source_sha256")
+    name = where or str(model.metadata.get("name", "the model"))
+    if not recorded:
+        _log.warning(f"{name}: records no SHA-256 of its source network (written by an older accel); "
+                     f"the float results of {onnx_path} are unverified")
+        return False
+    actual = source_sha256(onnx_path)
+    if actual != recorded:
+        raise ModelImportError(f"{name}: its source network {onnx_path} has changed since it was quantized "
+                               f"(SHA-256 {actual[:12] or 'unreadable'}, recorded {recorded[:12]}); "
+                               f"re-quantize it or restore that file")
+    return True
 
 
 def _check_shape(model: Model, data: Dataset) -> None:
@@ -89,13 +128,14 @@ def _check_shape(model: Model, data: Dataset) -> None:
 
 def evaluate(model: Model, data: Dataset, *, graph: FloatGraph | None = None,
              onnx_path: str | os.PathLike | None = None, batch_size: int = 250,
-             sqnr: bool = True, progress: bool = False) -> EvalResult:
+             sqnr: bool = True, progress: bool = False, where: str = "") -> EvalResult:
     """Evaluate an integer model (and its float network) on a labelled data set.
 
     Parameters
     ----------
     model : accel.ir.Model
-        The integer model; its ``metadata["source"]`` names the ONNX file it came from.
+        The integer model; its ``metadata["source"]`` names the ONNX file it came from
+        and ``metadata["source_sha256"]`` that file's hash (see :func:`check_source`).
     data : Dataset
         Test images and labels.
     graph : FloatGraph, optional
@@ -104,11 +144,14 @@ def evaluate(model: Model, data: Dataset, *, graph: FloatGraph | None = None,
     onnx_path : path, optional
         ONNX file for the float logits (default: the model's source, when it exists).
     batch_size : int
-        Images per engine call.
+        Images per batch of both passes (the float network and the engine); memory is
+        bounded by one batch, whatever the number of images.
     sqnr : bool
         Measure the per-layer SQNR (runs the float graph too).
     progress : bool
-        Show a progress bar.
+        Show a progress bar (images, on stderr).
+    where : str
+        How errors and warnings name the model (say its file).
 
     Returns
     -------
@@ -118,55 +161,63 @@ def evaluate(model: Model, data: Dataset, *, graph: FloatGraph | None = None,
     ------
     DataError
         Images whose shape does not match the model, or labels beyond its outputs.
+    ModelImportError
+        The source ONNX file differs from the one the model was quantized from.
     """
     from ..engine import Engine
     from .onnx_import import import_onnx
 
     _check_shape(model, data)
+    if batch_size <= 0:
+        raise DataError(f"batch size {batch_size}: expected a positive number of images")
     source = model.metadata.get("source") or None
     if onnx_path is None and source and Path(source).is_file():
         onnx_path = source
+    if onnx_path is not None:
+        check_source(model, onnx_path, where)
+    frontend = model.metadata.get("frontend") or {}
+    warn_if_statistics_differ(frontend.get("calibration_input"), str(frontend.get("calibration_data", "")
+                              or "of the model"), input_statistics(data.x), f"{data.name} ({data.split})")
     if not sqnr:
         graph = None
     elif graph is None and onnx_path is not None:
         graph = import_onnx(onnx_path)
     out_name = model.outputs[0]
+    n_classes = model.tensors[out_name].shape[0]
+    if data.y.max() >= n_classes:
+        raise DataError(f"{data.name}: label {int(data.y.max())} is beyond the model's {n_classes} outputs")
     in_info = model.tensors[model.inputs[0]]
-    lo, hi = model.config.act_range(True) if in_info.dtype == "int8" else model.config.act_range(False)
+    lo, hi = model.config.act_range(in_info.dtype == "int8")
     energies: dict[str, list[float]] = {}
-    float_logits = onnx_logits(onnx_path, data.x) if onnx_path is not None else None
-    quant_logits = []
+    session = _onnx_session(onnx_path) if onnx_path is not None else None
+    quant_pred = np.empty(len(data), np.int64)
+    float_pred = np.empty(len(data), np.int64) if session is not None else None
     engine = Engine(model)  # prepared once: its onnxruntime sessions serve every batch
-    starts = range(0, len(data), batch_size)
+    bar = None
     if progress:
         from tqdm import tqdm
 
-        starts = tqdm(starts, desc=f"eval {data.name}", unit="batch", leave=False)
-    for start in starts:
-        xb = data.x[start:start + batch_size]
-        xi = quantize_input(xb, in_info.exponent, lo, hi).astype(np.dtype(in_info.dtype))
-        ints = engine.run(xi, return_all=graph is not None)
-        quant_logits.append(dequantize_output(model, out_name, ints[out_name]))
-        if graph is not None:
-            floats = run_float(graph, xb, return_all=True)
-            for layer in model.layers:
-                t = layer.output
-                if t not in floats or t not in ints:
-                    continue
-                f = floats[t].astype(np.float64)
-                q = dequantize_output(model, t, ints[t]).reshape(f.shape)
-                signal, noise = signal_noise_energy(f, q)
-                acc = energies.setdefault(t, [0.0, 0.0])
-                acc[0] += signal
-                acc[1] += noise
-    quant = np.concatenate(quant_logits)
-    if data.y.max() >= quant.shape[1]:
-        raise DataError(f"{data.name}: label {int(data.y.max())} is beyond the model's {quant.shape[1]} outputs")
-    quant_pred = quant.argmax(axis=1)
+        bar = tqdm(total=len(data), desc=f"eval {data.name}", unit="img", leave=False)
+    try:
+        for start in range(0, len(data), batch_size):
+            xb = data.x[start:start + batch_size]
+            stop = start + len(xb)
+            if session is not None:
+                logits = session.run(None, {session.get_inputs()[0].name: np.asarray(xb, np.float32)})[0]
+                float_pred[start:stop] = logits.argmax(axis=1)
+            xi = quantize_input(xb, in_info.exponent, lo, hi).astype(np.dtype(in_info.dtype))
+            ints = engine.run(xi, return_all=graph is not None)
+            quant_pred[start:stop] = dequantize_output(model, out_name, ints[out_name]).argmax(axis=1)
+            if graph is not None:
+                _accumulate_noise(model, run_float(graph, xb, return_all=True), ints, energies)
+            if bar is not None:
+                bar.update(len(xb))
+    finally:
+        if bar is not None:
+            bar.close()
     quant_top1 = float(np.mean(quant_pred == data.y) * 100)
     float_top1 = agreement = None
-    if float_logits is not None:
-        float_pred = float_logits.argmax(axis=1)
+    if float_pred is not None:
         float_top1 = float(np.mean(float_pred == data.y) * 100)
         agreement = float(np.mean(float_pred == quant_pred) * 100)
     layers = [{"name": layer.name, "op": layer.op, "tensor": layer.output,
@@ -174,3 +225,17 @@ def evaluate(model: Model, data: Dataset, *, graph: FloatGraph | None = None,
               for layer in model.layers if layer.output in energies]
     return EvalResult(str(model.metadata.get("name", "")), str(data.name), len(data), float_top1, quant_top1,
                       agreement, layers)
+
+
+def _accumulate_noise(model: Model, floats: dict, ints: dict, energies: dict[str, list[float]]) -> None:
+    """Add one batch's signal and noise energy per layer output to ``energies``."""
+    for layer in model.layers:
+        t = layer.output
+        if t not in floats or t not in ints:
+            continue
+        f = floats[t].astype(np.float64)
+        q = dequantize_output(model, t, ints[t]).reshape(f.shape)
+        acc = energies.setdefault(t, [0.0, 0.0])
+        signal, noise = signal_noise_energy(f, q)
+        acc[0] += signal
+        acc[1] += noise

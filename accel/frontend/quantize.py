@@ -27,6 +27,7 @@ per-channel scales and every MAC layer a ``mult``/``shift`` pair.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 from dataclasses import asdict, dataclass, field
@@ -45,7 +46,8 @@ from .weights import WeightQuant, quantize_weights
 
 __all__ = ["DEFAULT_LUT", "DEFAULT_GRANULARITY", "DEFAULT_LUT_SCOPE", "GRANULARITIES", "QuantizeOptions",
            "TensorExponents", "assign_exponents", "default_config", "dequantize_output", "emit_integer_model",
-           "quantize_graph", "quantize_layer_weights", "quantize_onnx", "weight_tensor"]
+           "quantize_graph", "quantize_layer_weights", "quantize_onnx", "weight_tensor",
+           "source_sha256"]
 
 #: Default LUT family of ``accel quantize`` (the best general-purpose choice at W4A8, docs/RESULTS.md).
 DEFAULT_LUT = DEFAULT_FAMILY
@@ -93,6 +95,15 @@ class QuantizeOptions:
             raise ConfigError(f"calibration method {self.calib_method!r} is not one of {', '.join(METHODS)}")
         if self.calib_size < 1:
             raise ConfigError(f"calib_size {self.calib_size}: expected a positive number of images")
+
+
+def source_sha256(path: str | os.PathLike) -> str:
+    """SHA-256 of the network file a model is quantized from: ``accel eval`` checks it before
+    it trusts that file's float results (``""`` when the file cannot be read)."""
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return ""
 
 
 def default_config(**changes) -> AcceleratorConfig:
@@ -323,7 +334,9 @@ def emit_integer_model(graph: FloatGraph, calib: Calibration, config: Accelerato
     exponents = assign_exponents(graph, calib, weights, config.requant is Requant.SHIFT)
     builder = ModelBuilder(config, metadata={
         "name": graph.name, "source": str(Path(graph.source).resolve()) if graph.source else "",
-        "frontend": {**asdict(options), "calibration_images": calib.images},
+        "source_sha256": source_sha256(graph.source) if graph.source else "",
+        "frontend": {**asdict(options), "calibration_images": calib.images,
+                     "calibration_input": calib.input_statistics},
     })
     builder.input(graph.input, graph.input_shape, "int8", exponent=exponents.exponent(graph.input))
     emission = _Emission(graph, config, weights, exponents, builder)

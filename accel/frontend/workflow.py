@@ -14,17 +14,17 @@ from pathlib import Path
 import numpy as np
 
 from ..config import AcceleratorConfig, load_config
-from ..data import bundled_for_shape, load_dataset
+from ..data import load_dataset
 from ..errors import ConfigError, DataError, ModelImportError
 from ..ir import Model, load_model, save_model
 from ..report.files import check_output
-from .calibrate import DEFAULT_CALIB_SIZE, DEFAULT_METHOD
+from .calibrate import DEFAULT_CALIB_SIZE, DEFAULT_METHOD, input_statistics, warn_if_statistics_differ
 from .evaluate import EvalResult, evaluate
 from .graph import FloatGraph
 from .onnx_import import import_onnx
 from .quantize import DEFAULT_GRANULARITY, DEFAULT_LUT, QuantizeOptions, default_config, quantize_graph
 
-__all__ = ["MODELS_DIR", "bundled_models", "make_config", "calibration_images", "quantize_file",
+__all__ = ["MODELS_DIR", "bundled_models", "bundled_data", "make_config", "calibration_images", "quantize_file",
            "evaluate_file"]
 
 #: Folder of the bundled ONNX models and their ``models.json`` index (package data: ``accel/bundled``).
@@ -53,19 +53,41 @@ def make_config(config_path: str | os.PathLike | None = None, *, weight_bits: in
     return config.replace(**changes) if changes else config
 
 
-def calibration_images(graph: FloatGraph, calib: str | os.PathLike | None) -> tuple[np.ndarray, str]:
-    """Calibration images for ``graph``: the named set's training split, an ``.npz``, or (when
-    ``calib`` is ``None``) the bundled set whose images match the model's input shape."""
+def bundled_data(model_path: str | os.PathLike, models_dir: str | os.PathLike = MODELS_DIR) -> str | None:
+    """The data set that the bundled models' index names for ``model_path``, or ``None`` when the
+    file is not one of the bundled models."""
+    path = Path(model_path).resolve()
+    if path.parent != Path(models_dir).resolve():
+        return None
+    info = bundled_models(models_dir).get(path.stem)
+    return info["data"] if info else None
+
+
+def calibration_images(graph: FloatGraph, calib: str | os.PathLike | None,
+                       data: str | os.PathLike | None = None) -> tuple[np.ndarray, str]:
+    """Calibration images for ``graph`` and their name: the calibration split of ``calib``;
+    without it, of ``data`` (``accel eval``'s test set, so both are normalized alike), or for a
+    bundled model of the set its index names. Any other model needs ``calib``: a guess would be
+    silently wrong for a network trained on differently normalized inputs.
+
+    Warns (one line) when explicit calibration data for a bundled model differs grossly in its
+    statistics from the model's own data set.
+    """
+    declared = bundled_data(graph.source) if graph.source else None
     if calib is None:
-        calib = bundled_for_shape(graph.input_shape)
+        calib = data if data is not None else declared
         if calib is None:
-            raise DataError(f"{graph.source}: no bundled data set has images of shape {graph.input_shape}; "
-                            f"give calibration data with --calib (an .npz with 'x' and 'y')")
-    data = load_dataset(calib, "calib")
-    if tuple(data.x.shape[1:]) != graph.input_shape:
-        raise DataError(f"{calib}: images have shape {tuple(data.x.shape[1:])}; model {graph.source} expects "
+            raise DataError(f"{graph.source}: no calibration data; give --calib DATA (mnist5k, digits or an "
+                            f".npz with 'x' normalized as the network expects)")
+    images = load_dataset(calib, "calib")
+    if tuple(images.x.shape[1:]) != graph.input_shape:
+        raise DataError(f"{calib}: images have shape {tuple(images.x.shape[1:])}; model {graph.source} expects "
                         f"{graph.input_shape}")
-    return data.x, str(calib)
+    if declared is not None and str(calib) != declared:
+        warn_if_statistics_differ(input_statistics(images.x), str(calib),
+                                  input_statistics(load_dataset(declared, "calib").x), f"{declared}, the data set "
+                                  f"of {graph.name}")
+    return images.x, str(calib)
 
 
 def _check_onnx_path(path: Path) -> None:
@@ -127,7 +149,8 @@ def quantize_file(model_path: str | os.PathLike, output: str | os.PathLike, *,
 
 def evaluate_file(model_path: str | os.PathLike, data: str, *, calib: str | None = None,
                   config_path: str | os.PathLike | None = None, progress: bool = False) -> EvalResult:
-    """Evaluate a ``.qmodel`` (or an ``.onnx`` quantized on the fly with the defaults) on ``data``'s test split."""
+    """Evaluate a ``.qmodel`` (or an ``.onnx`` quantized on the fly with the defaults, calibrated on
+    ``calib`` or else on ``data``'s calibration split) on ``data``'s test split."""
     model_path = Path(model_path)
     test = load_dataset(data, "test")
     if model_path.suffix.lower() == ".onnx":
@@ -136,11 +159,9 @@ def evaluate_file(model_path: str | os.PathLike, data: str, *, calib: str | None
         if tuple(test.x.shape[1:]) != graph.input_shape:
             raise DataError(f"{data}: images have shape {tuple(test.x.shape[1:])}; model {model_path} expects "
                             f"{graph.input_shape}")
-        if calib is None and bundled_for_shape(graph.input_shape) is None:
-            x = test.x  # a user's .npz: calibrate on a seeded sample of it
-        else:
-            x, _ = calibration_images(graph, calib or (data if data in ("mnist5k", "digits") else None))
+        x, calib_name = calibration_images(graph, calib, data)
         model = quantize_graph(graph, x, make_config(config_path), progress=progress)
-        return evaluate(model, test, graph=graph, onnx_path=model_path, progress=progress)
+        model.metadata["frontend"]["calibration_data"] = calib_name
+        return evaluate(model, test, graph=graph, onnx_path=model_path, progress=progress, where=str(model_path))
     model = load_model(model_path)
-    return evaluate(model, test, progress=progress)
+    return evaluate(model, test, progress=progress, where=str(model_path))

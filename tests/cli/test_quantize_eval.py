@@ -71,7 +71,7 @@ def test_eval_without_the_source_onnx_reports_quantized_top1_only(tmp_path):
     import shutil
 
     shutil.copy(DIGITS, tmp_path / "net.onnx")
-    assert accel("quantize", "net.onnx", "-o", "net.qmodel", cwd=tmp_path)[0] == 0
+    assert accel("quantize", "net.onnx", "--calib", "digits", "-o", "net.qmodel", cwd=tmp_path)[0] == 0
     (tmp_path / "net.onnx").unlink()
     rc, out, err = accel("eval", "net.qmodel", "--data", "digits", "--json", cwd=tmp_path)
     assert rc == 0, err
@@ -85,6 +85,9 @@ def test_bad_inputs_give_one_line_errors(tmp_path):
     truncated.write_bytes((MODELS_DIR / "cnn_digits.onnx").read_bytes()[:500])
     np.savez(tmp_path / "noy.npz", x=np.zeros((3, 1, 8, 8), np.float32))
     np.savez(tmp_path / "empty.npz", x=np.zeros((0, 1, 8, 8), np.float32), y=np.zeros(0, int))
+    (tmp_path / "own.onnx").write_bytes((MODELS_DIR / "cnn_digits.onnx").read_bytes())
+    (tmp_path / "sibling.toml").write_text("[accelerator]\nrows = 4\n[energy]\nmac_pj = 1.0\n")
+    (tmp_path / "damaged.qmodel").write_bytes(b"PK\x03\x04" + bytes(100))
     cases = [
         (["quantize", truncated, "-o", "a.qmodel"], rf"{re.escape(str(truncated))}: not a valid ONNX file"),
         (["quantize", DIGITS, "--calib", "noy.npz", "-o", "a.qmodel"], r"noy\.npz: missing array 'y'"),
@@ -97,6 +100,12 @@ def test_bad_inputs_give_one_line_errors(tmp_path):
          r"mnist5k: images have shape \(1, 28, 28\); model .*cnn_digits\.onnx expects \(1, 8, 8\)$"),
         (["eval", DIGITS, "--data", "noy.npz"], r"noy\.npz: missing array 'y'"),
         (["eval", "nothing.qmodel", "--data", "digits"], r"nothing\.qmodel: no such model file$"),
+        (["quantize", "own.onnx", "-o", "a.qmodel"],
+         r"own\.onnx: no calibration data; give --calib DATA \(mnist5k, digits or an \.npz with 'x' normalized "),
+        (["quantize", DIGITS, "--config", "sibling.toml", "-o", "a.qmodel"],
+         r"sibling\.toml: 'energy' is outside the \[accelerator\] table; "),
+        (["eval", "damaged.qmodel", "--data", "digits"],
+         r"damaged\.qmodel: not a readable \.qmodel \(zip\) file: truncated or corrupted \(BadZipFile: "),
         (["quantize", DIGITS, "--lut", "user", "--user-lut", "1,x", "-o", "a.qmodel"],
          r"--user-lut '1,x': expected comma-separated integers in -128\.\.127$"),
     ]
@@ -105,3 +114,29 @@ def test_bad_inputs_give_one_line_errors(tmp_path):
         assert rc == 2, (args, err)
         one_line_error(err, pattern)
     assert not (tmp_path / "a.qmodel").exists()
+
+
+def test_eval_refuses_a_changed_source_network(tmp_path):
+    import shutil
+
+    shutil.copy(DIGITS, tmp_path / "net.onnx")
+    assert accel("quantize", "net.onnx", "--calib", "digits", "-o", "net.qmodel", cwd=tmp_path)[0] == 0
+    shutil.copy(MODELS_DIR / "resnet_mnist.onnx", tmp_path / "net.onnx")  # replaced by another network
+    rc, out, err = accel("eval", "net.qmodel", "--data", "digits", cwd=tmp_path)
+    assert rc == 2 and out == ""
+    one_line_error(err, r"net\.qmodel: its source network .*net\.onnx has changed since it was quantized")
+
+
+def test_calibration_unlike_the_models_data_warns_in_one_line(tmp_path):
+    from accel.data import load_dataset
+
+    calib = load_dataset("digits", "calib")
+    np.savez(tmp_path / "normalized.npz", x=(calib.x - calib.x.mean()) / calib.x.std(), y=calib.y)
+    rc, out, err = accel("quantize", DIGITS, "--calib", "normalized.npz", "-o", "n.qmodel", cwd=tmp_path)
+    assert rc == 0, err
+    lines = [line for line in err.splitlines() if "WARNING" in line]  # stderr also holds progress bars
+    assert len(lines) == 1 and re.match(r"^WARNING accel\.frontend\.calibrate: calibration data normalized\.npz "
+                                        r"differs grossly from digits, the data set of cnn_digits: ", lines[0])
+    rc, out, err = accel("eval", "n.qmodel", "--data", "digits", "--json", cwd=tmp_path)
+    assert rc == 0 and len([line for line in err.splitlines() if line.strip()]) == 1
+    assert "calibration data normalized.npz differs grossly from digits (test)" in err

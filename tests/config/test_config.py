@@ -34,7 +34,16 @@ def test_save_refuses_to_overwrite(tmp_path):
     ("weight_bits = 9", r"config\.weight_bits: 9 is out of range, allowed 2\.\.8"),
     ("acc_bits = 'wide'", r"config\.acc_bits: expected an integer in 8\.\.32, got 'wide'"),
     ("overflow = 'clip'", r"config\.overflow: 'clip' is not one of 'wrap', 'saturate'"),
-    ("colz = 4", r"unknown field 'colz'"),
+    ("colz = 4", r"unknown field 'colz' in the configuration; allowed: acc_bits, act_bits, act_buffer_bytes, "),
+    ("mac_pj = 1.0", r": unknown field 'mac_pj' in the configuration; it belongs in the \[energy\] table$"),
+    ("[energy]\nrows = 4", r": energy: unknown field 'rows' in the \[energy\] table; it belongs in the top level"),
+    ("[energy]\nmac = 1.0", r": energy: unknown field 'mac' in the \[energy\] table; allowed: dram_byte_pj, "),
+    ("[timing]\nx = 1", r": unknown table 'timing' in the configuration; allowed: "),
+    ("[accelerator]\nrows = 4\n[energy]\nmac_pj = 1.0",
+     r": 'energy' is outside the \[accelerator\] table; a file with \[accelerator\] holds every field inside it"),
+    ("accelerator = 3", r": 'accelerator' must be a table \(\[accelerator\]\), got 3$"),
+    ("[accelerator]\nrowz = 4", r": unknown field 'rowz' in the configuration"),
+    ("[accelerator.energy]\nrows = 4", r": energy: unknown field 'rows' in the \[energy\] table"),
     ("[energy]\nmac_pj = -1.0", r"energy\.mac_pj: -1\.0 is out of range"),
     ("rows = [", r"not valid TOML"),
 ])
@@ -48,3 +57,10 @@ def test_errors_name_file_and_field(tmp_path, text, message):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="cannot read"):
         load_config(tmp_path / "nope.toml")
+
+
+def test_accelerator_table_holds_everything(tmp_path):
+    path = tmp_path / "a.toml"
+    path.write_text("[accelerator]\nrows = 4\n[accelerator.energy]\nmac_pj = 1.5\n")
+    cfg = load_config(path)
+    assert cfg.rows == 4 and cfg.energy.mac_pj == 1.5

@@ -7,7 +7,13 @@ import pytest
 
 from accel.data import load_dataset
 from accel.errors import DataError, ModelImportError
-from accel.frontend.calibrate import calibrate, choose_exponent, tensor_signedness
+from accel.frontend.calibrate import (
+    calibrate,
+    choose_exponent,
+    input_statistics,
+    statistics_mismatch,
+    tensor_signedness,
+)
 from accel.frontend.onnx_import import import_onnx
 from accel.frontend.workflow import MODELS_DIR
 
@@ -70,3 +76,16 @@ def test_calibrate_bad_data():
     with pytest.raises(DataError, match=r"^calibration images have shape \(1, 28, 28\); model 'cnn_digits' "
                                         r"expects \(1, 8, 8\)$"):
         calibrate(graph, np.zeros((4, 1, 28, 28), np.float32))
+
+
+def test_statistics_mismatch_tells_normalized_from_unnormalized_inputs():
+    mnist = load_dataset("mnist5k", "calib").x
+    raw = input_statistics(mnist)
+    normalized = input_statistics((mnist - 0.1307) / 0.3081)
+    test = input_statistics(load_dataset("mnist5k", "test").x)
+    assert raw["mean"] == pytest.approx(0.13, abs=0.01) and normalized["std"] == pytest.approx(1.0, abs=0.05)
+    assert statistics_mismatch(raw, test) is None and statistics_mismatch(test, raw) is None
+    assert statistics_mismatch(raw, normalized).startswith("standard deviation 0.3")
+    assert statistics_mismatch(normalized, raw).startswith("standard deviation 1")
+    shifted = {"mean": raw["mean"] + 3 * raw["std"], "std": raw["std"]}
+    assert statistics_mismatch(shifted, raw).startswith("mean ")
