@@ -55,6 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Overflow, Requant, Rounding
+from ..datapath import conv_gemm_groups, conv_output_size
 from ..errors import ModelError
 from ..ir import Layer, Model
 
@@ -223,24 +224,17 @@ class FakeQuantMAC(nn.Module):
         lo, hi = float(cfg.acc_min), float(cfg.acc_max)
         n = w.shape[0]
         if self.op == "conv2d":
-            b = x.shape[0]
+            b, c = x.shape[:2]
             kh, kw = w.shape[2:]
             xp = self._pad(x)
-            cols = F.unfold(xp, (kh, kw), dilation=self.dilation, stride=self.stride)  # (B, C*KH*KW, L)
-            c = x.shape[1]
-            cg = c // self.groups
-            ng = n // self.groups
-            length = cols.shape[-1]
-            cols = cols.reshape(b, self.groups, cg * kh * kw, length)
-            outs = []
-            for g in range(self.groups):
-                xg = cols[:, g].permute(0, 2, 1).reshape(b * length, cg * kh * kw)
-                wg = w[g * ng:(g + 1) * ng].reshape(ng, -1)
-                outs.append(self._seq(xg, wg, self.bias[g * ng:(g + 1) * ng], lo, hi))
-            acc = torch.cat(outs, 1).reshape(b, length, n).permute(0, 2, 1)
-            oh = (xp.shape[2] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
-            ow = (xp.shape[3] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
-            return acc.reshape(b, n, oh, ow)
+            oh = conv_output_size(xp.shape[2], kh, self.stride[0], 0, 0, self.dilation[0])
+            ow = conv_output_size(xp.shape[3], kw, self.stride[1], 0, 0, self.dilation[1])
+            # unfold lays each patch out as (c, kernel row, kernel column): the contract's im2col order.
+            cols = F.unfold(xp, (kh, kw), dilation=self.dilation, stride=self.stride)  # (B, C*KH*KW, OH*OW)
+            cols = cols.transpose(1, 2).reshape(b, oh, ow, c, kh, kw)
+            outs = [self._seq(patch, w[sl].reshape(-1, patch.shape[1]), self.bias[sl], lo, hi)
+                    for sl, patch in conv_gemm_groups(cols, n, self.groups)]
+            return torch.cat(outs, 1).reshape(b, oh, ow, n).permute(0, 3, 1, 2)
         return self._seq(x, w, self.bias, lo, hi)
 
     @staticmethod
