@@ -16,6 +16,7 @@ from accel.frontend.graph import run_float
 from accel.frontend.onnx_import import import_onnx
 from accel.frontend.quantize import QuantizeOptions, default_config, dequantize_output, lower, quantize_graph
 from accel.frontend.workflow import MODELS_DIR, bundled_models
+from accel.ir import MAC_OPS
 
 from .onnx_graphs import GraphBuilder, save
 from .test_onnx_import import affine_model, all_ops_model
@@ -70,7 +71,7 @@ def test_lowering_is_legal_and_tracks_float(tmp_path, name):
     model.validate()
     lo_a, hi_a = config.act_range(False)
     for layer in model.layers:
-        if layer.op in ("conv2d", "linear"):
+        if layer.op in MAC_OPS:
             assert layer.arrays["codes"].max() < config.lut_entries
             if not layer.attrs["raw"]:
                 assert 0 <= layer.arrays["shift"].min() and layer.arrays["shift"].max() <= config.max_shift
