@@ -60,7 +60,8 @@ class GemmCore(wiring.Component):
     change takes effect exactly at a tile boundary. ``layer`` must hold still
     while tiles are in flight.
 
-    Timing (cycles, exact; the performance model reads these properties):
+    Timing (cycles, exact; :attr:`timing` has them as plain numbers, which the schedule of
+    :mod:`accel.compile.schedule` reads):
 
     * the data beats of a tile are accepted one per cycle; the tile beat of the
       next tile is accepted together with the last data beat of the current one,

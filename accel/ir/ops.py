@@ -181,7 +181,7 @@ def _check_mac(layer: Layer, model: Model, ins: list[TensorInfo], out: TensorInf
     if lut.shape not in allowed:
         raise layer.error("lut", f"expected shape {' or '.join(map(str, allowed))} for lut_scope "
                           f"{cfg.lut_scope.value!r} and weight_bits {cfg.weight_bits}, got {lut.shape}")
-    _check_int_array(layer, "lut", lut.shape, -128, 127, np.int8)
+    _check_int_array(layer, "lut", lut.shape, *DTYPE_RANGES["int8"], np.int8)
     _check_int_array(layer, "bias", (n,), cfg.acc_min, cfg.acc_max, np.int64)
     if "weight_exponent" in layer.arrays:
         _check_int_array(layer, "weight_exponent", (n,), -64, 64, np.int32)
