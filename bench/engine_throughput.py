@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 from accel.config import AcceleratorConfig  # noqa: E402
 from accel.engine import Engine, run_model_contract  # noqa: E402
-from accel.ir import ModelBuilder  # noqa: E402
+from accel.ir import ModelBuilder, layer_macs  # noqa: E402
 from accel.report import Column, Table, write_text  # noqa: E402
 
 # (name, in_channels, out_channels, stride) of the 3x3 convs; "res" marks a residual pair.
@@ -102,12 +102,7 @@ def accel_network(config: AcceleratorConfig, seed: int = 0):
 
 
 def macs_per_image(model) -> int:
-    total = 0
-    for layer in model.layers:
-        if layer.op in ("conv2d", "linear"):
-            out = model.tensors[layer.output].shape
-            total += int(np.prod(out)) * int(np.prod(layer.arrays["codes"].shape[1:]))
-    return total
+    return sum(layer_macs(model, layer) for layer in model.layers)
 
 
 def best_time(fn, repeats: int, warmup: bool = True) -> float:

@@ -110,20 +110,16 @@ def lower_layer(model: Model, layer: Layer, x: np.ndarray) -> list[GemmProblem]:
         return [GemmProblem(layer.name, x.reshape(x.shape[0], -1), codes.astype(np.uint8), lut, bias, shift,
                             mult, channels=slice(0, n), **common)]
     at = layer.attrs
-    _, cg, kh, kw = codes.shape
+    kh, kw = codes.shape[2:]
     cols = datapath.im2col(x, (kh, kw), tuple(at["stride"]), tuple(at["padding"]), tuple(at["dilation"]),
                            int(at["pad_value"]))
-    b, oh, ow = cols.shape[:3]
     groups = int(at["groups"])
-    ng = n // groups
     problems = []
-    for g in range(groups):
-        sl = slice(g * ng, (g + 1) * ng)
-        patch = cols[:, :, :, g * cg:(g + 1) * cg].reshape(b * oh * ow, cg * kh * kw)
+    for g, (sl, patch) in enumerate(datapath.conv_gemm_groups(cols, n, groups)):
         glut = lut if lut.shape[0] == 1 else lut[sl]
         problems.append(GemmProblem(
             layer.name if groups == 1 else f"{layer.name}/g{g}", patch,
-            codes[sl].reshape(ng, -1).astype(np.uint8), glut, bias[sl], shift[sl],
+            codes[sl].reshape(-1, patch.shape[1]).astype(np.uint8), glut, bias[sl], shift[sl],
             None if mult is None else mult[sl], channels=sl, **common))
     return problems
 

@@ -1,22 +1,21 @@
-"""The datapath arithmetic contract (v1), stated once as plain numpy int64 code.
+"""The datapath arithmetic contract (v1.1), stated once as plain numpy int64 code.
 
 Every executor — the numba engine, its fast backend, the gateware and the
 fake-quant training model — is tested bit for bit against these functions.
-They are written for clarity, not speed.
+They are written for clarity, not speed. :mod:`~accel.datapath.limits` holds
+the contract's type ranges and field limits, :mod:`~accel.datapath.geometry`
+the window sizes and the im2col order.
 """
 
 from .contract import (
-    POOL_MULT_BITS,
     accumulate,
     add,
     avg_pool,
     clamp,
     concat,
     conv2d,
-    conv_output_size,
     decode_weights,
     global_avg_pool,
-    im2col,
     linear,
     matmul_requant,
     max_pool,
@@ -26,8 +25,18 @@ from .contract import (
     saturate,
     wrap,
 )
+from .geometry import conv_gemm_groups, conv_output_size, im2col
+from .limits import (
+    ADD_INPUT_SHIFT_MAX,
+    ADD_SHIFT_MAX,
+    DTYPE_RANGES,
+    POOL_MULT_BITS,
+    POOL_SHIFT_MAX,
+    max_pool_padding_fits,
+)
 
-__all__ = ["POOL_MULT_BITS", "accumulate", "add", "avg_pool", "clamp", "concat", "conv2d",
+__all__ = ["ADD_INPUT_SHIFT_MAX", "ADD_SHIFT_MAX", "DTYPE_RANGES", "POOL_MULT_BITS", "POOL_SHIFT_MAX",
+           "accumulate", "add", "avg_pool", "clamp", "concat", "conv2d", "conv_gemm_groups",
            "conv_output_size", "decode_weights", "global_avg_pool", "im2col", "linear",
-           "matmul_requant", "max_pool", "quantize_input", "requantize", "rshift_round",
-           "saturate", "wrap"]
+           "matmul_requant", "max_pool", "max_pool_padding_fits", "quantize_input", "requantize",
+           "rshift_round", "saturate", "wrap"]

@@ -17,13 +17,12 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import AcceleratorConfig, Overflow, Requant, Rounding
+from .geometry import conv_gemm_groups, im2col
+from .limits import max_pool_padding_fits
 
-__all__ = ["POOL_MULT_BITS", "wrap", "saturate", "clamp", "rshift_round", "decode_weights",
-           "accumulate", "requantize", "matmul_requant", "conv_output_size", "im2col", "conv2d",
-           "linear", "add", "max_pool", "avg_pool", "global_avg_pool", "concat", "quantize_input"]
-
-#: Width of the unsigned multiplier of average pooling (window sum * M >> s).
-POOL_MULT_BITS = 16
+__all__ = ["wrap", "saturate", "clamp", "rshift_round", "decode_weights", "accumulate", "requantize",
+           "matmul_requant", "conv2d", "linear", "add", "max_pool", "avg_pool", "global_avg_pool",
+           "concat", "quantize_input"]
 
 
 def _i64(a) -> np.ndarray:
@@ -113,35 +112,6 @@ def matmul_requant(x, w, bias, shift, mult, lo, hi, config: AcceleratorConfig,
     return requantize(acc, shift, mult, lo, hi, config)
 
 
-def conv_output_size(size: int, kernel: int, stride: int, pad_before: int, pad_after: int,
-                     dilation: int = 1) -> int:
-    """Output length of a convolution or pooling window along one axis."""
-    return (size + pad_before + pad_after - dilation * (kernel - 1) - 1) // stride + 1
-
-
-def im2col(x, kernel, stride, padding, dilation, pad_value) -> np.ndarray:
-    """Patches of ``x`` (B, C, H, W) as (B, OH, OW, C, KH, KW), padding with ``pad_value``.
-
-    ``padding`` is (top, left, bottom, right).
-    """
-    x = _i64(x)
-    b, c, h, w = x.shape
-    kh, kw = kernel
-    sh, sw = stride
-    pt, pl, pb, pr = padding
-    dh, dw = dilation
-    oh = conv_output_size(h, kh, sh, pt, pb, dh)
-    ow = conv_output_size(w, kw, sw, pl, pr, dw)
-    padded = np.full((b, c, h + pt + pb, w + pl + pr), pad_value, dtype=np.int64)
-    padded[:, :, pt:pt + h, pl:pl + w] = x
-    out = np.empty((b, oh, ow, c, kh, kw), dtype=np.int64)
-    for i in range(kh):
-        for j in range(kw):
-            rows = padded[:, :, i * dh: i * dh + sh * (oh - 1) + 1: sh, j * dw: j * dw + sw * (ow - 1) + 1: sw]
-            out[:, :, :, :, i, j] = rows.transpose(0, 2, 3, 1)
-    return out
-
-
 def conv2d(x, codes, lut, bias, shift, mult, lo, hi, config: AcceleratorConfig, *,
            stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups: int = 1,
            pad_value: int = 0, raw: bool = False) -> np.ndarray:
@@ -151,19 +121,16 @@ def conv2d(x, codes, lut, bias, shift, mult, lo, hi, config: AcceleratorConfig, 
     """
     x = _i64(x)
     w = decode_weights(codes, lut)
-    n, cg, kh, kw = w.shape
+    n, _, kh, kw = w.shape
     b = x.shape[0]
     cols = im2col(x, (kh, kw), stride, padding, dilation, pad_value)
     _, oh, ow = cols.shape[:3]
-    ng = n // groups
     out = np.empty((b, oh * ow, n), dtype=np.int64)
     shift, mult, bias = (np.broadcast_to(_i64(a), (n,)) for a in (shift, mult, bias))
-    for g in range(groups):
-        patch = cols[:, :, :, g * cg:(g + 1) * cg].reshape(b * oh * ow, cg * kh * kw)
-        sl = slice(g * ng, (g + 1) * ng)
-        res = matmul_requant(patch, w[sl].reshape(ng, -1), bias[sl], shift[sl], mult[sl],
+    for sl, patch in conv_gemm_groups(cols, n, groups):
+        res = matmul_requant(patch, w[sl].reshape(-1, patch.shape[1]), bias[sl], shift[sl], mult[sl],
                              lo, hi, config, raw)
-        out[:, :, sl] = res.reshape(b, oh * ow, ng)
+        out[:, :, sl] = res.reshape(b, oh * ow, -1)
     return out.reshape(b, oh, ow, n).transpose(0, 3, 1, 2)
 
 
@@ -182,7 +149,13 @@ def add(a, b, shift_a: int, shift_b: int, shift: int, lo: int, hi: int,
 
 
 def max_pool(x, kernel, stride, padding) -> np.ndarray:
-    """Exact max pooling; padded positions never win."""
+    """Exact max pooling; padded positions never win.
+
+    Padding must be smaller than the kernel on every side (every window holds a
+    real element; :func:`~accel.datapath.limits.max_pool_padding_fits`).
+    """
+    if not max_pool_padding_fits(kernel, padding):
+        raise ValueError(f"max_pool padding {tuple(padding)} must be smaller than the kernel {tuple(kernel)}")
     x = _i64(x)
     lowest = np.iinfo(np.int64).min
     cols = im2col(x, kernel, stride, padding, (1, 1), lowest)

@@ -10,39 +10,70 @@ import numpy as np
 
 from .. import datapath as dp
 from ..config import Requant
+from ..errors import ModelError
 from ..ir import Layer, Model
 
-__all__ = ["run_layer_contract", "run_model_contract"]
+__all__ = ["CONTRACT_HANDLERS", "run_layer_contract", "run_model_contract"]
+
+
+def _mac(model: Model, layer: Layer, inputs: list[np.ndarray]) -> np.ndarray:
+    cfg = model.config
+    a, arr = layer.attrs, layer.arrays
+    mult = arr["mult"] if cfg.requant is Requant.MULTIPLY_SHIFT else 1
+    common = (arr["codes"], arr["lut"], arr["bias"], arr["shift"], mult, a["lo"], a["hi"], cfg)
+    if layer.op == "linear":
+        return dp.linear(inputs[0], *common, raw=a["raw"])
+    return dp.conv2d(inputs[0], *common, stride=a["stride"], padding=a["padding"], dilation=a["dilation"],
+                     groups=a["groups"], pad_value=a["pad_value"], raw=a["raw"])
+
+
+def _add(model: Model, layer: Layer, inputs: list[np.ndarray]) -> np.ndarray:
+    a = layer.attrs
+    return dp.add(inputs[0], inputs[1], a["shift_a"], a["shift_b"], a["shift"], a["lo"], a["hi"],
+                  model.config.rounding)
+
+
+def _max_pool(model: Model, layer: Layer, inputs: list[np.ndarray]) -> np.ndarray:
+    a = layer.attrs
+    return dp.max_pool(inputs[0], a["kernel"], a["stride"], a["padding"])
+
+
+def _avg_pool(model: Model, layer: Layer, inputs: list[np.ndarray]) -> np.ndarray:
+    a = layer.attrs
+    return dp.avg_pool(inputs[0], a["kernel"], a["stride"], a["padding"], a["pad_value"], a["mult"], a["shift"],
+                       a["lo"], a["hi"], model.config.rounding)
+
+
+def _global_avg_pool(model: Model, layer: Layer, inputs: list[np.ndarray]) -> np.ndarray:
+    a = layer.attrs
+    return dp.global_avg_pool(inputs[0], a["mult"], a["shift"], a["lo"], a["hi"], model.config.rounding)
+
+
+def _flatten(model: Model, layer: Layer, inputs: list[np.ndarray]) -> np.ndarray:
+    return np.asarray(inputs[0]).reshape(len(inputs[0]), -1)
+
+
+def _reshape(model: Model, layer: Layer, inputs: list[np.ndarray]) -> np.ndarray:
+    return np.asarray(inputs[0]).reshape((len(inputs[0]),) + tuple(layer.attrs["shape"]))
+
+
+def _concat(model: Model, layer: Layer, inputs: list[np.ndarray]) -> np.ndarray:
+    return dp.concat(inputs, layer.attrs["axis"])
+
+
+#: One handler per op of :data:`accel.ir.OPS`: (model, layer, inputs) -> int64 output.
+CONTRACT_HANDLERS = {
+    "conv2d": _mac, "linear": _mac, "add": _add, "max_pool": _max_pool, "avg_pool": _avg_pool,
+    "global_avg_pool": _global_avg_pool, "flatten": _flatten, "reshape": _reshape, "concat": _concat,
+}
 
 
 def run_layer_contract(model: Model, layer: Layer, inputs: list[np.ndarray]) -> np.ndarray:
     """One layer through the contract; returns int64."""
-    cfg = model.config
-    a, arr = layer.attrs, layer.arrays
-    x = inputs[0]
-    if layer.op in ("conv2d", "linear"):
-        mult = arr["mult"] if cfg.requant is Requant.MULTIPLY_SHIFT else 1
-        common = (arr["codes"], arr["lut"], arr["bias"], arr["shift"], mult, a["lo"], a["hi"], cfg)
-        if layer.op == "linear":
-            return dp.linear(x, *common, raw=a["raw"])
-        return dp.conv2d(x, *common, stride=a["stride"], padding=a["padding"], dilation=a["dilation"],
-                         groups=a["groups"], pad_value=a["pad_value"], raw=a["raw"])
-    if layer.op == "add":
-        return dp.add(x, inputs[1], a["shift_a"], a["shift_b"], a["shift"], a["lo"], a["hi"], cfg.rounding)
-    if layer.op == "max_pool":
-        return dp.max_pool(x, a["kernel"], a["stride"], a["padding"])
-    if layer.op == "avg_pool":
-        return dp.avg_pool(x, a["kernel"], a["stride"], a["padding"], a["pad_value"], a["mult"], a["shift"],
-                           a["lo"], a["hi"], cfg.rounding)
-    if layer.op == "global_avg_pool":
-        return dp.global_avg_pool(x, a["mult"], a["shift"], a["lo"], a["hi"], cfg.rounding)
-    if layer.op == "flatten":
-        return np.asarray(x).reshape(len(x), -1)
-    if layer.op == "reshape":
-        return np.asarray(x).reshape((len(x),) + tuple(a["shape"]))
-    if layer.op == "concat":
-        return dp.concat(inputs, a["axis"])
-    raise ValueError(f"unknown op {layer.op!r}")
+    handler = CONTRACT_HANDLERS.get(layer.op)
+    if handler is None:
+        raise ModelError(f"layer {layer.name!r}: op {layer.op!r} has no contract handler")
+    return handler(model, layer, inputs)
 
 
 def run_model_contract(model: Model, inputs, return_all: bool = False) -> dict[str, np.ndarray]:

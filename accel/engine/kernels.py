@@ -10,8 +10,15 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["requant_scalar", "conv2d_direct", "im2col_f", "mac_epilogue", "max_pool2d",
+__all__ = ["wrap_scalar", "requant_scalar", "conv2d_direct", "im2col_f", "mac_epilogue", "max_pool2d",
            "avg_pool2d", "requant_array"]
+
+
+@njit(inline="always", cache=True)
+def wrap_scalar(acc, acc_bits):
+    """Two's complement wrap of the int64 ``acc`` to ``acc_bits`` bits (:func:`accel.datapath.wrap`)."""
+    half = np.int64(1) << (acc_bits - 1)
+    return ((acc + half) & ((half << 1) - 1)) - half
 
 
 @njit(inline="always", cache=True)
@@ -42,10 +49,8 @@ def conv2d_direct(x, w, bias, shift, mult, lo, hi, sh, sw, pt, pl, dh, dw, group
     n_out, cg, kh, kw = w.shape
     oh_n, ow_n = out.shape[2], out.shape[3]
     ng = n_out // groups
-    half = np.int64(1) << (acc_bits - 1)
-    mask = (np.int64(1) << acc_bits) - 1
-    amin = -half
-    amax = half - 1
+    amax = (np.int64(1) << (acc_bits - 1)) - 1
+    amin = -amax - 1
     pad = np.int64(pad_value)
     for bn in prange(b_n * n_out):
         b = bn // n_out
@@ -69,7 +74,7 @@ def conv2d_direct(x, w, bias, shift, mult, lo, hi, sh, sw, pt, pl, dh, dw, group
                             if saturate:
                                 acc = min(max(acc, amin), amax)
                 if not saturate:
-                    acc = ((acc + half) & mask) - half
+                    acc = wrap_scalar(acc, acc_bits)
                 if raw:
                     out[b, n, oh, ow] = acc
                 else:
@@ -107,8 +112,6 @@ def im2col_f(x, kh, kw, sh, sw, pt, pl, dh, dw, pad_value, oh_n, ow_n, out):
 def mac_epilogue(acc2d, bias, shift, mult, lo, hi, acc_bits, multiply, half_up, raw, out):
     """Exact sums ``acc2d`` (B*P, N) (float holding integers) + bias, wrapped, requantized into ``out`` (B, N, P)."""
     b_n, n_out, p_n = out.shape
-    half = np.int64(1) << (acc_bits - 1)
-    mask = (np.int64(1) << acc_bits) - 1
     for bn in prange(b_n * n_out):
         b = bn // n_out
         n = bn % n_out
@@ -116,8 +119,7 @@ def mac_epilogue(acc2d, bias, shift, mult, lo, hi, acc_bits, multiply, half_up, 
         s = np.int64(shift[n])
         m = np.int64(mult[n])
         for p in range(p_n):
-            acc = np.int64(acc2d[b * p_n + p, n]) + bias_n
-            acc = ((acc + half) & mask) - half
+            acc = wrap_scalar(np.int64(acc2d[b * p_n + p, n]) + bias_n, acc_bits)
             if raw:
                 out[b, n, p] = acc
             else:

@@ -22,47 +22,72 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..config import Requant, Rounding
-from ..datapath import decode_weights
+from ..datapath import DTYPE_RANGES, decode_weights
 from ..ir import Layer, Model
 
-__all__ = ["exact_in_float", "lower_layers", "ONNX_OPSET"]
+__all__ = ["EXACT_IN_FLOAT", "F32_EXACT_BOUND", "FLOAT_LOWERINGS", "exact_in_float", "lower_layers",
+           "ONNX_OPSET"]
 
 ONNX_OPSET = 17
-_F32_SAFE = 1 << 23   # |t| below this keeps 2t exact in float32 (the s = 0 case of the identity)
+#: Integers below this in magnitude are exact in float32 (24-bit significand), so is any sum of
+#: them whose partial sums all stay below it, in any order.
+F32_EXACT_BOUND = 1 << 24
+_F32_SAFE = F32_EXACT_BOUND >> 1  # |t| below this keeps 2t exact in float32 (the s = 0 case of the identity)
 _F64_SAFE = 1 << 51
+#: Largest magnitude of an 8-bit tensor (int8 or uint8): the bound on a residual add's inputs.
+_BYTE_MAX = max(abs(v) for dtype in ("int8", "uint8") for v in DTYPE_RANGES[dtype])
 _ONNX_TYPE = {"int8": TensorProto.INT8, "uint8": TensorProto.UINT8, "int32": TensorProto.INT32}
 
 
 def _input_bound(model: Model, layer: Layer) -> int:
     lo, hi = model.tensors[layer.inputs[0]].range
-    bound = max(abs(lo), abs(hi))
-    if layer.op in ("conv2d", "avg_pool"):
-        bound = max(bound, abs(int(layer.attrs["pad_value"])))
-    return bound
+    # Padded positions hold pad_value (conv2d, avg_pool): it bounds the products too.
+    return max(abs(lo), abs(hi), abs(int(layer.attrs.get("pad_value", 0))))
+
+
+def _mac_exact(model: Model, layer: Layer) -> bool:
+    cfg = model.config
+    w = decode_weights(layer.arrays["codes"], layer.arrays["lut"])
+    n = w.shape[0]
+    bound = (np.abs(w).reshape(n, -1).sum(axis=1) * _input_bound(model, layer)
+             + np.abs(layer.arrays["bias"].astype(np.int64)))
+    worst = int(bound.max(initial=0))
+    if worst >= _F32_SAFE or worst > cfg.acc_max:
+        return False
+    if cfg.requant is Requant.MULTIPLY_SHIFT and not layer.attrs["raw"]:
+        return worst * int(layer.arrays["mult"].max(initial=0)) < _F64_SAFE
+    return True
+
+
+def _add_exact(model: Model, layer: Layer) -> bool:
+    a = layer.attrs
+    return _BYTE_MAX * ((1 << a["shift_a"]) + (1 << a["shift_b"])) < _F32_SAFE
+
+
+def _pool_exact(model: Model, layer: Layer) -> bool:
+    a = layer.attrs
+    shape = model.tensors[layer.inputs[0]].shape
+    window = a["kernel"][0] * a["kernel"][1] if layer.op == "avg_pool" else shape[1] * shape[2]
+    xmax = _input_bound(model, layer)
+    return window * xmax < F32_EXACT_BOUND and window * xmax * a["mult"] < _F64_SAFE
+
+
+def _no_arithmetic(model: Model, layer: Layer) -> bool:
+    return True
+
+
+#: Per op of :data:`accel.ir.OPS`: whether the float lowering of a layer is provably bit-exact.
+EXACT_IN_FLOAT = {
+    "conv2d": _mac_exact, "linear": _mac_exact, "add": _add_exact, "avg_pool": _pool_exact,
+    "global_avg_pool": _pool_exact, "max_pool": _no_arithmetic, "flatten": _no_arithmetic,
+    "reshape": _no_arithmetic, "concat": _no_arithmetic,
+}
 
 
 def exact_in_float(model: Model, layer: Layer) -> bool:
-    """Whether the float lowering of ``layer`` is provably bit-exact."""
-    cfg = model.config
-    a = layer.attrs
-    xmax = _input_bound(model, layer) if layer.inputs and layer.op not in ("add", "concat") else 255
-    if layer.op in ("conv2d", "linear"):
-        w = decode_weights(layer.arrays["codes"], layer.arrays["lut"])
-        n = w.shape[0]
-        bound = np.abs(w).reshape(n, -1).sum(axis=1) * xmax + np.abs(layer.arrays["bias"].astype(np.int64))
-        worst = int(bound.max(initial=0))
-        if worst >= _F32_SAFE or worst > cfg.acc_max:
-            return False
-        if cfg.requant is Requant.MULTIPLY_SHIFT and not a["raw"]:
-            return worst * int(layer.arrays["mult"].max(initial=0)) < _F64_SAFE
-        return True
-    if layer.op == "add":
-        return 255 * ((1 << a["shift_a"]) + (1 << a["shift_b"])) < _F32_SAFE
-    if layer.op in ("avg_pool", "global_avg_pool"):
-        shape = model.tensors[layer.inputs[0]].shape
-        window = a["kernel"][0] * a["kernel"][1] if layer.op == "avg_pool" else shape[1] * shape[2]
-        return window * xmax < (1 << 24) and window * xmax * a["mult"] < _F64_SAFE
-    return layer.op in ("max_pool", "flatten", "reshape", "concat")
+    """Whether the float lowering of ``layer`` is provably bit-exact (an op without a check is not)."""
+    check = EXACT_IN_FLOAT.get(layer.op)
+    return check is not None and check(model, layer)
 
 
 def _fold_fits(w: np.ndarray, bias: np.ndarray, shift: np.ndarray, xmax: int, half_up: bool) -> bool:
@@ -71,7 +96,7 @@ def _fold_fits(w: np.ndarray, bias: np.ndarray, shift: np.ndarray, xmax: int, ha
     bound = np.abs(w).reshape(n, -1).sum(axis=1) * xmax + np.abs(bias)
     if half_up:
         bound = bound + np.where(shift > 0, np.ldexp(1.0, shift - 1), 0.0)
-    return bool(np.all(bound < (1 << 24)))
+    return bool(np.all(bound < F32_EXACT_BOUND))
 
 
 class _Graph:
@@ -134,78 +159,113 @@ def _requant(g: _Graph, acc: str, layer: Layer, model: Model, rank: int, shift, 
     return g.op("Cast", [t], hint, to=TensorProto.FLOAT)
 
 
-def _lower_layer(g: _Graph, layer: Layer, model: Model, names: dict[str, str]) -> str:
+def _pad_node(g: _Graph, x: str, padding, pad_value: int, hint: str) -> str:
+    """Explicit constant padding with ``pad_value`` (ONNX pads of Conv and AveragePool pad with 0)."""
+    pt, pl, pb, pr = padding
+    return g.op("Pad", [x, g.const(np.array([0, 0, pt, pl, 0, 0, pb, pr]), hint + "_pads", np.int64),
+                        g.const(pad_value, hint + "_padv")], hint, mode="constant")
+
+
+def _lower_mac(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
     cfg = model.config
     a, arr = layer.attrs, layer.arrays
     x = names[layer.inputs[0]]
-    hint = layer.name.replace("/", "_")
-    if layer.op in ("conv2d", "linear"):
-        w = decode_weights(arr["codes"], arr["lut"]).astype(np.float64)
-        bias = arr["bias"].astype(np.float64)
-        shift = arr["shift"].astype(np.int64)
-        half_up = cfg.rounding is Rounding.HALF_UP
-        folded = (not a["raw"] and cfg.requant is Requant.SHIFT
-                  and _fold_fits(w, bias, shift, _input_bound(model, layer), half_up))
-        if folded:
-            # Fold the rounding offset and the power-of-two scale into the weights and bias:
-            # conv(x, W 2^-s) + (b + 2^(s-1)) 2^-s is exactly (acc + 2^(s-1)) / 2^s, so one
-            # Clip and one Floor finish the requantization (clip and floor commute on integers).
-            scale = np.ldexp(1.0, -shift)
-            offset = np.where(shift > 0, np.ldexp(1.0, shift - 1), 0.0) if half_up else 0.0
-            w = w * scale.reshape((-1,) + (1,) * (w.ndim - 1))
-            bias = (bias + offset) * scale
-        wname, bname = g.const(w.astype(np.float32), hint + "_w"), g.const(bias.astype(np.float32), hint + "_bias")
-        if layer.op == "conv2d":
-            if a["pad_value"] != 0 and any(a["padding"]):
-                pt, pl, pb, pr = a["padding"]
-                x = g.op("Pad", [x, g.const(np.array([0, 0, pt, pl, 0, 0, pb, pr]), hint + "_pads", np.int64),
-                                 g.const(a["pad_value"], hint + "_padv")], hint, mode="constant")
-                pads = [0, 0, 0, 0]
-            else:
-                pads = list(a["padding"])
-            acc = g.op("Conv", [x, wname, bname], hint, pads=pads, strides=list(a["stride"]),
-                       dilations=list(a["dilation"]), group=int(a["groups"]),
-                       kernel_shape=list(w.shape[2:]))
-            rank = 4
+    w = decode_weights(arr["codes"], arr["lut"]).astype(np.float64)
+    bias = arr["bias"].astype(np.float64)
+    shift = arr["shift"].astype(np.int64)
+    half_up = cfg.rounding is Rounding.HALF_UP
+    folded = (not a["raw"] and cfg.requant is Requant.SHIFT
+              and _fold_fits(w, bias, shift, _input_bound(model, layer), half_up))
+    if folded:
+        # Fold the rounding offset and the power-of-two scale into the weights and bias:
+        # conv(x, W 2^-s) + (b + 2^(s-1)) 2^-s is exactly (acc + 2^(s-1)) / 2^s, so one
+        # Clip and one Floor finish the requantization (clip and floor commute on integers).
+        scale = np.ldexp(1.0, -shift)
+        offset = np.where(shift > 0, np.ldexp(1.0, shift - 1), 0.0) if half_up else 0.0
+        w = w * scale.reshape((-1,) + (1,) * (w.ndim - 1))
+        bias = (bias + offset) * scale
+    wname, bname = g.const(w.astype(np.float32), hint + "_w"), g.const(bias.astype(np.float32), hint + "_bias")
+    if layer.op == "conv2d":
+        if a["pad_value"] != 0 and any(a["padding"]):
+            x = _pad_node(g, x, a["padding"], a["pad_value"], hint)
+            pads = [0, 0, 0, 0]
         else:
-            acc = g.op("Gemm", [x, wname, bname], hint, transB=1)
-            rank = 2
-        if a["raw"]:
-            return acc
-        if folded:
-            return g.op("Floor", [_clip(g, acc, a["lo"], a["hi"], np.float32, hint)], hint)
-        mult = arr["mult"] if cfg.requant is Requant.MULTIPLY_SHIFT else None
-        return _requant(g, acc, layer, model, rank, shift, mult, hint)
-    if layer.op == "add":
-        b = names[layer.inputs[1]]
-        ta = g.op("Mul", [x, g.const(float(1 << a["shift_a"]), hint + "_sa")], hint) if a["shift_a"] else x
-        tb = g.op("Mul", [b, g.const(float(1 << a["shift_b"]), hint + "_sb")], hint) if a["shift_b"] else b
-        t = g.op("Add", [ta, tb], hint)
-        t = _round_shift(g, t, a["shift"], 4, cfg.rounding is Rounding.HALF_UP, np.float32, hint)
-        return _clip(g, t, a["lo"], a["hi"], np.float32, hint)
-    if layer.op == "max_pool":
-        return g.op("MaxPool", [x], hint, kernel_shape=list(a["kernel"]), strides=list(a["stride"]),
-                    pads=list(a["padding"]))
-    if layer.op == "avg_pool":
-        c = model.tensors[layer.inputs[0]].shape[0]
-        if any(a["padding"]):
-            pt, pl, pb, pr = a["padding"]
-            x = g.op("Pad", [x, g.const(np.array([0, 0, pt, pl, 0, 0, pb, pr]), hint + "_pads", np.int64),
-                             g.const(a["pad_value"], hint + "_padv")], hint, mode="constant")
-        ones = g.const(np.ones((c, 1) + tuple(a["kernel"])), hint + "_ones")
-        total = g.op("Conv", [x, ones], hint, strides=list(a["stride"]), group=c,
-                     kernel_shape=list(a["kernel"]))
-        return _requant(g, total, layer, model, 4, a["shift"], a["mult"], hint)
-    if layer.op == "global_avg_pool":
-        total = g.op("ReduceSum", [x, g.const(np.array([2, 3]), hint + "_axes", np.int64)], hint, keepdims=1)
-        return _requant(g, total, layer, model, 4, a["shift"], a["mult"], hint)
-    if layer.op == "flatten":
-        return g.op("Flatten", [x], hint, axis=1)
-    if layer.op == "reshape":
-        return g.op("Reshape", [x, g.const(np.array([0] + list(a["shape"])), hint + "_shape", np.int64)], hint)
-    if layer.op == "concat":
-        return g.op("Concat", [names[t] for t in layer.inputs], hint, axis=int(a["axis"]))
-    raise ValueError(f"layer {layer.name!r}: op {layer.op!r} has no float lowering")
+            pads = list(a["padding"])
+        acc = g.op("Conv", [x, wname, bname], hint, pads=pads, strides=list(a["stride"]),
+                   dilations=list(a["dilation"]), group=int(a["groups"]),
+                   kernel_shape=list(w.shape[2:]))
+        rank = 4
+    else:
+        acc = g.op("Gemm", [x, wname, bname], hint, transB=1)
+        rank = 2
+    if a["raw"]:
+        return acc
+    if folded:
+        return g.op("Floor", [_clip(g, acc, a["lo"], a["hi"], np.float32, hint)], hint)
+    mult = arr["mult"] if cfg.requant is Requant.MULTIPLY_SHIFT else None
+    return _requant(g, acc, layer, model, rank, shift, mult, hint)
+
+
+def _lower_add(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
+    a = layer.attrs
+    x, b = names[layer.inputs[0]], names[layer.inputs[1]]
+    ta = g.op("Mul", [x, g.const(float(1 << a["shift_a"]), hint + "_sa")], hint) if a["shift_a"] else x
+    tb = g.op("Mul", [b, g.const(float(1 << a["shift_b"]), hint + "_sb")], hint) if a["shift_b"] else b
+    t = g.op("Add", [ta, tb], hint)
+    t = _round_shift(g, t, a["shift"], 4, model.config.rounding is Rounding.HALF_UP, np.float32, hint)
+    return _clip(g, t, a["lo"], a["hi"], np.float32, hint)
+
+
+def _lower_max_pool(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
+    a = layer.attrs
+    return g.op("MaxPool", [names[layer.inputs[0]]], hint, kernel_shape=list(a["kernel"]),
+                strides=list(a["stride"]), pads=list(a["padding"]))
+
+
+def _lower_avg_pool(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
+    a = layer.attrs
+    x = names[layer.inputs[0]]
+    c = model.tensors[layer.inputs[0]].shape[0]
+    if any(a["padding"]):
+        x = _pad_node(g, x, a["padding"], a["pad_value"], hint)
+    ones = g.const(np.ones((c, 1) + tuple(a["kernel"])), hint + "_ones")
+    total = g.op("Conv", [x, ones], hint, strides=list(a["stride"]), group=c, kernel_shape=list(a["kernel"]))
+    return _requant(g, total, layer, model, 4, a["shift"], a["mult"], hint)
+
+
+def _lower_global_avg_pool(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
+    a = layer.attrs
+    total = g.op("ReduceSum", [names[layer.inputs[0]], g.const(np.array([2, 3]), hint + "_axes", np.int64)],
+                 hint, keepdims=1)
+    return _requant(g, total, layer, model, 4, a["shift"], a["mult"], hint)
+
+
+def _lower_flatten(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
+    return g.op("Flatten", [names[layer.inputs[0]]], hint, axis=1)
+
+
+def _lower_reshape(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
+    shape = g.const(np.array([0] + list(layer.attrs["shape"])), hint + "_shape", np.int64)
+    return g.op("Reshape", [names[layer.inputs[0]], shape], hint)
+
+
+def _lower_concat(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
+    return g.op("Concat", [names[t] for t in layer.inputs], hint, axis=int(layer.attrs["axis"]))
+
+
+#: Per op of :data:`accel.ir.OPS`: (graph, layer, model, tensor names, name hint) -> the output's name.
+FLOAT_LOWERINGS = {
+    "conv2d": _lower_mac, "linear": _lower_mac, "add": _lower_add, "max_pool": _lower_max_pool,
+    "avg_pool": _lower_avg_pool, "global_avg_pool": _lower_global_avg_pool, "flatten": _lower_flatten,
+    "reshape": _lower_reshape, "concat": _lower_concat,
+}
+
+
+def _lower_layer(g: _Graph, layer: Layer, model: Model, names: dict[str, str]) -> str:
+    lower = FLOAT_LOWERINGS.get(layer.op)
+    if lower is None:
+        raise ValueError(f"layer {layer.name!r}: op {layer.op!r} has no float lowering")
+    return lower(g, layer, model, names, layer.name.replace("/", "_"))
 
 
 def lower_layers(model: Model, layers: list[Layer], inputs: list[str], outputs: list[str]) -> onnx.ModelProto:

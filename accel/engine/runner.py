@@ -22,10 +22,10 @@ import numpy as np
 from ..config import Overflow, Requant, Rounding
 from ..datapath import conv_output_size, decode_weights
 from ..errors import DataError, ModelError
-from ..ir import Layer, Model
+from ..ir import MAC_OPS, Layer, Model
 from . import kernels
 
-__all__ = ["BACKENDS", "Engine", "run_model", "run_layer"]
+__all__ = ["BACKENDS", "Engine", "NUMBA_HANDLERS", "run_model", "run_layer"]
 
 BACKENDS = ("fast", "reference")
 _NP_DTYPE = {"int8": np.int8, "uint8": np.uint8, "int32": np.int32}
@@ -92,54 +92,17 @@ class Engine:
             raise ValueError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
         self.model = model
         self.backend = backend
-        self._plans = {layer.name: _MacPlan(layer, model)
-                       for layer in model.layers if layer.op in ("conv2d", "linear")}
+        self._plans = {layer.name: _MacPlan(layer, model) for layer in model.layers if layer.op in MAC_OPS}
         self._segment_cache: dict[bool, list] = {}
 
     def run_layer(self, layer: Layer | str, inputs: list[np.ndarray]) -> np.ndarray:
         """Run one layer on its input tensors (batch first) in the numba kernels."""
         if isinstance(layer, str):
             layer = self.model.layer(layer)
-        cfg = self.model.config
-        half_up = cfg.rounding is Rounding.HALF_UP
-        out_dtype = _NP_DTYPE[self.model.tensors[layer.output].dtype]
-        a = layer.attrs
-        x = inputs[0]
-        if layer.op in ("conv2d", "linear"):
-            return self._plans[layer.name].run(x)
-        if layer.op == "add":
-            total = (x.astype(np.int64) << a["shift_a"]) + (inputs[1].astype(np.int64) << a["shift_b"])
-            return self._requant_flat(total, 1, a["shift"], a["lo"], a["hi"], half_up, out_dtype)
-        if layer.op in ("max_pool", "avg_pool"):
-            kh, kw = a["kernel"]
-            sh, sw = a["stride"]
-            pt, pl, pb, pr = a["padding"]
-            b, c, h, w = x.shape
-            out = np.empty((b, c, conv_output_size(h, kh, sh, pt, pb), conv_output_size(w, kw, sw, pl, pr)),
-                           dtype=out_dtype)
-            if layer.op == "max_pool":
-                kernels.max_pool2d(x, kh, kw, sh, sw, pt, pl, out)
-            else:
-                kernels.avg_pool2d(x, kh, kw, sh, sw, pt, pl, np.int64(a["pad_value"]), np.int64(a["mult"]),
-                                   np.int64(a["shift"]), np.int64(a["lo"]), np.int64(a["hi"]), half_up, out)
-            return out
-        if layer.op == "global_avg_pool":
-            total = x.astype(np.int64).sum(axis=(2, 3), keepdims=True)
-            return self._requant_flat(total, a["mult"], a["shift"], a["lo"], a["hi"], half_up, out_dtype)
-        if layer.op == "flatten":
-            return x.reshape(x.shape[0], -1)
-        if layer.op == "reshape":
-            return x.reshape((x.shape[0],) + tuple(a["shape"]))
-        if layer.op == "concat":
-            return np.concatenate(inputs, axis=a["axis"])
-        raise ModelError(f"layer {layer.name!r}: unknown op {layer.op!r}")
-
-    @staticmethod
-    def _requant_flat(values, mult, shift, lo, hi, half_up, out_dtype):
-        flat = np.ascontiguousarray(values).reshape(-1)
-        out = np.empty(flat.shape, dtype=out_dtype)
-        kernels.requant_array(flat, np.int64(mult), np.int64(shift), np.int64(lo), np.int64(hi), half_up, out)
-        return out.reshape(values.shape)
+        handler = NUMBA_HANDLERS.get(layer.op)
+        if handler is None:
+            raise ModelError(f"layer {layer.name!r}: unknown op {layer.op!r}")
+        return handler(self, layer, inputs)
 
     def check_inputs(self, inputs) -> dict[str, np.ndarray]:
         """Normalise ``inputs`` to {name: array} and check shapes, dtypes and ranges."""
@@ -241,6 +204,81 @@ class Engine:
         if return_all:
             return values
         return {name: values[name] for name in self.model.outputs}
+
+
+def _out_dtype(model: Model, layer: Layer):
+    return _NP_DTYPE[model.tensors[layer.output].dtype]
+
+
+def _half_up(model: Model) -> bool:
+    return model.config.rounding is Rounding.HALF_UP
+
+
+def _requant_flat(model: Model, layer: Layer, values, mult, shift) -> np.ndarray:
+    """``clamp(rshift_round(values * mult, shift), lo, hi)`` element-wise, in the layer's output type."""
+    flat = np.ascontiguousarray(values).reshape(-1)
+    out = np.empty(flat.shape, dtype=_out_dtype(model, layer))
+    kernels.requant_array(flat, np.int64(mult), np.int64(shift), np.int64(layer.attrs["lo"]),
+                          np.int64(layer.attrs["hi"]), _half_up(model), out)
+    return out.reshape(values.shape)
+
+
+def _numba_mac(engine: Engine, layer: Layer, inputs: list[np.ndarray]) -> np.ndarray:
+    return engine._plans[layer.name].run(inputs[0])
+
+
+def _numba_add(engine: Engine, layer: Layer, inputs: list[np.ndarray]) -> np.ndarray:
+    a = layer.attrs
+    total = (inputs[0].astype(np.int64) << a["shift_a"]) + (inputs[1].astype(np.int64) << a["shift_b"])
+    return _requant_flat(engine.model, layer, total, 1, a["shift"])
+
+
+def _pool_output(engine: Engine, layer: Layer, x: np.ndarray) -> np.ndarray:
+    (kh, kw), (sh, sw), (pt, pl, pb, pr) = layer.attrs["kernel"], layer.attrs["stride"], layer.attrs["padding"]
+    b, c, h, w = x.shape
+    return np.empty((b, c, conv_output_size(h, kh, sh, pt, pb), conv_output_size(w, kw, sw, pl, pr)),
+                    dtype=_out_dtype(engine.model, layer))
+
+
+def _numba_max_pool(engine: Engine, layer: Layer, inputs: list[np.ndarray]) -> np.ndarray:
+    a, x = layer.attrs, inputs[0]
+    out = _pool_output(engine, layer, x)
+    kernels.max_pool2d(x, *a["kernel"], *a["stride"], *a["padding"][:2], out)
+    return out
+
+
+def _numba_avg_pool(engine: Engine, layer: Layer, inputs: list[np.ndarray]) -> np.ndarray:
+    a, x = layer.attrs, inputs[0]
+    out = _pool_output(engine, layer, x)
+    kernels.avg_pool2d(x, *a["kernel"], *a["stride"], *a["padding"][:2], np.int64(a["pad_value"]),
+                       np.int64(a["mult"]), np.int64(a["shift"]), np.int64(a["lo"]), np.int64(a["hi"]),
+                       _half_up(engine.model), out)
+    return out
+
+
+def _numba_global_avg_pool(engine: Engine, layer: Layer, inputs: list[np.ndarray]) -> np.ndarray:
+    total = inputs[0].astype(np.int64).sum(axis=(2, 3), keepdims=True)
+    return _requant_flat(engine.model, layer, total, layer.attrs["mult"], layer.attrs["shift"])
+
+
+def _numba_flatten(engine: Engine, layer: Layer, inputs: list[np.ndarray]) -> np.ndarray:
+    return inputs[0].reshape(inputs[0].shape[0], -1)
+
+
+def _numba_reshape(engine: Engine, layer: Layer, inputs: list[np.ndarray]) -> np.ndarray:
+    return inputs[0].reshape((inputs[0].shape[0],) + tuple(layer.attrs["shape"]))
+
+
+def _numba_concat(engine: Engine, layer: Layer, inputs: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(inputs, axis=layer.attrs["axis"])
+
+
+#: The reference backend: one handler per op of :data:`accel.ir.OPS`, (engine, layer, inputs) -> output.
+NUMBA_HANDLERS = {
+    "conv2d": _numba_mac, "linear": _numba_mac, "add": _numba_add, "max_pool": _numba_max_pool,
+    "avg_pool": _numba_avg_pool, "global_avg_pool": _numba_global_avg_pool, "flatten": _numba_flatten,
+    "reshape": _numba_reshape, "concat": _numba_concat,
+}
 
 
 def _threads() -> int:

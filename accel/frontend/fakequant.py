@@ -55,10 +55,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Overflow, Requant, Rounding
+from ..datapath import conv_gemm_groups, conv_output_size
 from ..errors import ModelError
-from ..ir import Layer, Model
+from ..ir import MAC_OPS, Layer, Model
 
-__all__ = ["FakeQuantModel", "FakeQuantMAC", "to_torch", "round_ste", "RShiftRound", "Clamp", "WrapAcc"]
+__all__ = ["FAKEQUANT_MODULES", "FakeQuantModel", "FakeQuantMAC", "to_torch", "round_ste", "RShiftRound", "Clamp",
+           "WrapAcc"]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -223,24 +225,17 @@ class FakeQuantMAC(nn.Module):
         lo, hi = float(cfg.acc_min), float(cfg.acc_max)
         n = w.shape[0]
         if self.op == "conv2d":
-            b = x.shape[0]
+            b, c = x.shape[:2]
             kh, kw = w.shape[2:]
             xp = self._pad(x)
-            cols = F.unfold(xp, (kh, kw), dilation=self.dilation, stride=self.stride)  # (B, C*KH*KW, L)
-            c = x.shape[1]
-            cg = c // self.groups
-            ng = n // self.groups
-            length = cols.shape[-1]
-            cols = cols.reshape(b, self.groups, cg * kh * kw, length)
-            outs = []
-            for g in range(self.groups):
-                xg = cols[:, g].permute(0, 2, 1).reshape(b * length, cg * kh * kw)
-                wg = w[g * ng:(g + 1) * ng].reshape(ng, -1)
-                outs.append(self._seq(xg, wg, self.bias[g * ng:(g + 1) * ng], lo, hi))
-            acc = torch.cat(outs, 1).reshape(b, length, n).permute(0, 2, 1)
-            oh = (xp.shape[2] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
-            ow = (xp.shape[3] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
-            return acc.reshape(b, n, oh, ow)
+            oh = conv_output_size(xp.shape[2], kh, self.stride[0], 0, 0, self.dilation[0])
+            ow = conv_output_size(xp.shape[3], kw, self.stride[1], 0, 0, self.dilation[1])
+            # unfold lays each patch out as (c, kernel row, kernel column): the contract's im2col order.
+            cols = F.unfold(xp, (kh, kw), dilation=self.dilation, stride=self.stride)  # (B, C*KH*KW, OH*OW)
+            cols = cols.transpose(1, 2).reshape(b, oh, ow, c, kh, kw)
+            outs = [self._seq(patch, w[sl].reshape(-1, patch.shape[1]), self.bias[sl], lo, hi)
+                    for sl, patch in conv_gemm_groups(cols, n, self.groups)]
+            return torch.cat(outs, 1).reshape(b, oh, ow, n).permute(0, 3, 1, 2)
         return self._seq(x, w, self.bias, lo, hi)
 
     @staticmethod
@@ -276,32 +271,70 @@ class _Op(nn.Module):
         return Clamp.apply(y, float(lo), float(hi))
 
     def forward(self, *xs: torch.Tensor) -> torch.Tensor:
-        a, op = self.attrs, self.op
-        x = xs[0]
-        if op == "add":
-            total = x * float(1 << int(a["shift_a"])) + xs[1] * float(1 << int(a["shift_b"]))
-            return self._requant(total, None, a["shift"], a["lo"], a["hi"])
-        if op == "max_pool":
-            pt, pl, pb, pr = a["padding"]
-            xp = F.pad(x, (pl, pr, pt, pb), value=-math.inf) if any(a["padding"]) else x
-            return F.max_pool2d(xp, tuple(a["kernel"]), tuple(a["stride"]))
-        if op == "avg_pool":
-            pt, pl, pb, pr = a["padding"]
-            xp = F.pad(x, (pl, pr, pt, pb), value=float(a["pad_value"])) if any(a["padding"]) else x
-            c = x.shape[1]
-            ones = torch.ones((c, 1) + tuple(a["kernel"]), dtype=x.dtype)
-            total = F.conv2d(xp, ones, None, tuple(a["stride"]), 0, 1, c)
-            return self._requant(total, a["mult"], a["shift"], a["lo"], a["hi"])
-        if op == "global_avg_pool":
-            total = x.sum(dim=(2, 3), keepdim=True)
-            return self._requant(total, a["mult"], a["shift"], a["lo"], a["hi"])
-        if op == "flatten":
-            return x.reshape(x.shape[0], -1)
-        if op == "reshape":
-            return x.reshape((x.shape[0],) + tuple(a["shape"]))
-        if op == "concat":
-            return torch.cat(xs, dim=int(a["axis"]))
-        raise ModelError(f"layer {self.name!r}: op {op!r} has no fake-quant implementation")
+        forward = _OP_FORWARD.get(self.op)
+        if forward is None:
+            raise ModelError(f"layer {self.name!r}: op {self.op!r} has no fake-quant implementation")
+        return forward(self, xs)
+
+
+def _add(op: _Op, xs) -> torch.Tensor:
+    a = op.attrs
+    total = xs[0] * float(1 << int(a["shift_a"])) + xs[1] * float(1 << int(a["shift_b"]))
+    return op._requant(total, None, a["shift"], a["lo"], a["hi"])
+
+
+def _max_pool(op: _Op, xs) -> torch.Tensor:
+    a = op.attrs
+    pt, pl, pb, pr = a["padding"]
+    xp = F.pad(xs[0], (pl, pr, pt, pb), value=-math.inf) if any(a["padding"]) else xs[0]
+    return F.max_pool2d(xp, tuple(a["kernel"]), tuple(a["stride"]))
+
+
+def _avg_pool(op: _Op, xs) -> torch.Tensor:
+    a, x = op.attrs, xs[0]
+    pt, pl, pb, pr = a["padding"]
+    xp = F.pad(x, (pl, pr, pt, pb), value=float(a["pad_value"])) if any(a["padding"]) else x
+    c = x.shape[1]
+    ones = torch.ones((c, 1) + tuple(a["kernel"]), dtype=x.dtype)
+    total = F.conv2d(xp, ones, None, tuple(a["stride"]), 0, 1, c)
+    return op._requant(total, a["mult"], a["shift"], a["lo"], a["hi"])
+
+
+def _global_avg_pool(op: _Op, xs) -> torch.Tensor:
+    a = op.attrs
+    total = xs[0].sum(dim=(2, 3), keepdim=True)
+    return op._requant(total, a["mult"], a["shift"], a["lo"], a["hi"])
+
+
+def _flatten(op: _Op, xs) -> torch.Tensor:
+    return xs[0].reshape(xs[0].shape[0], -1)
+
+
+def _reshape(op: _Op, xs) -> torch.Tensor:
+    return xs[0].reshape((xs[0].shape[0],) + tuple(op.attrs["shape"]))
+
+
+def _concat(op: _Op, xs) -> torch.Tensor:
+    return torch.cat(xs, dim=int(op.attrs["axis"]))
+
+
+#: The forward pass of every op off the MAC array: (module, inputs) -> output.
+_OP_FORWARD = {
+    "add": _add, "max_pool": _max_pool, "avg_pool": _avg_pool, "global_avg_pool": _global_avg_pool,
+    "flatten": _flatten, "reshape": _reshape, "concat": _concat,
+}
+
+
+def _mac_module(layer: Layer, model: Model, dtype: torch.dtype) -> nn.Module:
+    return FakeQuantMAC(layer, model.config, dtype, model.tensors[layer.inputs[0]].range)
+
+
+def _op_module(layer: Layer, model: Model, dtype: torch.dtype) -> nn.Module:
+    return _Op(layer, model.config, dtype)
+
+
+#: Per op of :data:`accel.ir.OPS`: (layer, model, dtype) -> the module that runs it.
+FAKEQUANT_MODULES = {op: _mac_module for op in MAC_OPS} | {op: _op_module for op in _OP_FORWARD}
 
 
 class FakeQuantModel(nn.Module):
@@ -331,13 +364,11 @@ class FakeQuantModel(nn.Module):
         self.layers = nn.ModuleDict()
         self._order: list[tuple[str, list[str], str]] = []
         for i, layer in enumerate(model.layers):
-            if layer.op in ("conv2d", "linear"):
-                rng = model.tensors[layer.inputs[0]].range
-                mod = FakeQuantMAC(layer, model.config, dtype, rng)
-            else:
-                mod = _Op(layer, model.config, dtype)
+            make = FAKEQUANT_MODULES.get(layer.op)
+            if make is None:
+                raise ModelError(f"layer {layer.name!r}: op {layer.op!r} has no fake-quant implementation")
             key = f"l{i}"
-            self.layers[key] = mod
+            self.layers[key] = make(layer, model, dtype)
             self._order.append((key, list(layer.inputs), layer.output))
 
     def run(self, inputs, return_all: bool = False) -> dict[str, torch.Tensor]:

@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from ..datapath import conv_output_size
+
 __all__ = ["FloatNode", "FloatGraph", "run_float", "FLOAT_OPS", "MAC_NODE_OPS"]
 
 #: Ops of the float graph.
@@ -128,8 +130,8 @@ def _windows(x: np.ndarray, kernel, stride, dilation=(1, 1)):
     kh, kw = kernel
     sh, sw = stride
     dh, dw = dilation
-    oh = (h - dh * (kh - 1) - 1) // sh + 1
-    ow = (w - dw * (kw - 1) - 1) // sw + 1
+    oh = conv_output_size(h, kh, sh, 0, 0, dh)  # x is already padded
+    ow = conv_output_size(w, kw, sw, 0, 0, dw)
     for i in range(kh):
         for j in range(kw):
             yield i, j, x[:, :, i * dh: i * dh + sh * (oh - 1) + 1: sh, j * dw: j * dw + sw * (ow - 1) + 1: sw]

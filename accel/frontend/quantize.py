@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ..config import AcceleratorConfig, Requant
-from ..datapath import POOL_MULT_BITS
+from ..datapath import ADD_INPUT_SHIFT_MAX, POOL_MULT_BITS, POOL_SHIFT_MAX
 from ..errors import ConfigError, ModelImportError
 from ..ir import Model, ModelBuilder
 from .calibrate import DEFAULT_CALIB_SIZE, DEFAULT_METHOD, METHODS, Calibration, calibrate
@@ -414,9 +414,9 @@ def _emit_add(em: _Emission, node: FloatNode) -> None:
     ins, out = node.inputs, node.output
     e_a, e_b = em.exponents.exponent(ins[0]), em.exponents.exponent(ins[1])
     e_t, e_y = max(e_a, e_b), em.exponents.exponent(out)
-    if e_t - min(e_a, e_b) > 16:
+    if e_t - min(e_a, e_b) > ADD_INPUT_SHIFT_MAX:
         raise ModelImportError(f"layer {node.name!r}: input exponents {e_a} and {e_b} are more than "
-                               f"16 apart; the add's left shifts allow 0..16")
+                               f"{ADD_INPUT_SHIFT_MAX} apart; the add's left shifts allow 0..{ADD_INPUT_SHIFT_MAX}")
     lo, hi = _clamp_bounds(node, e_y, *_range(em.config, em.exponents.signed(out)))
     em.builder.add_layer(node.name, "add", ins, {"shift_a": e_t - e_a, "shift_b": e_t - e_b, "shift": e_t - e_y,
                                                  "lo": lo, "hi": hi},
@@ -429,7 +429,7 @@ def _emit_average_pool(em: _Emission, node: FloatNode) -> None:
     e_x, e_y = em.exponents.exponent(ins[0]), em.exponents.exponent(out)
     window = (math.prod(node.attrs["kernel"]) if node.op == "avg_pool"
               else math.prod(em.graph.shapes[ins[0]][1:]))
-    mult, shift = _mult_shift(math.ldexp(1.0, e_y - e_x) / window, POOL_MULT_BITS, 47,
+    mult, shift = _mult_shift(math.ldexp(1.0, e_y - e_x) / window, POOL_MULT_BITS, POOL_SHIFT_MAX,
                               f"layer {node.name!r}")
     lo, hi = _range(em.config, em.exponents.signed(out))
     attrs = {"mult": mult, "shift": shift, "lo": lo, "hi": hi}

@@ -16,7 +16,7 @@ import numpy as np
 from ..config import AcceleratorConfig, load_config
 from ..data import load_dataset
 from ..errors import ConfigError, DataError, ModelImportError
-from ..ir import Model, load_model, save_model
+from ..ir import MAC_OPS, Model, load_model, save_model
 from ..report.files import check_output
 from .calibrate import DEFAULT_CALIB_SIZE, DEFAULT_METHOD, input_statistics, warn_if_statistics_differ
 from .evaluate import EvalResult, evaluate
@@ -138,7 +138,7 @@ def quantize_file(model_path: str | os.PathLike, output: str | os.PathLike, *,
     model = quantize_graph(graph, x, config, options, progress=progress)
     model.metadata["frontend"]["calibration_data"] = calib_name
     save_model(model, output, overwrite=overwrite)
-    n_mac = sum(layer.op in ("conv2d", "linear") for layer in model.layers)
+    n_mac = sum(layer.op in MAC_OPS for layer in model.layers)
     summary = (f"wrote {output}: {len(model.layers)} layers ({n_mac} on the MAC array), "
                f"W{config.weight_bits} {lut} LUT{'s per channel' if config.lut_scope.value == 'channel' else ''} "
                f"({granularity} power-of-two scales, "

@@ -8,9 +8,28 @@ from amaranth.lib.wiring import In, Out
 
 from ..config import Overflow
 from .params import LUT_VALUE_BITS, MAX_ARRAY_SIDE, check_field, product_bits, silenced_on_error
-from .pe import ProcessingElement, pe_control_layout
+from .pe import PE_LATENCY, ProcessingElement, pe_control_layout
 
-__all__ = ["SystolicArray"]
+__all__ = ["SystolicArray", "array_capture_latency", "array_drain_cycles", "array_skew"]
+
+
+def array_skew(row: int, col: int) -> int:
+    """Cycles from a beat at the array inputs to PE ``(row, col)`` using it: one register per row and column."""
+    return row + col
+
+
+def array_capture_latency(rows: int, cols: int) -> int:
+    """Cycles from the last beat of a tile at the inputs to ``done``: ``rows + cols - 1``.
+
+    The beat reaches the last PE after :func:`array_skew` ``(rows - 1, cols - 1)``
+    cycles, and ``done`` is that PE's registered output.
+    """
+    return array_skew(rows - 1, cols - 1) + PE_LATENCY
+
+
+def array_drain_cycles(rows: int) -> int:
+    """Cycles of ``drain`` that bring out every row: one row per cycle."""
+    return rows
 
 
 class SystolicArray(wiring.Component):
@@ -91,18 +110,18 @@ class SystolicArray(wiring.Component):
         return self._cols
 
     def skew(self, row: int, col: int) -> int:
-        """Cycles from a beat at the inputs to PE ``(row, col)`` using it."""
-        return row + col
+        """Cycles from a beat at the inputs to PE ``(row, col)`` using it (:func:`array_skew`)."""
+        return array_skew(row, col)
 
     @property
     def capture_latency(self) -> int:
-        """Cycles from the last beat of a tile at the inputs to ``done``: ``rows + cols - 1``."""
-        return self._rows + self._cols - 1
+        """Cycles from the last beat of a tile at the inputs to ``done`` (:func:`array_capture_latency`)."""
+        return array_capture_latency(self._rows, self._cols)
 
     @property
     def drain_cycles(self) -> int:
-        """Cycles of ``drain`` that bring out every row: ``rows``."""
-        return self._rows
+        """Cycles of ``drain`` that bring out every row (:func:`array_drain_cycles`)."""
+        return array_drain_cycles(self._rows)
 
     def elaborate(self, platform):
         m = Module()

@@ -60,7 +60,8 @@ class GemmCore(wiring.Component):
     change takes effect exactly at a tile boundary. ``layer`` must hold still
     while tiles are in flight.
 
-    Timing (cycles, exact; the performance model reads these properties):
+    Timing (cycles, exact; :attr:`timing` has them as plain numbers, which the schedule of
+    :mod:`accel.compile.schedule` reads):
 
     * the data beats of a tile are accepted one per cycle; the tile beat of the
       next tile is accepted together with the last data beat of the current one,
@@ -153,10 +154,6 @@ class GemmCore(wiring.Component):
                               overflow=cfg.overflow, bias_preload=preload)
         requants = [Requantizer(acc_bits=cfg.acc_bits, requant=cfg.requant, mult_bits=cfg.mult_bits,
                                 shift_bits=shift_bits(cfg), rounding=cfg.rounding) for _ in range(cols)]
-        # The components' own latencies are the source; the plain numbers must agree with them.
-        assert (self._timing.capture_latency == array.capture_latency
-                and self._timing.drain_cycles == array.drain_cycles
-                and self._timing.requant_latency == requants[0].latency)
         m.submodules.array = array
         decoders = [WeightDecoder(weight_bits=cfg.weight_bits) for _ in range(cols)]
         for j, dec in enumerate(decoders):
@@ -259,7 +256,7 @@ class GemmCore(wiring.Component):
 
         # Busy: a tile is held, or beats are in the array, or the drain/requant pipeline is not empty.
         pending = Signal(range(rows * cols + 2 * rows + cols + 64))
-        flight = self.input_latency + array.capture_latency + rows + self.requant_latency
+        flight = self.input_latency + array.capture_latency + array.drain_cycles + self.requant_latency
         with m.If(data_fire):
             m.d.sync += pending.eq(flight)
         with m.Elif(pending != 0):

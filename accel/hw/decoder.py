@@ -9,7 +9,10 @@ from amaranth.lib.wiring import In, Out
 
 from .params import LUT_VALUE_BITS, check_field, silenced_on_error
 
-__all__ = ["lut_write_layout", "WeightDecoder"]
+__all__ = ["DECODER_LATENCY", "lut_write_layout", "WeightDecoder"]
+
+#: Cycles from ``code`` to ``weight``: the LUT is a synchronous read port.
+DECODER_LATENCY = 1
 
 
 def lut_write_layout(weight_bits: int) -> data.StructLayout:
@@ -61,8 +64,8 @@ class WeightDecoder(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from ``code`` to ``weight``."""
-        return 1
+        """Cycles from ``code`` to ``weight``: :data:`DECODER_LATENCY`."""
+        return DECODER_LATENCY
 
     def elaborate(self, platform):
         m = Module()

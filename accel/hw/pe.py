@@ -9,7 +9,10 @@ from amaranth.lib.wiring import In, Out
 from ..config import Overflow
 from .params import LUT_VALUE_BITS, check_field, product_bits, silenced_on_error
 
-__all__ = ["pe_control_layout", "ProcessingElement"]
+__all__ = ["PE_LATENCY", "pe_control_layout", "ProcessingElement"]
+
+#: Cycles from a beat at a PE's inputs to it leaving at its outputs (one register per hop).
+PE_LATENCY = 1
 
 
 def pe_control_layout() -> data.StructLayout:
@@ -103,8 +106,8 @@ class ProcessingElement(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from a beat at the inputs to it leaving at the outputs (and to ``acc``)."""
-        return 1
+        """Cycles from a beat at the inputs to it leaving at the outputs (and to ``acc``): :data:`PE_LATENCY`."""
+        return PE_LATENCY
 
     def elaborate(self, platform):
         m = Module()

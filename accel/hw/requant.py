@@ -9,10 +9,15 @@ from amaranth.lib.wiring import In, Out
 from ..config import Requant, Rounding
 from .params import check_field, silenced_on_error
 
-__all__ = ["CLAMP_BITS", "Requantizer"]
+__all__ = ["CLAMP_BITS", "Requantizer", "requant_latency"]
 
 #: Width of the clamp bounds ``lo``/``hi``: int8 and uint8 ranges fit in signed 10 bits.
 CLAMP_BITS = 10
+
+
+def requant_latency(requant: Requant | str) -> int:
+    """Pipeline stages of a :class:`Requantizer`: [multiply,] rounding shift, clamp."""
+    return 3 if Requant(requant) is Requant.MULTIPLY_SHIFT else 2
 
 
 class Requantizer(wiring.Component):
@@ -69,8 +74,8 @@ class Requantizer(wiring.Component):
 
     @property
     def latency(self) -> int:
-        """Cycles from ``acc`` to ``value``."""
-        return 3 if self._requant is Requant.MULTIPLY_SHIFT else 2
+        """Cycles from ``acc`` to ``value`` (:func:`requant_latency`)."""
+        return requant_latency(self._requant)
 
     def elaborate(self, platform):
         m = Module()

@@ -1,14 +1,19 @@
 """Cycle timing of the GEMM core as plain numbers, for software that must not elaborate gateware.
 
-:class:`~accel.hw.core.GemmCore` reads its latency properties from here, and the
-tests hold the simulated core to them cycle for cycle.
+:class:`~accel.hw.core.GemmCore` reads its latency properties from here; the numbers
+come from the same functions that the components use for their own latencies
+(:func:`~accel.hw.array.array_capture_latency`, :func:`~accel.hw.requant.requant_latency`, ...),
+and the tests hold the simulated core to them cycle for cycle.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..config import AcceleratorConfig, Requant
+from ..config import AcceleratorConfig
+from .array import array_capture_latency, array_drain_cycles
+from .decoder import DECODER_LATENCY
+from .requant import requant_latency
 
 __all__ = ["CoreTiming"]
 
@@ -17,7 +22,7 @@ __all__ = ["CoreTiming"]
 class CoreTiming:
     """Latencies of :class:`~accel.hw.core.GemmCore` for one configuration (all in cycles).
 
-    * ``input_latency``: decoder stage, data beat accepted -> array input (1);
+    * ``input_latency``: decoder stage, data beat accepted -> array input (the decoder's latency, 1);
     * ``capture_latency``: last beat at the array input -> every PE captured (``rows + cols - 1``);
     * ``drain_cycles``: cycles that shift the results out (``rows``);
     * ``requant_latency``: requantizer pipeline (2 for ``shift``, 3 for ``multiply_shift``);
@@ -41,9 +46,11 @@ class CoreTiming:
 
     @classmethod
     def from_config(cls, config: AcceleratorConfig) -> "CoreTiming":
-        return cls(rows=config.rows, cols=config.cols, input_latency=1,
-                   capture_latency=config.rows + config.cols - 1, drain_cycles=config.rows,
-                   requant_latency=3 if config.requant is Requant.MULTIPLY_SHIFT else 2,
+        """The latencies of the core's components for ``config`` (the components' own functions)."""
+        return cls(rows=config.rows, cols=config.cols, input_latency=DECODER_LATENCY,
+                   capture_latency=array_capture_latency(config.rows, config.cols),
+                   drain_cycles=array_drain_cycles(config.rows),
+                   requant_latency=requant_latency(config.requant),
                    lut_load_cycles=config.lut_entries)
 
     @property

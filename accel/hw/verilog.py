@@ -86,8 +86,8 @@ def port_description(config: AcceleratorConfig) -> dict:
         "ports": ports,
         "timing": {
             "input_latency": core.input_latency,
-            "array_capture_latency": config.rows + config.cols - 1,
-            "drain_cycles": config.rows,
+            "array_capture_latency": core.timing.capture_latency,
+            "drain_cycles": core.timing.drain_cycles,
             "requant_latency": core.requant_latency,
             "min_last_interval": core.min_last_interval,
             "output_latency": core.output_latency,

@@ -8,16 +8,11 @@ from typing import Any
 import numpy as np
 
 from ..config import AcceleratorConfig
+from ..datapath import DTYPE_RANGES
 from ..errors import ModelError
+from .ops import validate_model
 
-__all__ = ["DTYPE_RANGES", "TensorInfo", "Layer", "Model"]
-
-#: Integer range of each tensor type the datapath moves.
-DTYPE_RANGES: dict[str, tuple[int, int]] = {
-    "int8": (-128, 127),
-    "uint8": (0, 255),
-    "int32": (-(1 << 31), (1 << 31) - 1),
-}
+__all__ = ["TensorInfo", "Layer", "Model"]
 
 
 @dataclass
@@ -99,7 +94,5 @@ class Model:
 
     def validate(self) -> "Model":
         """Check every layer against its op's schema and the configuration; return ``self``."""
-        from .ops import validate_model
-
         validate_model(self)
         return self

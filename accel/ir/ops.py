@@ -1,52 +1,39 @@
-"""Op schemas of the integer model: fields, shape inference and validation.
+"""The op registry of the integer model: fields, shape inference, validation and MAC counts.
 
-Each op declares its attributes and arrays; :func:`validate_model` checks a
-whole model and raises :class:`~accel.errors.ModelError` naming the layer and
-the field at the first problem.
+:data:`OPS` maps each op name to its :class:`OpSpec`, the one place that says
+what the op's layers hold and how to check them. :func:`validate_model` checks
+a whole model and raises :class:`~accel.errors.ModelError` naming the layer and
+the field at the first problem. Executors (the engine's backends, the contract
+runner, the fake-quant model) keep a ``{op: handler}`` table each; the tests
+hold every table to the ops of :data:`OPS`.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from ..config import Requant
-from ..datapath import POOL_MULT_BITS, conv_output_size
+from ..datapath import (
+    ADD_INPUT_SHIFT_MAX,
+    ADD_SHIFT_MAX,
+    DTYPE_RANGES,
+    POOL_MULT_BITS,
+    POOL_SHIFT_MAX,
+    conv_output_size,
+    max_pool_padding_fits,
+)
 from ..errors import ModelError
-from .model import DTYPE_RANGES, Layer, Model
 
-__all__ = ["OPS", "MAC_OPS", "OpSpec", "infer_shape", "validate_layer", "validate_model"]
+if TYPE_CHECKING:
+    from .model import Layer, Model, TensorInfo
 
+__all__ = ["OPS", "MAC_OPS", "OpSpec", "infer_shape", "layer_macs", "validate_layer", "validate_model"]
 
-@dataclass(frozen=True)
-class OpSpec:
-    n_inputs: int | None         #: None: one or more
-    attrs: tuple[str, ...]       #: required attributes
-    arrays: tuple[str, ...] = ()  #: required arrays
-    optional_arrays: tuple[str, ...] = ()
-
-
-_REQUANT_ATTRS = ("lo", "hi", "raw")
-_MAC_ARRAYS = ("codes", "lut", "bias", "shift")
-_MAC_OPTIONAL = ("mult", "weight_exponent")
-
-OPS: dict[str, OpSpec] = {
-    "conv2d": OpSpec(1, ("stride", "padding", "dilation", "groups", "pad_value") + _REQUANT_ATTRS,
-                     _MAC_ARRAYS, _MAC_OPTIONAL),
-    "linear": OpSpec(1, _REQUANT_ATTRS, _MAC_ARRAYS, _MAC_OPTIONAL),
-    "add": OpSpec(2, ("shift_a", "shift_b", "shift", "lo", "hi")),
-    "max_pool": OpSpec(1, ("kernel", "stride", "padding")),
-    "avg_pool": OpSpec(1, ("kernel", "stride", "padding", "pad_value", "mult", "shift", "lo", "hi")),
-    "global_avg_pool": OpSpec(1, ("mult", "shift", "lo", "hi")),
-    "flatten": OpSpec(1, ()),
-    "reshape": OpSpec(1, ("shape",)),
-    "concat": OpSpec(None, ("axis",)),
-}
-
-#: Ops that run on the MAC array (codes through the LUT, accumulate, requantize).
-MAC_OPS = ("conv2d", "linear")
+Shape = tuple[int, ...]
 
 
 def _int_attr(layer: Layer, name: str, lo: int, hi: int) -> int:
@@ -76,65 +63,6 @@ def _window_shape(layer: Layer, shape, kernel, stride, padding, dilation=(1, 1))
     return oh, ow
 
 
-def infer_shape(layer: Layer, in_shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
-    """Output shape (without batch) of ``layer`` given its input shapes; checks consistency."""
-    op = layer.op
-    if op in ("conv2d", "max_pool", "avg_pool", "global_avg_pool") and len(in_shapes[0]) != 3:
-        raise layer.error("inputs", f"expected a (C, H, W) input, got shape {in_shapes[0]}")
-    if op == "conv2d":
-        codes = np.asarray(layer.arrays["codes"])
-        if codes.ndim != 4:
-            raise layer.error("codes", f"expected 4 dimensions (N, C/groups, KH, KW), got shape {codes.shape}")
-        n, cg, kh, kw = codes.shape
-        groups = _int_attr(layer, "groups", 1, 1 << 20)
-        c = in_shapes[0][0]
-        if c % groups or n % groups or cg * groups != c:
-            raise layer.error("codes", f"shape {codes.shape} does not match {c} input channels "
-                              f"in {groups} groups (expected (N, {c // groups if c % groups == 0 else '?'}, KH, KW)"
-                              f" with N divisible by {groups})")
-        stride = _int_list(layer, "stride", 2, 1)
-        padding = _int_list(layer, "padding", 4, 0)
-        dilation = _int_list(layer, "dilation", 2, 1)
-        return (n,) + _window_shape(layer, in_shapes[0], (kh, kw), stride, padding, dilation)
-    if op == "linear":
-        codes = np.asarray(layer.arrays["codes"])
-        if codes.ndim != 2:
-            raise layer.error("codes", f"expected 2 dimensions (N, K), got shape {codes.shape}")
-        if len(in_shapes[0]) != 1 or in_shapes[0][0] != codes.shape[1]:
-            raise layer.error("codes", f"shape {codes.shape} does not match input shape {in_shapes[0]} "
-                              f"(expected a flat input of {codes.shape[1]})")
-        return (codes.shape[0],)
-    if op == "add":
-        if in_shapes[0] != in_shapes[1]:
-            raise layer.error("inputs", f"shapes differ: {in_shapes[0]} and {in_shapes[1]}")
-        return in_shapes[0]
-    if op in ("max_pool", "avg_pool"):
-        kernel = _int_list(layer, "kernel", 2, 1)
-        stride = _int_list(layer, "stride", 2, 1)
-        padding = _int_list(layer, "padding", 4, 0)
-        return (in_shapes[0][0],) + _window_shape(layer, in_shapes[0], kernel, stride, padding)
-    if op == "global_avg_pool":
-        return (in_shapes[0][0], 1, 1)
-    if op == "flatten":
-        return (math.prod(in_shapes[0]),)
-    if op == "reshape":
-        shape = _int_list(layer, "shape", len(layer.attrs["shape"]), 1)
-        if math.prod(shape) != math.prod(in_shapes[0]):
-            raise layer.error("shape", f"{list(shape)} does not hold the {math.prod(in_shapes[0])} "
-                              f"elements of input shape {in_shapes[0]}")
-        return shape
-    if op == "concat":
-        axis = _int_attr(layer, "axis", 1, len(in_shapes[0]))
-        first = in_shapes[0]
-        for s in in_shapes[1:]:
-            if len(s) != len(first) or any(a != b for i, (a, b) in enumerate(zip(s, first)) if i != axis - 1):
-                raise layer.error("inputs", f"shapes {first} and {s} differ outside axis {axis}")
-        out = list(first)
-        out[axis - 1] = sum(s[axis - 1] for s in in_shapes)
-        return tuple(out)
-    raise layer.error("op", f"unknown op; known ops: {', '.join(OPS)}")
-
-
 def _check_int_array(layer: Layer, name: str, shape: tuple[int, ...], lo: int, hi: int,
                      dtype=np.int64) -> np.ndarray:
     value = layer.arrays[name]
@@ -155,18 +83,6 @@ def _check_int_array(layer: Layer, name: str, shape: tuple[int, ...], lo: int, h
     return out
 
 
-def _check_requant(layer: Layer, model: Model, n_channels: int) -> None:
-    cfg = model.config
-    raw = layer.attrs["raw"]
-    if not isinstance(raw, (bool, np.bool_)):
-        raise layer.error("raw", f"expected true or false, got {raw!r}")
-    _check_int_array(layer, "shift", (n_channels,), 0, cfg.max_shift, np.int32)
-    if cfg.requant is Requant.MULTIPLY_SHIFT:
-        if "mult" not in layer.arrays:
-            raise layer.error("mult", "missing: requant 'multiply_shift' needs a multiplier per channel")
-        _check_int_array(layer, "mult", (n_channels,), 0, (1 << cfg.mult_bits) - 1, np.int64)
-
-
 def _check_clamp(layer: Layer, dtype: str) -> None:
     lo_t, hi_t = DTYPE_RANGES[dtype]
     lo = _int_attr(layer, "lo", lo_t, hi_t)
@@ -175,11 +91,254 @@ def _check_clamp(layer: Layer, dtype: str) -> None:
         raise layer.error("hi", f"{hi} is below lo = {lo}")
 
 
-def validate_layer(layer: Layer, model: Model) -> None:
+# ----------------------------------------------------------------------------------------------
+# Shape inference, one function per op: (layer, input shapes without batch) -> output shape.
+
+
+def _conv2d_shape(layer: Layer, in_shapes: list[Shape]) -> Shape:
+    codes = np.asarray(layer.arrays["codes"])
+    if codes.ndim != 4:
+        raise layer.error("codes", f"expected 4 dimensions (N, C/groups, KH, KW), got shape {codes.shape}")
+    n, cg, kh, kw = codes.shape
+    groups = _int_attr(layer, "groups", 1, 1 << 20)
+    c = in_shapes[0][0]
+    if c % groups or n % groups or cg * groups != c:
+        raise layer.error("codes", f"shape {codes.shape} does not match {c} input channels "
+                          f"in {groups} groups (expected (N, {c // groups if c % groups == 0 else '?'}, KH, KW)"
+                          f" with N divisible by {groups})")
+    stride = _int_list(layer, "stride", 2, 1)
+    padding = _int_list(layer, "padding", 4, 0)
+    dilation = _int_list(layer, "dilation", 2, 1)
+    return (n,) + _window_shape(layer, in_shapes[0], (kh, kw), stride, padding, dilation)
+
+
+def _linear_shape(layer: Layer, in_shapes: list[Shape]) -> Shape:
+    codes = np.asarray(layer.arrays["codes"])
+    if codes.ndim != 2:
+        raise layer.error("codes", f"expected 2 dimensions (N, K), got shape {codes.shape}")
+    if len(in_shapes[0]) != 1 or in_shapes[0][0] != codes.shape[1]:
+        raise layer.error("codes", f"shape {codes.shape} does not match input shape {in_shapes[0]} "
+                          f"(expected a flat input of {codes.shape[1]})")
+    return (codes.shape[0],)
+
+
+def _add_shape(layer: Layer, in_shapes: list[Shape]) -> Shape:
+    if in_shapes[0] != in_shapes[1]:
+        raise layer.error("inputs", f"shapes differ: {in_shapes[0]} and {in_shapes[1]}")
+    return in_shapes[0]
+
+
+def _pool_shape(layer: Layer, in_shapes: list[Shape]) -> Shape:
+    kernel = _int_list(layer, "kernel", 2, 1)
+    stride = _int_list(layer, "stride", 2, 1)
+    padding = _int_list(layer, "padding", 4, 0)
+    return (in_shapes[0][0],) + _window_shape(layer, in_shapes[0], kernel, stride, padding)
+
+
+def _global_pool_shape(layer: Layer, in_shapes: list[Shape]) -> Shape:
+    return (in_shapes[0][0], 1, 1)
+
+
+def _flatten_shape(layer: Layer, in_shapes: list[Shape]) -> Shape:
+    return (math.prod(in_shapes[0]),)
+
+
+def _reshape_shape(layer: Layer, in_shapes: list[Shape]) -> Shape:
+    shape = _int_list(layer, "shape", len(layer.attrs["shape"]), 1)
+    if math.prod(shape) != math.prod(in_shapes[0]):
+        raise layer.error("shape", f"{list(shape)} does not hold the {math.prod(in_shapes[0])} "
+                          f"elements of input shape {in_shapes[0]}")
+    return shape
+
+
+def _concat_shape(layer: Layer, in_shapes: list[Shape]) -> Shape:
+    axis = _int_attr(layer, "axis", 1, len(in_shapes[0]))
+    first = in_shapes[0]
+    for s in in_shapes[1:]:
+        if len(s) != len(first) or any(a != b for i, (a, b) in enumerate(zip(s, first)) if i != axis - 1):
+            raise layer.error("inputs", f"shapes {first} and {s} differ outside axis {axis}")
+    out = list(first)
+    out[axis - 1] = sum(s[axis - 1] for s in in_shapes)
+    return tuple(out)
+
+
+# ----------------------------------------------------------------------------------------------
+# Op-specific validation: (layer, model, input tensors, output tensor); the common checks
+# (inputs, attributes, arrays present) run before, shape inference after.
+
+
+def _check_mac(layer: Layer, model: Model, ins: list[TensorInfo], out: TensorInfo) -> None:
     cfg = model.config
+    if ins[0].dtype not in ("int8", "uint8"):
+        raise layer.error("inputs", f"input {ins[0].name!r} is {ins[0].dtype}; the MAC array takes int8 or uint8")
+    codes = np.asarray(layer.arrays["codes"])
+    n = codes.shape[0] if codes.ndim else 0
+    _check_int_array(layer, "codes", codes.shape, 0, cfg.lut_entries - 1, np.uint8)
+    lut = np.asarray(layer.arrays["lut"])
+    allowed = [(1, cfg.lut_entries)]
+    if cfg.lut_scope.value == "channel":
+        allowed.append((n, cfg.lut_entries))  # a shared (1, E) table is also valid: every decoder loads it
+    if lut.shape not in allowed:
+        raise layer.error("lut", f"expected shape {' or '.join(map(str, allowed))} for lut_scope "
+                          f"{cfg.lut_scope.value!r} and weight_bits {cfg.weight_bits}, got {lut.shape}")
+    _check_int_array(layer, "lut", lut.shape, *DTYPE_RANGES["int8"], np.int8)
+    _check_int_array(layer, "bias", (n,), cfg.acc_min, cfg.acc_max, np.int64)
+    if "weight_exponent" in layer.arrays:
+        _check_int_array(layer, "weight_exponent", (n,), -64, 64, np.int32)
+    raw = layer.attrs["raw"]
+    if not isinstance(raw, (bool, np.bool_)):
+        raise layer.error("raw", f"expected true or false, got {raw!r}")
+    _check_int_array(layer, "shift", (n,), 0, cfg.max_shift, np.int32)
+    if cfg.requant is Requant.MULTIPLY_SHIFT:
+        if "mult" not in layer.arrays:
+            raise layer.error("mult", "missing: requant 'multiply_shift' needs a multiplier per channel")
+        _check_int_array(layer, "mult", (n,), 0, (1 << cfg.mult_bits) - 1, np.int64)
+    if layer.op == "conv2d":
+        _int_attr(layer, "pad_value", *ins[0].range)
+    if raw:
+        if out.dtype != "int32":
+            raise layer.error("output", f"raw accumulators need an int32 output tensor, got {out.dtype}")
+    else:
+        if out.dtype not in ("int8", "uint8"):
+            raise layer.error("output", f"requantized output must be int8 or uint8, got {out.dtype}")
+        _check_clamp(layer, out.dtype)
+
+
+def _check_vector_types(layer: Layer, ins: list[TensorInfo], out: TensorInfo) -> None:
+    """Vector-unit ops read and write int8/uint8 and clamp to the output type."""
+    for t in ins:
+        if t.dtype not in ("int8", "uint8"):
+            raise layer.error("inputs", f"input {t.name!r} is {t.dtype}; expected int8 or uint8")
+    if out.dtype not in ("int8", "uint8"):
+        raise layer.error("output", f"output must be int8 or uint8, got {out.dtype}")
+    _check_clamp(layer, out.dtype)
+
+
+def _check_add(layer: Layer, model: Model, ins: list[TensorInfo], out: TensorInfo) -> None:
+    _check_vector_types(layer, ins, out)
+    _int_attr(layer, "shift_a", 0, ADD_INPUT_SHIFT_MAX)
+    _int_attr(layer, "shift_b", 0, ADD_INPUT_SHIFT_MAX)
+    _int_attr(layer, "shift", 0, ADD_SHIFT_MAX)
+
+
+def _check_avg_pool(layer: Layer, model: Model, ins: list[TensorInfo], out: TensorInfo) -> None:
+    _check_vector_types(layer, ins, out)
+    _int_attr(layer, "mult", 0, (1 << POOL_MULT_BITS) - 1)
+    _int_attr(layer, "shift", 0, POOL_SHIFT_MAX)
+    if layer.op == "avg_pool":
+        _int_attr(layer, "pad_value", *ins[0].range)
+
+
+def _check_movement(layer: Layer, model: Model, ins: list[TensorInfo], out: TensorInfo) -> None:
+    """Data movement keeps the type (max pool only picks elements)."""
+    for t in ins:
+        if t.dtype != out.dtype:
+            raise layer.error("output", f"{layer.op} moves data only: input {t.name!r} is {t.dtype}, "
+                              f"output {out.name!r} is {out.dtype}")
+
+
+def _check_max_pool(layer: Layer, model: Model, ins: list[TensorInfo], out: TensorInfo) -> None:
+    _check_movement(layer, model, ins, out)
+    kernel = _int_list(layer, "kernel", 2, 1)
+    padding = _int_list(layer, "padding", 4, 0)
+    if not max_pool_padding_fits(kernel, padding):
+        raise layer.error("padding", f"{list(padding)} must be smaller than the kernel {list(kernel)} on every "
+                          "side (a window of padding only has no maximum)")
+
+
+def _check_concat(layer: Layer, model: Model, ins: list[TensorInfo], out: TensorInfo) -> None:
+    _check_movement(layer, model, ins, out)
+    exps = {t.exponent for t in ins}
+    if len(exps) > 1:
+        raise layer.error("inputs", f"concat inputs must share one exponent, got {sorted(exps, key=str)}")
+
+
+def _no_macs(layer: Layer, out_shape: Shape) -> int:
+    return 0
+
+
+def _mac_count(layer: Layer, out_shape: Shape) -> int:
+    """One multiply-accumulate per output element and reduction index."""
+    return math.prod(out_shape) * math.prod(np.shape(layer.arrays["codes"])[1:])
+
+
+@dataclass(frozen=True)
+class OpSpec:
+    """What the layers of one op hold and how to check them.
+
+    Attributes
+    ----------
+    n_inputs : int or None
+        Number of input tensors (None: one or more).
+    attrs, arrays, optional_arrays : tuple of str
+        Required attributes, required arrays and arrays that may be present.
+    shape : callable (layer, input shapes) -> output shape
+        Shape inference (without batch); raises :class:`ModelError` on inconsistent inputs.
+    check : callable (layer, model, input tensors, output tensor) -> None
+        The op's own validation: types, ranges and limits of its fields.
+    input_rank : int or None
+        Rank (without batch) the first input must have; None: any.
+    macs : callable (layer, output shape) -> int
+        Multiply-accumulates per sample (0 for ops off the MAC array).
+    """
+
+    n_inputs: int | None
+    attrs: tuple[str, ...]
+    shape: Callable[[Layer, list[Shape]], Shape]
+    check: Callable[[Layer, Model, list[TensorInfo], TensorInfo], None]
+    arrays: tuple[str, ...] = ()
+    optional_arrays: tuple[str, ...] = ()
+    input_rank: int | None = None
+    macs: Callable[[Layer, Shape], int] = _no_macs
+
+
+_REQUANT_ATTRS = ("lo", "hi", "raw")
+_MAC_ARRAYS = ("codes", "lut", "bias", "shift")
+_MAC_OPTIONAL = ("mult", "weight_exponent")
+
+OPS: dict[str, OpSpec] = {
+    "conv2d": OpSpec(1, ("stride", "padding", "dilation", "groups", "pad_value") + _REQUANT_ATTRS,
+                     _conv2d_shape, _check_mac, _MAC_ARRAYS, _MAC_OPTIONAL, input_rank=3, macs=_mac_count),
+    "linear": OpSpec(1, _REQUANT_ATTRS, _linear_shape, _check_mac, _MAC_ARRAYS, _MAC_OPTIONAL,
+                     macs=_mac_count),
+    "add": OpSpec(2, ("shift_a", "shift_b", "shift", "lo", "hi"), _add_shape, _check_add),
+    "max_pool": OpSpec(1, ("kernel", "stride", "padding"), _pool_shape, _check_max_pool, input_rank=3),
+    "avg_pool": OpSpec(1, ("kernel", "stride", "padding", "pad_value", "mult", "shift", "lo", "hi"),
+                       _pool_shape, _check_avg_pool, input_rank=3),
+    "global_avg_pool": OpSpec(1, ("mult", "shift", "lo", "hi"), _global_pool_shape, _check_avg_pool,
+                              input_rank=3),
+    "flatten": OpSpec(1, (), _flatten_shape, _check_movement),
+    "reshape": OpSpec(1, ("shape",), _reshape_shape, _check_movement),
+    "concat": OpSpec(None, ("axis",), _concat_shape, _check_concat),
+}
+
+#: Ops that run on the MAC array (codes through the LUT, accumulate, requantize).
+MAC_OPS = ("conv2d", "linear")
+
+
+def _spec(layer: Layer) -> OpSpec:
     spec = OPS.get(layer.op)
     if spec is None:
         raise ModelError(f"layer {layer.name!r}: unknown op {layer.op!r}; known ops: {', '.join(OPS)}")
+    return spec
+
+
+def infer_shape(layer: Layer, in_shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
+    """Output shape (without batch) of ``layer`` given its input shapes; checks consistency."""
+    spec = _spec(layer)
+    if spec.input_rank is not None and len(in_shapes[0]) != spec.input_rank:
+        raise layer.error("inputs", f"expected a (C, H, W) input, got shape {in_shapes[0]}")
+    return tuple(spec.shape(layer, in_shapes))
+
+
+def layer_macs(model: Model, layer: Layer) -> int:
+    """Multiply-accumulates per sample of ``layer`` (0 for ops off the MAC array)."""
+    return _spec(layer).macs(layer, model.tensors[layer.output].shape)
+
+
+def validate_layer(layer: Layer, model: Model) -> None:
+    """Check ``layer`` against its op's :class:`OpSpec` and the model's configuration."""
+    spec = _spec(layer)
     if spec.n_inputs is not None and len(layer.inputs) != spec.n_inputs:
         raise layer.error("inputs", f"expected {spec.n_inputs} input(s), got {len(layer.inputs)}")
     if not layer.inputs:
@@ -200,61 +359,7 @@ def validate_layer(layer: Layer, model: Model) -> None:
     if layer.output not in model.tensors:
         raise layer.error("output", f"tensor {layer.output!r} is not defined")
     out = model.tensors[layer.output]
-
-    if layer.op in MAC_OPS:
-        if ins[0].dtype not in ("int8", "uint8"):
-            raise layer.error("inputs", f"input {ins[0].name!r} is {ins[0].dtype}; the MAC array takes int8 or uint8")
-        codes = np.asarray(layer.arrays["codes"])
-        n = codes.shape[0] if codes.ndim else 0
-        _check_int_array(layer, "codes", codes.shape, 0, cfg.lut_entries - 1, np.uint8)
-        lut = np.asarray(layer.arrays["lut"])
-        allowed = [(1, cfg.lut_entries)]
-        if cfg.lut_scope.value == "channel":
-            allowed.append((n, cfg.lut_entries))  # a shared (1, E) table is also valid: every decoder loads it
-        if lut.shape not in allowed:
-            raise layer.error("lut", f"expected shape {' or '.join(map(str, allowed))} for lut_scope "
-                              f"{cfg.lut_scope.value!r} and weight_bits {cfg.weight_bits}, got {lut.shape}")
-        _check_int_array(layer, "lut", lut.shape, -128, 127, np.int8)
-        _check_int_array(layer, "bias", (n,), cfg.acc_min, cfg.acc_max, np.int64)
-        if "weight_exponent" in layer.arrays:
-            _check_int_array(layer, "weight_exponent", (n,), -64, 64, np.int32)
-        _check_requant(layer, model, n)
-        if layer.op == "conv2d":
-            lo_in, hi_in = ins[0].range
-            _int_attr(layer, "pad_value", lo_in, hi_in)
-        if layer.attrs["raw"]:
-            if out.dtype != "int32":
-                raise layer.error("output", f"raw accumulators need an int32 output tensor, got {out.dtype}")
-        else:
-            if out.dtype not in ("int8", "uint8"):
-                raise layer.error("output", f"requantized output must be int8 or uint8, got {out.dtype}")
-            _check_clamp(layer, out.dtype)
-    elif layer.op in ("add", "avg_pool", "global_avg_pool"):
-        for t in ins:
-            if t.dtype not in ("int8", "uint8"):
-                raise layer.error("inputs", f"input {t.name!r} is {t.dtype}; expected int8 or uint8")
-        if out.dtype not in ("int8", "uint8"):
-            raise layer.error("output", f"output must be int8 or uint8, got {out.dtype}")
-        _check_clamp(layer, out.dtype)
-        if layer.op == "add":
-            _int_attr(layer, "shift_a", 0, 16)
-            _int_attr(layer, "shift_b", 0, 16)
-            _int_attr(layer, "shift", 0, 31)
-        else:
-            _int_attr(layer, "mult", 0, (1 << POOL_MULT_BITS) - 1)
-            _int_attr(layer, "shift", 0, 47)
-            if layer.op == "avg_pool":
-                _int_attr(layer, "pad_value", *ins[0].range)
-    else:
-        for t in ins:
-            if t.dtype != out.dtype:
-                raise layer.error("output", f"{layer.op} moves data only: input {t.name!r} is {t.dtype}, "
-                                  f"output {out.name!r} is {out.dtype}")
-        if layer.op == "concat":
-            exps = {t.exponent for t in ins}
-            if len(exps) > 1:
-                raise layer.error("inputs", f"concat inputs must share one exponent, got {sorted(exps, key=str)}")
-
+    spec.check(layer, model, ins, out)
     shape = infer_shape(layer, [t.shape for t in ins])
     if tuple(shape) != tuple(out.shape):
         raise layer.error("output", f"tensor {out.name!r} is declared with shape {out.shape}, "
@@ -262,6 +367,7 @@ def validate_layer(layer: Layer, model: Model) -> None:
 
 
 def validate_model(model: Model) -> None:
+    """Check the whole model: inputs, every layer in order, tensors produced once, outputs."""
     if not model.inputs:
         raise ModelError("model: no inputs")
     for name in model.inputs:

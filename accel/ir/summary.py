@@ -2,23 +2,16 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 
 from .model import Model
+from .ops import layer_macs
 
 __all__ = ["layer_macs", "summarize"]
 
 
-def layer_macs(model: Model, layer) -> int:
-    """Multiply-accumulates per sample of a conv2d/linear layer (0 for other ops)."""
-    if layer.op not in ("conv2d", "linear"):
-        return 0
-    return math.prod(model.tensors[layer.output].shape) * math.prod(layer.arrays["codes"].shape[1:])
-
-
 def summarize(model: Model) -> dict:
+    """The model as plain data: configuration, inputs, outputs, and per layer its shape, MACs and LUT levels."""
     layers = []
     for layer in model.layers:
         out = model.tensors[layer.output]

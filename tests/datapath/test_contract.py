@@ -73,3 +73,23 @@ def test_conv2d_padding_uses_pad_value():
     lut = np.ones((1, 16))
     out = dp.conv2d(x, codes, lut, [0], [0], 1, -128, 127, cfg, padding=(1, 1, 1, 1), pad_value=2)
     assert out.tolist() == [[[[16]]]]  # 8 padded positions x 2
+
+
+def test_max_pool_padding_limit():
+    assert dp.max_pool_padding_fits((2, 3), (1, 2, 1, 2))
+    assert not dp.max_pool_padding_fits((2, 3), (2, 0, 0, 0))
+    assert not dp.max_pool_padding_fits((2, 3), (0, 0, 0, 3))
+    with pytest.raises(ValueError, match=r"max_pool padding \(0, 0, 2, 0\) must be smaller than the kernel"):
+        dp.max_pool(np.zeros((1, 1, 3, 3)), (2, 2), (1, 1), (0, 0, 2, 0))
+
+
+def test_conv_gemm_groups_im2col_order():
+    # x[c, h, w] = 100 c + 10 h + w: each patch column names the element it holds.
+    x = (100 * np.arange(4)[:, None, None] + 10 * np.arange(2)[None, :, None] + np.arange(3)[None, None, :])[None]
+    cols = dp.im2col(x, (2, 2), (1, 1), (0, 0, 0, 0), (1, 1), 0)
+    groups = list(dp.conv_gemm_groups(cols, 6, 2))
+    assert [sl for sl, _ in groups] == [slice(0, 3), slice(3, 6)]
+    first, second = (patch for _, patch in groups)
+    assert first.shape == second.shape == (2, 8)  # 1 x 2 output pixels, (2 channels, 2 rows, 2 columns)
+    assert first[1].tolist() == [1, 2, 11, 12, 101, 102, 111, 112]  # c, then kernel row, then kernel column
+    assert second[0].tolist() == [200, 201, 210, 211, 300, 301, 310, 311]

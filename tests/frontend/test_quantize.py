@@ -22,6 +22,7 @@ from accel.frontend.quantize import (
     quantize_graph,
 )
 from accel.frontend.workflow import MODELS_DIR, bundled_models
+from accel.ir import MAC_OPS
 
 from .onnx_graphs import GraphBuilder, save
 from .test_onnx_import import affine_model, all_ops_model
@@ -76,7 +77,7 @@ def test_lowering_is_legal_and_tracks_float(tmp_path, name):
     model.validate()
     lo_a, hi_a = config.act_range(False)
     for layer in model.layers:
-        if layer.op in ("conv2d", "linear"):
+        if layer.op in MAC_OPS:
             assert layer.arrays["codes"].max() < config.lut_entries
             if not layer.attrs["raw"]:
                 assert 0 <= layer.arrays["shift"].min() and layer.arrays["shift"].max() <= config.max_shift

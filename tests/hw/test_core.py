@@ -3,11 +3,12 @@ cycle for cycle against the schedule (accel.compile.schedule)."""
 
 import numpy as np
 import pytest
+from amaranth.hdl import Fragment
 
 from accel.compile import plan_tiles, schedule, unpack_outputs
 from accel.config import AcceleratorConfig
 from accel.errors import ConfigError
-from accel.hw import GemmCore, check_buildable
+from accel.hw import GemmCore, Requantizer, SystolicArray, WeightDecoder, check_buildable
 from accel.hw.timing import CoreTiming
 
 from .amaranth_harness import run_job
@@ -70,6 +71,20 @@ def test_core_timing_properties_agree_with_the_components():
     assert core.min_last_interval == 2 * 4 + 3 - 1 == t.min_last_interval
     assert core.output_latency == t.min_last_interval + 3
     assert core.tile_cycles(10) == 10 + core.output_latency
+
+
+@pytest.mark.parametrize("rows, cols, requant", [(1, 1, "shift"), (8, 8, "shift"), (5, 2, "multiply_shift")])
+def test_core_timing_is_the_components_latencies(rows, cols, requant):
+    # The simulations of the array, decoder and requantizer hold these properties to the gateware.
+    cfg = AcceleratorConfig(rows=rows, cols=cols, requant=requant)
+    t = CoreTiming.from_config(cfg)
+    array = SystolicArray(rows=rows, cols=cols, act_bits=cfg.act_bits, acc_bits=cfg.acc_bits)
+    lane = Requantizer(acc_bits=cfg.acc_bits, requant=requant)
+    decoder = WeightDecoder(weight_bits=cfg.weight_bits)
+    for component in (array, lane, decoder):
+        Fragment.get(component, None)  # elaborated: they build, and Amaranth does not warn about them
+    assert (t.capture_latency, t.drain_cycles) == (array.capture_latency, array.drain_cycles)
+    assert t.requant_latency == lane.latency and t.input_latency == decoder.latency
 
 
 @pytest.mark.parametrize("changes,field", [

@@ -72,3 +72,22 @@ def test_engine_rejects_bad_inputs():
         run_model(model, np.zeros((2, 3), np.float32))
     with pytest.raises(DataError, match=r"input 'x': values -200\.\.0 outside int8"):
         run_model(model, np.array([[-200, 0, 0]]))
+
+
+@pytest.mark.parametrize("padding", [(2, 0, 0, 0), (0, 3, 0, 0), (0, 0, 2, 0), (0, 0, 0, 5)])
+def test_max_pool_padding_must_be_smaller_than_the_kernel(padding):
+    # A window of padding only has no maximum (ONNX MaxPool refuses it too).
+    b = ModelBuilder(AcceleratorConfig())
+    x = b.input("x", (1, 6, 6), "int8")
+    with pytest.raises(ModelError, match=r"^layer 'pool' \(max_pool\): field 'padding': \[.*\] must be smaller "
+                                         r"than the kernel \[2, 3\] on every side"):
+        b.max_pool("pool", x, kernel=(2, 3), stride=(1, 1), padding=padding)
+
+
+def test_max_pool_padding_one_below_the_kernel_is_accepted():
+    b = ModelBuilder(AcceleratorConfig())
+    x = b.input("x", (1, 6, 6), "int8")
+    y = b.max_pool("pool", x, kernel=(2, 3), stride=(1, 1), padding=(1, 2, 1, 2))
+    model = b.build([y])
+    out = run_model(model, np.full((1, 1, 6, 6), -100, np.int8), backend="reference")[y]
+    assert out.shape == (1, 1, 7, 8) and (out == -100).all()
