@@ -228,14 +228,15 @@ def estimate(model: Model, config: AcceleratorConfig | None = None, stats: Activ
         out_bytes = _tensor_bytes(model, lay.output)
         act_reads = act_writes = 0.0
         dram = 0.0
+        moves_data = lay.op not in ("flatten", "reshape")  # these only rename a buffer
         for t in lay.inputs:
-            if spilled(t):
+            if moves_data and spilled(t):
                 dram += dram_bytes(t)
                 act_writes += _tensor_bytes(model, t)
-        if spilled(lay.output) and lay.op not in ("flatten", "reshape"):
+        if moves_data and spilled(lay.output):
             dram += dram_bytes(lay.output)
-        else:
-            act_writes += out_bytes if lay.op not in ("flatten", "reshape") else 0
+        elif moves_data:
+            act_writes += out_bytes
         perf = LayerPerf(lay.name, lay.op, "none", 0, 0, 0.0, 0.0, energy)
         if stats is not None and lay.output in stats.sparsity:
             perf.sparsity = stats.sparsity[lay.output]

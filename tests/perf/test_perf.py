@@ -202,3 +202,10 @@ def test_cli_rejects_a_config_of_another_weight_format(tmp_path):
     out = accel("perf", str(path), "--config", str(cfg))
     assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
     assert "field 'weight_bits' is 3 but the model was quantized for 4" in out.stderr
+
+
+def test_flatten_moves_no_data():
+    b = ModelBuilder(AcceleratorConfig(act_buffer_bytes=100))
+    x = b.input("x", (4, 8, 8), "int8")  # 256 bytes: spilled to DRAM
+    perf = estimate(b.build([b.flatten("flat", x)]))
+    assert (perf.layers[0].dram_bytes, perf.cycles, perf.layers[0].unit) == (0, 0, "none")
