@@ -56,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
             raise DataError(f"--images: expected at least 1, got {args.images}")
         from ..perf.activations import dataset_inputs, measure_activations
 
-        stats = measure_activations(model, dataset_inputs(model, args.data, args.images), cols=config.cols)
+        stats = measure_activations(model, dataset_inputs(model, args.data, args.images))
     if args.compare:
         designs = compare(model, config, stats, gate_zero_macs=args.gate_zero_macs)
     else:

@@ -31,23 +31,17 @@ def dataset_inputs(model: Model, data: str | os.PathLike, images: int) -> np.nda
     return quantize_input(x, info.exponent or 0, lo, hi).astype(info.dtype)
 
 
-def measure_activations(model: Model, inputs: np.ndarray, *, cols: int | None = None,
-                        batch_size: int = 32) -> ActivationStats:
-    """Sparsity and coded size of every activation map, and the zero activations each conv/linear
-    layer feeds the array (per image means over ``inputs``).
-
-    ``cols`` is the array width of the configuration priced (default: the model's);
-    an activation is fed once per column block of ``cols`` output channels.
-    """
+def measure_activations(model: Model, inputs: np.ndarray, *, batch_size: int = 32) -> ActivationStats:
+    """Sparsity and coded size of every activation map, and the zero activations in each conv/linear
+    layer's im2col matrix, per group (per image means over ``inputs``)."""
     from ..engine import run_model
 
-    cols = cols or model.config.cols
     n = int(inputs.shape[0])
     if n == 0:
         raise DataError("activation statistics need at least one image")
     zeros: dict[str, float] = {}
     coded: dict[str, float] = {}
-    im2col_zeros: dict[str, float] = {}
+    im2col_zeros: dict[str, np.ndarray] = {}
     for start in range(0, n, batch_size):
         xb = inputs[start:start + batch_size]
         tensors = run_model(model, xb, return_all=True)
@@ -60,9 +54,9 @@ def measure_activations(model: Model, inputs: np.ndarray, *, cols: int | None = 
                 coded[name] = coded.get(name, 0.0) + float(coded_bits(value).sum()) / 8
         for layer in model.layers:
             if layer.op in MAC_OPS:
-                fed = sum(int(np.count_nonzero(p.act == 0)) * -(-p.channels_out // cols)
-                          for p in lower_layer(model, layer, tensors[layer.inputs[0]]))
-                im2col_zeros[layer.name] = im2col_zeros.get(layer.name, 0.0) + fed
+                zeros_now = np.array([np.count_nonzero(p.act == 0)
+                                      for p in lower_layer(model, layer, tensors[layer.inputs[0]])], dtype=float)
+                im2col_zeros[layer.name] = im2col_zeros.get(layer.name, 0.0) + zeros_now
     stats = ActivationStats(images=n)
     for name, z in zeros.items():
         size = int(np.prod(model.tensors[name].shape))
@@ -70,5 +64,5 @@ def measure_activations(model: Model, inputs: np.ndarray, *, cols: int | None = 
         stats.raw_bytes[name] = size * (4 if model.tensors[name].dtype == "int32" else 1)
         if name in coded:
             stats.coded_bytes[name] = coded[name] / n
-    stats.im2col_zeros = {k: v / n for k, v in im2col_zeros.items()}
+    stats.im2col_zeros = {k: (v / n).tolist() for k, v in im2col_zeros.items()}
     return stats

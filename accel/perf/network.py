@@ -51,8 +51,8 @@ class ActivationStats:
     sparsity: dict[str, float] = field(default_factory=dict)     #: tensor -> fraction of zero values
     raw_bytes: dict[str, float] = field(default_factory=dict)    #: tensor -> bytes of the map
     coded_bytes: dict[str, float] = field(default_factory=dict)  #: tensor -> bytes coded (8-bit maps)
-    im2col_zeros: dict[str, float] = field(default_factory=dict)  #: MAC layer -> zero activations fed,
-    #:                                                               each counted once per column block
+    im2col_zeros: dict[str, list[float]] = field(default_factory=dict)  #: MAC layer -> zero activations
+    #:                                                                     of its im2col matrix, per group
 
     def ratio(self, tensor: str) -> float:
         """Coded / raw size of a map (1 where it is not coded)."""
@@ -253,7 +253,10 @@ def estimate(model: Model, config: AcceleratorConfig | None = None, stats: Activ
                 energy["sram_weight"] += st.total_bytes * sram_w["weight"]
             gated = 0
             if gate_zero_macs:
-                zeros = w.padding_slots + (stats.im2col_zeros.get(lay.name, 0.0) if stats else 0.0)
+                per_group = stats.im2col_zeros.get(lay.name, []) if stats else []
+                # every activation is fed once per column block of its group
+                fed = sum(per_group) * w.col_blocks / len(per_group) if per_group else 0.0
+                zeros = w.padding_slots + fed
                 gated = int(round(zeros * cfg.cols))
             live = w.issued_macs - gated
             energy["mac"] = live * e.mac_pj
