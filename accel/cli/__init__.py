@@ -26,6 +26,7 @@ COMMAND_MODULES = [
     "accel.cli.quantize_cmd",
     "accel.cli.eval_cmd",
     "accel.cli.inspect_cmd",
+    "accel.cli.perf_cmd",
     "accel.cli.rtl_cmd",
 ]
 

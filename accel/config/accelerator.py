@@ -72,20 +72,29 @@ def _check_enum(owner: str, name: str, value: Any, kind: type[enum.Enum]) -> enu
 
 @dataclass(frozen=True)
 class EnergyTable:
-    """Energy per event in picojoules, used by the performance model.
+    """Energy per event in picojoules (static power in milliwatts), read by :mod:`accel.perf`.
 
-    Defaults are the 45 nm figures of Horowitz, "Computing's energy problem"
-    (ISSCC 2014): 8-bit multiply 0.2 pJ, 32-bit add 0.1 pJ, an 8 KiB SRAM
-    read of 64 bits about 10 pJ, DRAM about 1.3-2.6 nJ per 64 bits.
+    Process node: 45 nm. Sources: Horowitz, "Computing's energy problem (and what
+    we can do about it)", ISSCC 2014, table of integer operations and memories
+    at 45 nm, 0.9 V (``[H]`` below); the rest are stated estimates. ``docs/PERF.md``
+    lists every default with its source and how :mod:`accel.perf` scales it.
     """
 
-    mac_pj: float = 0.3             #: one 8x8 multiply plus one accumulator add
-    lut_decode_pj: float = 0.05     #: one 16x8 register-file read in the weight decoder
-    requant_pj: float = 0.2         #: one shift/round/clamp of an output
-    sram_read_byte_pj: float = 1.25
-    sram_write_byte_pj: float = 1.25
-    dram_byte_pj: float = 160.0
-    leakage_mw: float = 5.0         #: static power of the array while it runs
+    mac_pj: float = 0.2             #: one 8x8-bit multiply of a MAC [H: 8-bit multiply 0.2 pJ]
+    acc_add_pj: float = 0.1         #: one 32-bit accumulator add, scaled by acc_bits/32 [H: 32-bit add 0.1 pJ]
+    lut_decode_pj: float = 0.05     #: one read (or load) of a 16x8-bit LUT entry; estimate: an 8-bit
+    #:                                 16:1 mux, between [H]'s 8-bit add (0.03) and 16-bit add (0.05)
+    requant_pj: float = 0.2         #: one rounding shift and clamp of an output; estimate: two 32-bit
+    #:                                 adds' worth [H: 32-bit add 0.1 pJ]
+    requant_mult_pj: float = 1.6    #: the extra 32x16-bit multiply of ``multiply_shift``; estimate: half
+    #:                                 of [H]'s 32-bit multiply (3.1 pJ), multiplier area ~ width product
+    vector_op_pj: float = 0.05      #: one element operation of the vector unit (add, compare, window
+    #:                                 sum) [H: 16-bit add 0.05 pJ]
+    sram_read_byte_pj: float = 1.25   #: per byte of an 8 KiB SRAM [H: 10 pJ per 64-bit read]
+    sram_write_byte_pj: float = 1.25  #: per byte of an 8 KiB SRAM (taken equal to a read)
+    dram_byte_pj: float = 160.0     #: per byte of DRAM traffic [H: 1.3-2.6 nJ per 64 bits; low end]
+    leakage_mw: float = 5.0         #: static power of the accelerator while it runs; an assumption
+    #:                                 (no 45 nm source), scale it to the target
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -120,6 +129,13 @@ class AcceleratorConfig:
         Target clock frequency.
     weight_buffer_bytes, act_buffer_bytes, out_buffer_bytes : int
         On-chip buffer sizes.
+    vector_lanes, vector_latency : int
+        The vector unit that runs the layers the MAC array does not (add, pools,
+        concat): element operations per cycle, and pipeline latency in cycles per layer.
+    dram_bytes_per_cycle : float
+        DRAM bandwidth in bytes per clock cycle.
+    activation_coding : bool
+        Activation maps cross DRAM zero-run-length + Exp-Golomb coded (:mod:`accel.perf.coding`).
     energy : EnergyTable
         Energy per event.
     """
@@ -141,6 +157,10 @@ class AcceleratorConfig:
     weight_buffer_bytes: int = 64 * 1024
     act_buffer_bytes: int = 64 * 1024
     out_buffer_bytes: int = 16 * 1024
+    vector_lanes: int = 8
+    vector_latency: int = 2
+    dram_bytes_per_cycle: float = 8.0
+    activation_coding: bool = False
     energy: EnergyTable = field(default_factory=EnergyTable)
 
     def __post_init__(self) -> None:
@@ -158,6 +178,12 @@ class AcceleratorConfig:
         object.__setattr__(self, "clock_mhz", _check_float(own, "clock_mhz", self.clock_mhz, 1e-3, 1e5))
         for name in ("weight_buffer_bytes", "act_buffer_bytes", "out_buffer_bytes"):
             _check_int(own, name, getattr(self, name), 1, 1 << 34)
+        _check_int(own, "vector_lanes", self.vector_lanes, 1, 1 << 16)
+        _check_int(own, "vector_latency", self.vector_latency, 0, 1 << 16)
+        object.__setattr__(self, "dram_bytes_per_cycle",
+                           _check_float(own, "dram_bytes_per_cycle", self.dram_bytes_per_cycle, 1e-6, 1e9))
+        if not isinstance(self.activation_coding, bool):
+            raise ConfigError(f"{own}.activation_coding: expected true or false, got {self.activation_coding!r}")
         if isinstance(self.energy, dict):
             object.__setattr__(self, "energy", _energy_from_dict(self.energy))
         elif not isinstance(self.energy, EnergyTable):

@@ -46,6 +46,10 @@ def test_save_refuses_to_overwrite(tmp_path):
     ("[accelerator.energy]\nrows = 4", r": energy: unknown field 'rows' in the \[energy\] table"),
     ("[energy]\nmac_pj = -1.0", r"energy\.mac_pj: -1\.0 is out of range"),
     ("rows = [", r"not valid TOML"),
+    ("vector_lanes = 0", r"config\.vector_lanes: 0 is out of range"),
+    ("dram_bytes_per_cycle = 0", r"config\.dram_bytes_per_cycle: 0 is out of range"),
+    ("activation_coding = 1", r"config\.activation_coding: expected true or false, got 1"),
+    ("[energy]\nrequant_mult_pj = -2", r"energy\.requant_mult_pj: -2 is out of range"),
 ])
 def test_errors_name_file_and_field(tmp_path, text, message):
     path = tmp_path / "bad.toml"
