@@ -37,7 +37,7 @@ def test_save_refuses_to_overwrite(tmp_path):
     ("colz = 4", r"unknown field 'colz' in the configuration; allowed: acc_bits, act_bits, act_buffer_bytes, "),
     ("mac_pj = 1.0", r": unknown field 'mac_pj' in the configuration; it belongs in the \[energy\] table$"),
     ("[energy]\nrows = 4", r": energy: unknown field 'rows' in the \[energy\] table; it belongs in the top level"),
-    ("[energy]\nmac = 1.0", r": energy: unknown field 'mac' in the \[energy\] table; allowed: dram_byte_pj, "),
+    ("[energy]\nmac = 1.0", r": energy: unknown field 'mac' in the \[energy\] table; allowed: acc_add_pj, dram_byte_pj, "),
     ("[timing]\nx = 1", r": unknown table 'timing' in the configuration; allowed: "),
     ("[accelerator]\nrows = 4\n[energy]\nmac_pj = 1.0",
      r": 'energy' is outside the \[accelerator\] table; a file with \[accelerator\] holds every field inside it"),
