@@ -32,7 +32,8 @@ bench: setup
 	$(PY) bench/engine_throughput.py
 
 lint: setup
-	$(VENV)/bin/ruff check accel tests bench sim models scripts
+	$(VENV)/bin/ruff check accel tests bench models scripts
+	$(VENV)/bin/lint-imports
 
 clean:
 	rm -rf build out .pytest_cache
