@@ -35,7 +35,6 @@ for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
 from accel.config import AcceleratorConfig  # noqa: E402
 from accel.engine import Engine, run_model_contract  # noqa: E402

@@ -26,13 +26,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from accel.data import load_dataset
+from accel.frontend.export import export_pytorch
+from accel.report import Column, Table, write_json, write_text
+
 ROOT = Path(__file__).resolve().parent
 BUNDLED = ROOT.parent / "accel" / "bundled"  # where the package finds them (importlib.resources)
-sys.path.insert(0, str(ROOT.parent))
-
-from accel.data import load_dataset  # noqa: E402
-from accel.frontend.export import export_pytorch  # noqa: E402
-from accel.report import Column, Table, write_json, write_text  # noqa: E402
 
 
 def conv_bn(cin, cout, k=3, stride=1, groups=1, act=nn.ReLU):

@@ -12,18 +12,16 @@ families with power-of-two exponents, and the ``multiply_shift`` baseline
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from accel.frontend.metrics import signal_noise_energy, sqnr_db
+from accel.frontend.onnx_import import import_onnx
+from accel.frontend.weights import quantize_weights
+from accel.report import Column, Table
 
-from accel.frontend.metrics import signal_noise_energy, sqnr_db  # noqa: E402
-from accel.frontend.onnx_import import import_onnx  # noqa: E402
-from accel.frontend.weights import quantize_weights  # noqa: E402
-from accel.report import Column, Table  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 MODELS = ("cnn_digits", "cnn_mnist", "resnet_mnist", "mobilenet_mnist")
 FAMS = ("uniform", "pot", "apot", "pwlq", "mse")

@@ -31,3 +31,16 @@ def test_a_broken_contract_is_reported(tmp_path):
                       'source_modules = ["accel.frontend"]\nforbidden_modules = ["accel.engine"]\n')
     proc = _lint(str(config))
     assert proc.returncode == 1 and "BROKEN" in proc.stdout
+
+
+def test_no_test_module_imports_another():
+    """Shared fixtures, models and strategies live in tests/support, never in a test module."""
+    import ast
+
+    offenders = []
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.rsplit(".", 1)[-1].startswith("test_")]
+    assert offenders == []

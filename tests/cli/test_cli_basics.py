@@ -7,8 +7,7 @@ import sys
 import pytest
 
 from accel.ir import save_model
-
-from ..ir.helpers import small_resnet
+from tests.support.models import small_resnet
 
 
 def accel(*args, cwd=None):

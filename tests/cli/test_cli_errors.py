@@ -10,8 +10,7 @@ import pytest
 
 from accel.frontend.workflow import MODELS_DIR
 from accel.ir import save_model
-
-from ..ir.helpers import small_resnet
+from tests.support.models import small_resnet
 
 DIGITS = str(MODELS_DIR / "cnn_digits.onnx")
 

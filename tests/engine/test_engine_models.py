@@ -6,8 +6,8 @@ import pytest
 
 from accel.config import AcceleratorConfig
 from accel.engine import Engine, run_layer, run_model, run_model_contract
-
-from ..ir.helpers import small_resnet
+from tests.support.contract import assert_matches_contract
+from tests.support.models import small_resnet
 
 CONFIGS = [
     AcceleratorConfig(),
@@ -23,9 +23,7 @@ def test_whole_model_all_tensors(config):
     x = np.random.default_rng(4).integers(-128, 128, (5, 1, 12, 12)).astype(np.int8)
     want = run_model_contract(model, x, return_all=True)
     for backend in ("fast", "reference"):
-        got = run_model(model, x, backend=backend, return_all=True)
-        for name, values in want.items():
-            assert np.array_equal(got[name].astype(np.int64), values), (backend, name)
+        assert_matches_contract(model, x, run_model(model, x, backend=backend, return_all=True), backend, want)
 
 
 def test_fast_backend_runs_typical_layers_in_onnxruntime():

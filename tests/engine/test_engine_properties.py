@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 from accel.config import AcceleratorConfig
 from accel.engine import BACKENDS, Engine, run_model, run_model_contract
 from accel.ir import ModelBuilder
-
-from .strategies import conv_cases, linear_cases, mac_arrays, pool_add_concat_case
+from tests.support.contract import assert_matches_contract
+from tests.support.strategies import conv_cases, linear_cases, mac_arrays, pool_add_concat_case
 
 FULL = settings().max_examples >= 5000
 
@@ -22,13 +22,9 @@ def assert_backends_match(model, xs):
     expected = run_model_contract(model, xs)
     for backend in BACKENDS:
         got = run_model(model, xs, backend=backend)
-        for name, want in expected.items():
-            have = got[name]
-            assert have.dtype == np.dtype(model.tensors[name].dtype)
-            if not np.array_equal(have.astype(np.int64), want):
-                idx = tuple(int(i) for i in np.argwhere(have.astype(np.int64) != want)[0])
-                pytest.fail(f"{backend}: tensor {name!r} differs at {idx}: expected {want[idx]}, "
-                            f"got {have[idx]} (config {model.config.to_dict()})")
+        for name in expected:
+            assert got[name].dtype == np.dtype(model.tensors[name].dtype), (backend, name)
+        assert_matches_contract(model, xs, got, backend, expected)
 
 
 @settings(max_examples=5000 if FULL else 1000)

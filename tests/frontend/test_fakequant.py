@@ -9,48 +9,41 @@ from hypothesis import strategies as st
 from accel.config import AcceleratorConfig
 from accel.data import load_dataset
 from accel.datapath import quantize_input
-from accel.engine import run_model, run_model_contract
+from accel.engine import run_model
 from accel.errors import ModelError
 from accel.frontend.fakequant import Clamp, FakeQuantModel, RShiftRound, round_ste, to_torch
 from accel.frontend.onnx_import import import_onnx
 from accel.frontend.quantize import QuantizeOptions, quantize_graph
 from accel.frontend.workflow import MODELS_DIR, bundled_models, calibration_images, make_config
 from accel.ir import ModelBuilder
-from tests.engine.strategies import configs, conv_cases, linear_cases, mac_arrays, pool_add_concat_case
+from tests.support.contract import assert_matches_contract
+from tests.support.strategies import configs, conv_cases, linear_cases, mac_arrays, pool_add_concat_case
 
 FULL = settings().max_examples >= 5000
 
 
-def assert_matches_contract(model, xs, dtype=torch.float64):
-    expected = run_model_contract(model, xs, return_all=True)
+def assert_fakequant_matches_contract(model, xs, dtype=torch.float64):
     with torch.no_grad():
         got = FakeQuantModel(model, dtype).run(torch.as_tensor(xs), return_all=True)
-    for name, want in expected.items():
-        have = got[name].numpy()
-        assert np.all(have == np.round(have)), f"tensor {name!r} holds non-integers"
-        have = have.astype(np.int64)
-        if not np.array_equal(have, want):
-            idx = tuple(int(i) for i in np.argwhere(have != want)[0])
-            pytest.fail(f"tensor {name!r} differs at {idx}: contract {want[idx]}, fake-quant {have[idx]} "
-                        f"(config {model.config.to_dict()})")
+    assert_matches_contract(model, xs, {name: t.numpy() for name, t in got.items()}, f"fake-quant {dtype}")
 
 
 @settings(max_examples=5000 if FULL else 150)
 @given(conv_cases())
 def test_conv2d_matches_contract(case):
-    assert_matches_contract(*case)
+    assert_fakequant_matches_contract(*case)
 
 
 @settings(max_examples=5000 if FULL else 150)
 @given(linear_cases())
 def test_linear_matches_contract(case):
-    assert_matches_contract(*case)
+    assert_fakequant_matches_contract(*case)
 
 
 @settings(max_examples=2000 if FULL else 60)
 @given(st.integers(0, 2**32 - 1), st.sampled_from(["half_up", "floor"]), st.sampled_from(["int8", "uint8"]))
 def test_pool_add_concat_reshape_match_contract(seed, rounding, dtype):
-    assert_matches_contract(*pool_add_concat_case(seed, rounding, dtype))
+    assert_fakequant_matches_contract(*pool_add_concat_case(seed, rounding, dtype))
 
 
 @st.composite
@@ -96,7 +89,7 @@ def networks(draw):
 @given(networks())
 def test_random_networks_match_the_contract_and_the_engine(case):
     model, xs = case
-    assert_matches_contract(model, xs)
+    assert_fakequant_matches_contract(model, xs)
     engine = run_model(model, xs, return_all=True)
     with torch.no_grad():
         got = FakeQuantModel(model).run(torch.as_tensor(xs), return_all=True)
@@ -121,7 +114,7 @@ def test_long_reductions_at_the_extremes(k, acc_bits, overflow):
     model = b.build([y, z])
     xs = rng.integers(-128, 128, (3, k)).astype(np.int8)
     xs[0] = -128
-    assert_matches_contract(model, xs)
+    assert_fakequant_matches_contract(model, xs)
 
 
 def test_saturating_conv_runs_the_sequential_path():
@@ -136,7 +129,7 @@ def test_saturating_conv_runs_the_sequential_path():
     xs = rng.integers(0, 256, (2, 4, 5, 5)).astype(np.uint8)
     fq = FakeQuantModel(model)
     assert fq.layers["l0"]._may_saturate(fq.layers["l0"].weight())
-    assert_matches_contract(model, xs)
+    assert_fakequant_matches_contract(model, xs)
 
 
 def test_float32_mode_is_exact_while_sums_stay_below_2_to_24():
@@ -153,7 +146,7 @@ def test_float32_mode_is_exact_while_sums_stay_below_2_to_24():
     y = b.linear("fc", f, **arrays, raw=True)
     model = b.build([y])
     xs = rng.integers(-128, 128, (8, 3, 8, 8)).astype(np.int8)
-    assert_matches_contract(model, xs, torch.float32)
+    assert_fakequant_matches_contract(model, xs, torch.float32)
 
 
 def test_straight_through_gradients_reach_the_lut_and_the_input():

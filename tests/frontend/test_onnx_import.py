@@ -11,8 +11,7 @@ from accel.errors import ModelImportError
 from accel.frontend.graph import run_float
 from accel.frontend.onnx_import import SUPPORTED_OPS, import_onnx
 from accel.frontend.workflow import MODELS_DIR, bundled_models
-
-from .onnx_graphs import GraphBuilder, save
+from tests.support.models import GraphBuilder, affine_model, all_ops_model, save
 
 
 def ort_run(path, x):
@@ -42,42 +41,6 @@ def test_bundled_residual_model_has_batchnorm_in_file_and_none_after_import():
     assert sum("folded" in n.attrs for n in graph.nodes) >= 4
 
 
-def all_ops_model(tmp_path):
-    """One ONNX file with every op of the issue (ends in Softmax)."""
-    g = GraphBuilder([3, 12, 12])
-    # grouped, strided, padded, dilated conv, then BatchNorm (folded) and ReLU6 (Clip 0..6)
-    c = g.node("Conv", ["x", g.weight("w1", (6, 1, 3, 3)), g.weight("b1", (6,))], group=3,
-               strides=[1, 1], pads=[2, 1, 2, 1], dilations=[2, 1])
-    bn = g.node("BatchNormalization", [c, g.init("g", np.linspace(0.5, 1.5, 6, dtype=np.float32)),
-                                       g.init("be", np.linspace(-0.2, 0.2, 6, dtype=np.float32)),
-                                       g.init("m", np.linspace(-0.1, 0.1, 6, dtype=np.float32)),
-                                       g.init("v", np.linspace(0.5, 2.0, 6, dtype=np.float32))], epsilon=1e-3)
-    lo6 = g.node("Constant", [], value=g_tensor(0.0))
-    hi6 = g.node("Constant", [], value=g_tensor(6.0))
-    r6 = g.node("Clip", [bn, lo6, hi6])
-    # depthwise conv, general Clip bounds, residual Add with Relu
-    dw = g.node("Conv", [r6, g.weight("w2", (6, 1, 3, 3))], group=6, pads=[1, 1, 1, 1])
-    cl = g.node("Clip", [dw, g.init("cmin", np.float32(-0.5)), g.init("cmax", np.float32(2.5))])
-    add = g.node("Add", [cl, r6])
-    rl = g.node("Relu", [add])
-    ident = g.node("Identity", [rl])
-    mp = g.node("MaxPool", [ident], kernel_shape=[3, 3], strides=[2, 2], ceil_mode=1)  # 12 -> 6 (ceil)
-    ap = g.node("AveragePool", [ident], kernel_shape=[2, 2], strides=[2, 2])           # 12 -> 6
-    cat = g.node("Concat", [mp, ap], axis=1)                                          # 12 x 6 x 6
-    pw = g.node("Conv", [cat, g.weight("w3", (8, 12, 1, 1))], auto_pad=b"SAME_UPPER")
-    gp = g.node("GlobalAveragePool", [pw])
-    fl = g.node("Flatten", [gp], axis=1)
-    fc = g.node("Gemm", [fl, g.weight("w4", (8, 16)), g.weight("b4", (16,))], transB=0, alpha=0.5)
-    r = g.node("Relu", [fc])
-    rs = g.node("Reshape", [r, g.init("shape", np.array([-1, 4, 2, 2], np.int64))])
-    fl2 = g.node("Reshape", [rs, g.init("shape2", np.array([0, -1], np.int64))])
-    mm = g.node("MatMul", [fl2, g.weight("w5", (16, 10))])
-    bias = g.node("Add", [mm, g.weight("b5", (10,))])
-    drop = g.node("Dropout", [bias])
-    sm = g.node("Softmax", [drop], axis=1)
-    return save(g.build(sm), tmp_path / "all_ops.onnx")
-
-
 def test_every_supported_op_against_onnxruntime(tmp_path):
     """The graph with every op of the issue, checked number for number against onnxruntime."""
     path = all_ops_model(tmp_path)
@@ -91,12 +54,6 @@ def test_every_supported_op_against_onnxruntime(tmp_path):
     ref = ort_run(path, x)  # the file ends with Softmax: compare probabilities
     e = np.exp(ours - ours.max(1, keepdims=True))
     np.testing.assert_allclose(e / e.sum(1, keepdims=True), ref, rtol=1e-4, atol=1e-5)
-
-
-def g_tensor(value):
-    from onnx import numpy_helper
-
-    return numpy_helper.from_array(np.array(value, np.float32), "c")
 
 
 def test_unsupported_nodes_are_all_listed_before_any_work(tmp_path):
@@ -166,15 +123,6 @@ def test_old_opset_and_non_static_input(tmp_path):
     y = g.node("Relu", ["x"])
     with pytest.raises(ModelImportError, match=r"input 'x' has shape \['batch', 1, 'h', 4\]; expected a batch"):
         import_onnx(save(g.build(y), tmp_path / "dyn.onnx"))
-
-
-def affine_model(tmp_path):
-    g = GraphBuilder([2, 4, 4])
-    r = g.node("Relu", ["x"])
-    p = g.node("MaxPool", [r], kernel_shape=[2, 2], strides=[2, 2])
-    bn = g.node("BatchNormalization", [p, g.init("g", np.float32([2, 3])), g.init("b", np.float32([0.1, -1])),
-                                       g.init("m", np.float32([0, 1])), g.init("v", np.float32([1, 4]))])
-    return save(g.build(bn), tmp_path / "affine.onnx")
 
 
 def test_standalone_activation_and_batchnorm_stay_affine(tmp_path):

@@ -12,8 +12,7 @@ from accel.errors import ModelImportError
 from accel.frontend.graph import run_float
 from accel.frontend.onnx_import import SUPPORTED_OPS, import_onnx
 from accel.frontend.onnx_ops import CONVERTERS
-
-from .onnx_graphs import GraphBuilder, save
+from tests.support.models import GraphBuilder, save
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "QUANTIZATION.md"
 

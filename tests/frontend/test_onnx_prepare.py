@@ -12,8 +12,7 @@ from accel.frontend.evaluate import onnx_logits
 from accel.frontend.graph import run_float
 from accel.frontend.onnx_import import import_onnx, load_prepared
 from accel.frontend.onnx_prepare import BATCH_DIM, prepare_onnx
-
-from .onnx_graphs import GraphBuilder, save
+from tests.support.models import GraphBuilder, save
 
 
 def ort_run(path, x):

@@ -23,9 +23,7 @@ from accel.frontend.quantize import (
 )
 from accel.frontend.workflow import MODELS_DIR, bundled_models
 from accel.ir import MAC_OPS
-
-from .onnx_graphs import GraphBuilder, save
-from .test_onnx_import import affine_model, all_ops_model
+from tests.support.models import GraphBuilder, affine_model, all_ops_model, save
 
 BUNDLED = bundled_models()
 

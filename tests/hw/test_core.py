@@ -10,9 +10,9 @@ from accel.config import AcceleratorConfig
 from accel.errors import ConfigError
 from accel.hw import GemmCore, Requantizer, SystolicArray, WeightDecoder, check_buildable
 from accel.hw.timing import CoreTiming
+from tests.support.strategies import random_config, random_problem
 
 from .amaranth_harness import run_job
-from .gemm_cases import random_config, random_problem
 
 
 def _check(config, problems):

@@ -13,8 +13,7 @@ from accel.engine import run_model
 from accel.errors import AccelError, ModelError, ModelFormatError, OutputError
 from accel.ir import load_model, save_model
 from accel.ir.fileformat import MAX_MODEL_BYTES, load_model_bytes
-
-from .helpers import small_resnet
+from tests.support.models import small_resnet
 
 
 def test_round_trip_preserves_results(tmp_path):

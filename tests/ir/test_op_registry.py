@@ -13,8 +13,7 @@ from accel.errors import ModelError
 from accel.frontend.fakequant import FAKEQUANT_MODULES, FakeQuantModel
 from accel.ir import MAC_OPS, OPS, Layer, Model, layer_macs
 from accel.ir.ops import infer_shape, validate_layer
-
-from .helpers import small_resnet
+from tests.support.models import small_resnet
 
 EXECUTOR_TABLES = {
     "engine reference backend (numba)": NUMBA_HANDLERS,

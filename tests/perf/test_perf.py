@@ -16,7 +16,7 @@ from accel.errors import ConfigError
 from accel.ir import ModelBuilder, save_model
 from accel.perf import ActivationStats, array_work, coded_bits, decode, encode, estimate, vector_work, weight_storage
 from accel.perf.coding import exp_golomb_bits
-from tests.ir.helpers import small_resnet
+from tests.support.models import small_resnet
 
 
 def fc_model(config=None, per_channel=False):

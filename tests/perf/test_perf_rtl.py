@@ -19,7 +19,7 @@ from accel.perf import estimate, plan_cycles
 from accel.rtlsim.build import HARNESS_LIMITS, build_simulation
 from accel.rtlsim.jobs import run_jobs
 from accel.rtlsim.verify import model_inputs, verify_model
-from tests.hw.gemm_cases import random_problem
+from tests.support.strategies import random_problem
 
 pytestmark = pytest.mark.cocotb
 MODELS = MODELS_DIR

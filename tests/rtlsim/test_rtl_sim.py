@@ -20,7 +20,7 @@ from accel.config import AcceleratorConfig
 from accel.frontend.workflow import MODELS_DIR
 from accel.ir import ModelBuilder
 from accel.rtlsim import build_simulation, model_inputs, run_jobs, verify_model, write_cycles
-from tests.hw.gemm_cases import random_config, random_problem
+from tests.support.strategies import random_config, random_problem
 
 pytestmark = pytest.mark.cocotb
 WAVES = os.environ.get("ACCEL_WAVES", "") not in ("", "0")

@@ -1,11 +1,13 @@
-"""Random layers and configurations for the engine's property tests."""
+"""Random test cases, one module for the suite: hypothesis strategies of layers and networks
+(engine, fake-quant) and seeded random GEMM problems and configurations (gateware, cocotb, perf)."""
 
 from __future__ import annotations
 
 import numpy as np
 from hypothesis import strategies as st
 
-from accel.config import AcceleratorConfig
+from accel.compile import GemmProblem
+from accel.config import AcceleratorConfig, LutScope, Requant
 from accel.ir import ModelBuilder
 
 
@@ -130,3 +132,50 @@ def pool_add_concat_case(seed: int, rounding: str, dtype: str):
     model = b.build([r, s])
     xs = rng.integers(lo, hi + 1, (int(rng.integers(1, 4)), c, h + 2, w + 2)).astype(dtype)
     return model, xs
+
+
+# Random GEMM problems for the gateware tests (Amaranth, cocotb and the cycle model).
+CLAMPS = [(-128, 127), (0, 255), (0, 127), (0, 48)]  # int8, uint8, ReLU, ReLU6 at exponent 3
+
+
+def random_lut(rng, config: AcceleratorConfig, rows: int, kind: str = "random") -> np.ndarray:
+    e = config.lut_entries
+    if kind == "extreme":
+        return rng.choice([-128, 127], (rows, e))
+    if kind == "min":
+        return np.full((rows, e), -128)
+    return rng.integers(-128, 128, (rows, e))
+
+
+def random_problem(rng, config: AcceleratorConfig, *, pixels: int, depth: int, channels: int,
+                   signed: bool = True, lut: str = "random", raw: bool = False, clamp=None,
+                   bias_scale: float = 1.0, name: str = "gemm") -> GemmProblem:
+    """A problem of random activations, codes, LUT, bias and shifts within the config's ranges."""
+    lo_a, hi_a = config.act_range(signed)
+    act = rng.integers(lo_a, hi_a + 1, (pixels, depth))
+    if rng.random() < 0.3:  # extreme activations exercise the product and overflow corners
+        act = rng.choice([lo_a, hi_a], (pixels, depth))
+    codes = rng.integers(0, config.lut_entries, (channels, depth)).astype(np.uint8)
+    lut_rows = channels if config.lut_scope is LutScope.CHANNEL and rng.random() < 0.7 else 1
+    table = random_lut(rng, config, lut_rows, lut)
+    span = int((1 << (config.acc_bits - 1)) * bias_scale)
+    bias = rng.integers(max(config.acc_min, -span), min(config.acc_max, span) + 1, channels)
+    shift = rng.integers(0, min(config.max_shift, 31) + 1, channels)
+    shift[: min(channels, 3)] = [0, 31 if config.max_shift >= 31 else config.max_shift, 1][: min(channels, 3)]
+    mult = rng.integers(0, 1 << config.mult_bits, channels) if config.requant is Requant.MULTIPLY_SHIFT else None
+    if mult is not None:
+        shift = rng.integers(0, config.max_shift + 1, channels)
+    lo, hi = clamp or CLAMPS[rng.integers(0, len(CLAMPS))]
+    return GemmProblem(name, act, codes, table, bias, shift, mult, lo, hi, raw, signed, slice(0, channels))
+
+
+def random_config(rng, rows: int, cols: int) -> AcceleratorConfig:
+    acc_bits = int(rng.choice([16, 18, 20, 24, 32]))
+    return AcceleratorConfig(
+        rows=rows, cols=cols, acc_bits=acc_bits,
+        weight_bits=int(rng.choice([2, 3, 4, 4, 4, 8])),
+        overflow=str(rng.choice(["wrap", "saturate"])),
+        requant=str(rng.choice(["shift", "shift", "multiply_shift"])),
+        mult_bits=int(rng.choice([8, 16])),
+        rounding=str(rng.choice(["half_up", "floor"])),
+        lut_scope=str(rng.choice(["layer", "channel"])))

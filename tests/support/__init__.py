@@ -1,0 +1,1 @@
+"""Shared test support: random cases, small models, the contract assertion (no tests here)."""
