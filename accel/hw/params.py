@@ -14,7 +14,7 @@ from ..config import AcceleratorConfig, Requant
 from ..errors import ConfigError
 
 __all__ = ["LUT_VALUE_BITS", "MAX_ARRAY_SIDE", "DEPTH_BITS", "product_bits", "shift_bits",
-           "check_field", "check_buildable", "silenced_on_error"]
+           "check_field", "check_buildable", "mark_unelaborated", "silenced_on_error"]
 
 #: Width of a LUT entry: decoded weights are signed int8.
 LUT_VALUE_BITS = 8
@@ -78,6 +78,19 @@ def check_buildable(config: AcceleratorConfig) -> AcceleratorConfig:
 
 
 
+def mark_unelaborated(component):
+    """Tell Amaranth that ``component`` is meant never to be elaborated (built only to read its
+    properties, or rejected by its parameter checks), so it raises no ``UnusedElaboratable`` warning.
+
+    The one place that touches Amaranth's internals: Amaranth 0.5 (checked on 0.5.10,
+    ``amaranth/_unused.py``) has no public way to silence a single object; its ``MustUse`` base
+    reads the private class attribute ``_MustUse__silence`` when the object is collected.
+    Re-check this on an Amaranth upgrade (the warning comes back if the name changes).
+    """
+    component._MustUse__silence = True
+    return component
+
+
 class silenced_on_error:
     """Context for a component's parameter checks: a component whose checks fail is not
     reported by Amaranth as an unused elaboratable (the :class:`ConfigError` says what is wrong)."""
@@ -90,5 +103,5 @@ class silenced_on_error:
 
     def __exit__(self, kind, value, tb):
         if kind is not None and issubclass(kind, ConfigError):
-            self._component._MustUse__silence = True
+            mark_unelaborated(self._component)
         return False

@@ -12,6 +12,7 @@ from amaranth.lib import wiring
 from ..config import AcceleratorConfig
 from ..report import Table, check_output_dir, write_text
 from .core import GemmCore
+from .params import mark_unelaborated
 
 __all__ = ["TOP_NAME", "verilog_text", "port_description", "generate_verilog"]
 
@@ -28,12 +29,6 @@ def verilog_text(config: AcceleratorConfig) -> str:
     ports = [Value.cast(value) for _, _, value in core.signature.flatten(core)
              if not isinstance(value, Const)]
     return verilog.convert(core, name=TOP_NAME, ports=ports, emit_src=False)
-
-
-def _unelaborated(component):
-    """Mark a component built only to read its properties, so Amaranth does not warn about it."""
-    component._MustUse__silence = True
-    return component
 
 
 def _flatten(layout, prefix, offset=0):
@@ -64,7 +59,7 @@ def port_description(config: AcceleratorConfig) -> dict:
     from amaranth.hdl import Const, Shape
     from amaranth.lib import data
 
-    core = _unelaborated(GemmCore(config))
+    core = mark_unelaborated(GemmCore(config))
     ports = []
     for path, member, value in core.signature.flatten(core):
         if isinstance(value, Const):

@@ -9,6 +9,7 @@ from accel.compile import plan_tiles, schedule, unpack_outputs
 from accel.config import AcceleratorConfig
 from accel.errors import ConfigError
 from accel.hw import GemmCore, Requantizer, SystolicArray, WeightDecoder, check_buildable
+from accel.hw.params import mark_unelaborated
 from accel.hw.timing import CoreTiming
 from tests.support.strategies import random_config, random_problem
 
@@ -66,7 +67,7 @@ def test_core_short_tiles_wait_for_the_drain():
 def test_core_timing_properties_agree_with_the_components():
     cfg = AcceleratorConfig(rows=4, cols=3, requant="multiply_shift")
     core = GemmCore(cfg)
-    core._MustUse__silence = True
+    mark_unelaborated(core)
     t = CoreTiming.from_config(cfg)
     assert core.min_last_interval == 2 * 4 + 3 - 1 == t.min_last_interval
     assert core.output_latency == t.min_last_interval + 3
