@@ -8,6 +8,7 @@ import pytest
 from accel.demo import models_table, report_text, run_main_job
 from accel.errors import OutputError
 from accel.frontend.workflow import MODELS_DIR, bundled_models
+from tests.support.models import committed_float_top1
 
 
 @pytest.fixture
@@ -24,7 +25,7 @@ def test_demo_writes_reports_and_models(tmp_path, one_model):
     report = run_main_job(out, rtl=False, models_dir=one_model, progress=False)
     (row,) = report["models"]
     assert row["model"] == "cnn_digits" and row["images"] == 360
-    assert row["float_top1"] == pytest.approx(bundled_models()["cnn_digits"]["float_top1"], abs=0.01)
+    assert row["float_top1"] == committed_float_top1("cnn_digits")
     assert row["drop"] == pytest.approx(row["float_top1"] - row["quant_top1"], abs=0.01)
     assert json.loads((out / "demo_report.json").read_text()) == report
     markdown = (out / "demo_report.md").read_text()

@@ -6,9 +6,9 @@ import subprocess
 import sys
 
 import numpy as np
-import pytest
 
-from accel.frontend.workflow import MODELS_DIR, bundled_models
+from accel.frontend.workflow import MODELS_DIR
+from tests.support.models import committed_float_top1
 
 DIGITS = str(MODELS_DIR / "cnn_digits.onnx")
 
@@ -35,7 +35,7 @@ def test_quantize_then_eval_json_and_table(tmp_path):
     assert rc == 0, err
     result = json.loads(out)
     assert set(result) >= {"float_top1", "quant_top1", "agreement", "layers"}
-    assert result["float_top1"] == pytest.approx(bundled_models()["cnn_digits"]["float_top1"], abs=0.01)
+    assert result["float_top1"] == committed_float_top1("cnn_digits")
     assert result["float_top1"] - result["quant_top1"] <= 1.0 and result["agreement"] >= 97
     assert len(result["layers"]) == 7 and all(layer["sqnr_db"] > 10 for layer in result["layers"])
     rc, out, err = accel("eval", "d.qmodel", "--data", "digits", cwd=tmp_path)

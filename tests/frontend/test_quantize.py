@@ -23,7 +23,7 @@ from accel.frontend.quantize import (
 )
 from accel.frontend.workflow import MODELS_DIR, bundled_models
 from accel.ir import MAC_OPS
-from tests.support.models import GraphBuilder, affine_model, all_ops_model, save
+from tests.support.models import GraphBuilder, affine_model, all_ops_model, committed_float_top1, save
 
 BUNDLED = bundled_models()
 
@@ -151,7 +151,7 @@ def accuracy(name, config, options=None):
     graph = import_onnx(path)
     model = quantize_graph(graph, load_dataset(info["data"], "calib").x, config, options or QuantizeOptions())
     result = evaluate(model, load_dataset(info["data"]), onnx_path=path, sqnr=False)
-    assert result.float_top1 == pytest.approx(info["float_top1"], abs=0.01)
+    assert result.float_top1 == committed_float_top1(name)
     return result
 
 

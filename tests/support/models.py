@@ -127,3 +127,15 @@ def affine_model(tmp_path):
     bn = g.node("BatchNormalization", [p, g.init("g", np.float32([2, 3])), g.init("b", np.float32([0.1, -1])),
                                        g.init("m", np.float32([0, 1])), g.init("v", np.float32([1, 4]))])
     return save(g.build(bn), tmp_path / "affine.onnx")
+
+
+def committed_float_top1(name: str):
+    """The committed float top-1 of bundled model ``name``, as a ``pytest.approx`` that allows one
+    test image: onnxruntime's float kernels differ by CPU (AVX2, AVX-512), so a logit near-tie may
+    flip on a machine other than the one that wrote ``models.json``."""
+    import pytest
+
+    from accel.frontend.workflow import bundled_models
+
+    info = bundled_models()[name]
+    return pytest.approx(info["float_top1"], abs=100.0 / info["test_images"] + 1e-6)
