@@ -76,6 +76,7 @@ def evaluate_bundled(index: dict[str, dict], models_dir: Path, qmodel_paths: dic
     from .frontend.quantize import DEFAULT_GRANULARITY, DEFAULT_LUT, QuantizeOptions, default_config, quantize_graph
     from .frontend.workflow import calibration_images
     from .ir import save_model
+    from .perf import estimate
 
     config = default_config()
     rows = []
@@ -91,6 +92,7 @@ def evaluate_bundled(index: dict[str, dict], models_dir: Path, qmodel_paths: dic
         sqnrs = [layer["sqnr_db"] for layer in result.layers if layer["sqnr_db"] is not None]
         rows.append({**result.to_dict(), "drop": round(result.float_top1 - result.quant_top1, 2),
                      "min_layer_sqnr_db": min(sqnrs) if sqnrs else None,
+                     "cost": estimate(model).inference_summary(),
                      "seconds": round(time.time() - start, 1)})
     return {"config": {"weight_bits": config.weight_bits, "act_bits": config.act_bits,
                        "lut": DEFAULT_LUT, "granularity": DEFAULT_GRANULARITY,
@@ -126,7 +128,11 @@ def models_table(report: dict, *, detailed: bool = True) -> Table:
     keys = ["model", "data", "images", "float_top1", "quant_top1", "drop", "agreement", "min_layer_sqnr_db"]
     if not detailed:
         columns, keys = columns[:2] + columns[3:7], keys[:2] + keys[3:7]
-    return Table(columns, [[row[k] for k in keys] for row in report["models"]])
+    # What one inference costs on the configured array (accel perf's totals).
+    columns += [Column("cycles", ",d", "right"), Column("uJ/inference", ".3f", "right"),
+                Column("bits/weight", ".2f", "right")]
+    return Table(columns, [[row[k] for k in keys] + [row["cost"]["cycles"], row["cost"]["energy_uj"],
+                                                     row["cost"]["bits_per_weight"]] for row in report["models"]])
 
 
 def rtl_table(rtl: dict) -> Table:

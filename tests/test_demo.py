@@ -8,6 +8,8 @@ import pytest
 from accel.demo import models_table, report_text, run_main_job
 from accel.errors import OutputError
 from accel.frontend.workflow import MODELS_DIR, bundled_models
+from accel.ir import load_model
+from accel.perf import estimate
 from tests.support.models import committed_float_top1
 
 
@@ -27,6 +29,7 @@ def test_demo_writes_reports_and_models(tmp_path, one_model):
     assert row["model"] == "cnn_digits" and row["images"] == 360
     assert row["float_top1"] == committed_float_top1("cnn_digits")
     assert row["drop"] == pytest.approx(row["float_top1"] - row["quant_top1"], abs=0.01)
+    assert row["cost"]["cycles"] == estimate(load_model(out / "cnn_digits.qmodel")).cycles > 0
     assert json.loads((out / "demo_report.json").read_text()) == report
     markdown = (out / "demo_report.md").read_text()
     assert "| cnn_digits | digits | 360 |" in markdown and "| --- | --- | ---: |" in markdown
@@ -52,9 +55,11 @@ def test_demo_out_is_a_file(tmp_path, one_model):
 
 def test_models_table_formats():
     report = {"models": [{"model": "m", "data": "d", "images": 10, "float_top1": 99.0, "quant_top1": 98.5,
-                          "drop": 0.5, "agreement": 99.5, "min_layer_sqnr_db": None}]}
-    assert models_table(report).markdown().splitlines()[-1] == "| m | d | 10 | 99.00 | 98.50 | 0.50 | 99.50 | exact |"
+                          "drop": 0.5, "agreement": 99.5, "min_layer_sqnr_db": None,
+                          "cost": {"cycles": 12345, "energy_uj": 0.28934, "bits_per_weight": 5.625}}]}
+    assert models_table(report).markdown().splitlines()[-1] == (
+        "| m | d | 10 | 99.00 | 98.50 | 0.50 | 99.50 | exact | 12,345 | 0.289 | 5.62 |")
     assert models_table(report, detailed=False).text().splitlines() == [
-        "model  data  float top-1  quantized top-1  drop  agreement",
-        "m      d           99.00            98.50  0.50      99.50"]
+        "model  data  float top-1  quantized top-1  drop  agreement  cycles  uJ/inference  bits/weight",
+        "m      d           99.00            98.50  0.50      99.50  12,345         0.289         5.62"]
     assert json.loads(models_table(report).json())[0]["worst layer SQNR (dB)"] is None

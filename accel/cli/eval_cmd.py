@@ -39,14 +39,23 @@ def run(args: argparse.Namespace) -> int:
             verb = "apply" if len(given) > 1 else "applies"
             raise UsageError(f"{' and '.join(given)} {verb} only to an .onnx model, quantized on the fly; "
                              f"{args.model} is already quantized")
+    from ..perf import estimate
+
     result = evaluate_file(args.model, args.data, calib=args.calib, config_path=args.config,
                            progress=not args.json)
-    print(json.dumps(result.to_dict()) if args.json else result_text(result))
+    cost = estimate(result.integer_model).inference_summary()
+    print(json.dumps({**result.to_dict(), "cost": cost}) if args.json else result_text(result, cost))
     return 0
 
 
-def result_text(result) -> str:
-    """Top-1 and agreement, then the SQNR of every layer as a table."""
+def cost_line(cost: dict) -> str:
+    return (f"per inference on the {cost['array']} array at {cost['clock_mhz']:g} MHz: {cost['cycles']:,} cycles "
+            f"({cost['time_us']:,.1f} us), {cost['energy_uj']:.3f} uJ; weights {cost['bits_per_weight']:.2f} "
+            f"bits each with LUTs, shifts and biases (accel perf MODEL for the breakdown)")
+
+
+def result_text(result, cost: dict | None = None) -> str:
+    """Top-1 and agreement, the cost of an inference, then the SQNR of every layer as a table."""
     def pct(v):
         return "n/a" if v is None else f"{v:.2f}%"
 
@@ -54,6 +63,8 @@ def result_text(result) -> str:
              Table(["quantity", Column("top-1", align="right")],
                    [("float top-1", pct(result.float_top1)), ("quantized top-1", pct(result.quant_top1)),
                     ("agreement", pct(result.agreement))]).text(header=False)]
+    if cost is not None:
+        lines.append(cost_line(cost))
     if result.layers:
         sqnr = Table([Column("layer"), Column("op"),
                       Column("SQNR (dB)", ".1f", "right", missing="exact")],

@@ -53,6 +53,9 @@ class EvalResult:
     layers : list of dict
         Per layer: ``name``, ``op``, ``tensor``, ``sqnr_db`` (``None`` when the
         integer tensor is exact).
+    integer_model : Model
+        The model that was evaluated (not part of the report; callers price it with
+        :mod:`accel.perf`).
     """
 
     model: str
@@ -62,6 +65,7 @@ class EvalResult:
     quant_top1: float | None
     agreement: float | None
     layers: list[dict] = field(default_factory=list)
+    integer_model: Model | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         return {"model": self.model, "data": self.data, "images": self.images,
@@ -224,7 +228,7 @@ def evaluate(model: Model, data: Dataset, *, graph: FloatGraph | None = None,
                "sqnr_db": _reported_sqnr(*energies[layer.output])}
               for layer in model.layers if layer.output in energies]
     return EvalResult(str(model.metadata.get("name", "")), str(data.name), len(data), float_top1, quant_top1,
-                      agreement, layers)
+                      agreement, layers, integer_model=model)
 
 
 def _accumulate_noise(model: Model, floats: dict, ints: dict, energies: dict[str, list[float]]) -> None:

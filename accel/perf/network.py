@@ -158,6 +158,13 @@ class NetworkPerf:
                 "bits_per_weight": self.bits_per_weight, "stall_cycles": sum(x.stall_cycles for x in self.layers),
                 "energy_pj": self.energy_pj, "images": self.images}
 
+    def inference_summary(self) -> dict:
+        """The few numbers that ``accel eval`` and ``accel demo`` print beside the accuracy."""
+        cfg = self.config
+        return {"array": f"{cfg.rows}x{cfg.cols}", "clock_mhz": cfg.clock_mhz, "cycles": self.cycles,
+                "time_us": round(self.time_us, 3), "energy_uj": round(self.energy_uj, 4),
+                "bits_per_weight": round(self.bits_per_weight, 3)}
+
     def to_dict(self) -> dict:
         return {"totals": self.totals(), "config": self.config.to_dict(),
                 "layers": [layer.to_dict() for layer in self.layers]}

@@ -6,8 +6,11 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from accel.frontend.workflow import MODELS_DIR
+from accel.ir import load_model
+from accel.perf import estimate
 from tests.support.models import committed_float_top1
 
 DIGITS = str(MODELS_DIR / "cnn_digits.onnx")
@@ -34,12 +37,17 @@ def test_quantize_then_eval_json_and_table(tmp_path):
     rc, out, err = accel("eval", "d.qmodel", "--data", "digits", "--json", cwd=tmp_path)
     assert rc == 0, err
     result = json.loads(out)
-    assert set(result) >= {"float_top1", "quant_top1", "agreement", "layers"}
+    assert set(result) >= {"float_top1", "quant_top1", "agreement", "layers", "cost"}
     assert result["float_top1"] == committed_float_top1("cnn_digits")
+    # the cost of an inference is accel perf's, on the model's own accelerator
+    priced = estimate(load_model(tmp_path / "d.qmodel"))
+    assert result["cost"]["cycles"] == priced.cycles > 0 and result["cost"]["array"] == "8x8"
+    assert result["cost"]["energy_uj"] == pytest.approx(priced.energy_uj, abs=1e-4)
     assert result["float_top1"] - result["quant_top1"] <= 1.0 and result["agreement"] >= 97
     assert len(result["layers"]) == 7 and all(layer["sqnr_db"] > 10 for layer in result["layers"])
     rc, out, err = accel("eval", "d.qmodel", "--data", "digits", cwd=tmp_path)
     assert rc == 0 and "quantized top-1" in out and "per-layer SQNR" in out
+    assert f"per inference on the 8x8 array at 100 MHz: {priced.cycles:,} cycles" in out
 
 
 def test_eval_onnx_quantizes_on_the_fly_with_the_defaults(tmp_path):
