@@ -26,9 +26,12 @@ only. Per-byte buffer energies and the MAC energy (multiply + 32-bit add) are
 ours (``EnergyTable``, SRAM scaled with the buffer size as ``accel perf``
 does), so energy differences come from counted events, not from the tables.
 
-Writes ``bench/zigzag_results.json`` (per layer and per GEMM, with the machine
-and the ZigZag version) and prints the markdown table of ``docs/PERF.md``.
-This script runs itself under the ZigZag interpreter for the ZigZag part.
+A last column prices our core with shadow accumulators (a proposed RTL change,
+see ``shadow_accumulator_cycles``). Writes ``bench/zigzag_results.json`` (per
+layer, with the machine and the ZigZag version; ``--force`` replaces it) and
+prints the markdown table of ``docs/PERF.md``. This script runs itself under
+the ZigZag interpreter for the ZigZag part; ``ZIGZAG_LOG=1`` shows ZigZag's
+warnings and errors.
 """
 
 from __future__ import annotations
@@ -128,8 +131,10 @@ def run_zigzag(job: dict) -> list[dict]:
     import logging
 
     from zigzag.api import get_hardware_performance_zigzag
+    from zigzag.mapping.data_movement import DataDirection
 
-    logging.disable(logging.INFO if os.environ.get("ZZ_DEBUG") else logging.CRITICAL)  # ZigZag logs every stage at INFO
+    # ZigZag logs every stage at INFO; ZIGZAG_LOG=1 keeps its warnings and errors (to see why a GEMM fails)
+    logging.disable(logging.INFO if os.environ.get("ZIGZAG_LOG") else logging.CRITICAL)
     with tempfile.TemporaryDirectory() as tmp:
         accelerator, mapping, workload = zigzag_files(job, Path(tmp))
         with contextlib.redirect_stdout(io.StringIO()):
@@ -142,7 +147,7 @@ def run_zigzag(job: dict) -> list[dict]:
         access = {}
         for layer_op, levels in cme.memory_word_access.items():
             top = levels[-1]  # the buffer level: reads towards the array, writes from it
-            access[str(layer_op)] = {str(d): int(top.get(d)) for d in type(next(iter(top.data))) if top.get(d)}
+            access[str(layer_op)] = {str(d): int(top.get(d)) for d in DataDirection if top.get(d)}
         results.append({
             "latency": int(math.ceil(cme.latency_total2)), "ideal_cycle": int(cme.ideal_cycle),
             "temporal_cycle": int(cme.ideal_temporal_cycle), "stall": float(cme.stall_slack_comb),
