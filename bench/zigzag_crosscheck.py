@@ -217,7 +217,7 @@ def zigzag_job(cfg, gemms: list[tuple[int, int, int]], out_bits: int) -> dict:
     ZigZag refuses a GEMM whose operand exceeds its top memory; the buffers are sized to hold the largest
     operand at least (its im2col matrix may exceed a map that fits), priced at the configured size.
     """
-    from accel.perf.network import _sram_pj
+    from accel.perf.network import sram_pj_per_byte
 
     e = cfg.energy
     largest = {"act": max(8 * m * k for m, _, k in gemms),
@@ -230,7 +230,7 @@ def zigzag_job(cfg, gemms: list[tuple[int, int, int]], out_bits: int) -> dict:
     for buf in ("act", "weight", "out"):
         size = getattr(cfg, f"{buf}_buffer_bytes")
         job[f"{buf}_buffer_bits"] = max(8 * size, largest[buf])
-        job["sram_pj"][buf] = _sram_pj(e.sram_read_byte_pj, size)
+        job["sram_pj"][buf] = sram_pj_per_byte(e.sram_read_byte_pj, size)
     return job
 
 

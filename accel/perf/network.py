@@ -180,7 +180,9 @@ def check_compatible(model: Model, config: AcceleratorConfig, source: str = "con
                               f"{show(theirs)!r}; quantize it again for this configuration")
 
 
-def _sram_pj(per_byte: float, buffer_bytes: int) -> float:
+def sram_pj_per_byte(per_byte: float, buffer_bytes: int) -> float:
+    """Energy per byte of an SRAM of ``buffer_bytes``: the table's figure (for the reference size)
+    scaled by the square root of the size (a bit line's length grows with it)."""
     return per_byte * math.sqrt(buffer_bytes / SRAM_REFERENCE_BYTES)
 
 
@@ -225,10 +227,10 @@ def estimate(model: Model, config: AcceleratorConfig | None = None, stats: Activ
         raw = _tensor_bytes(model, t)
         return raw * stats.ratio(t) if coding else raw
 
-    sram = {"act": _sram_pj(e.sram_read_byte_pj, cfg.act_buffer_bytes),
-            "weight": _sram_pj(e.sram_read_byte_pj, cfg.weight_buffer_bytes),
-            "out": _sram_pj(e.sram_read_byte_pj, cfg.out_buffer_bytes)}
-    sram_w = {k: _sram_pj(e.sram_write_byte_pj, getattr(cfg, f"{k}_buffer_bytes")) for k in sram}
+    sram = {"act": sram_pj_per_byte(e.sram_read_byte_pj, cfg.act_buffer_bytes),
+            "weight": sram_pj_per_byte(e.sram_read_byte_pj, cfg.weight_buffer_bytes),
+            "out": sram_pj_per_byte(e.sram_read_byte_pj, cfg.out_buffer_bytes)}
+    sram_w = {k: sram_pj_per_byte(e.sram_write_byte_pj, getattr(cfg, f"{k}_buffer_bytes")) for k in sram}
     layers = []
     for lay in model.layers:
         energy = dict.fromkeys(ENERGY_PARTS, 0.0)
