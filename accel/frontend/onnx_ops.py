@@ -242,7 +242,10 @@ def _batchnorm(conv: OnnxConversion, node, attrs: dict, index: int) -> None:
     if scale.shape != (shape[0],):
         raise conv.fail(f"node {node.name!r} (BatchNormalization): parameters of shape {scale.shape} "
                         f"do not match {shape[0]} channels")
-    conv.emit(node, index, "affine", [x], shape, {}, {"scale": scale, "shift": beta - mean * scale})
+    # gamma/beta stay with the node: the folded layer's output is ~N(beta, gamma^2) per channel, which
+    # analytic bias correction (accel.frontend.ptq.bias_correction) reads after folding
+    conv.emit(node, index, "affine", [x], shape, {"bn_stats": (beta, np.abs(gamma))},
+              {"scale": scale, "shift": beta - mean * scale})
 
 
 @converter("Add", "Mul")
