@@ -25,7 +25,7 @@ from .contract import (
     saturate,
     wrap,
 )
-from .geometry import conv_gemm_groups, conv_output_size, im2col
+from .geometry import conv_gemm_groups, conv_output_size, im2col, window_counts
 from .limits import (
     ADD_INPUT_SHIFT_MAX,
     ADD_SHIFT_MAX,
@@ -36,7 +36,7 @@ from .limits import (
 )
 
 __all__ = ["ADD_INPUT_SHIFT_MAX", "ADD_SHIFT_MAX", "DTYPE_RANGES", "POOL_MULT_BITS", "POOL_SHIFT_MAX",
-           "accumulate", "add", "avg_pool", "clamp", "concat", "conv2d", "conv_gemm_groups",
+           "accumulate", "add", "avg_pool", "clamp", "concat", "conv2d", "conv_gemm_groups", "window_counts",
            "conv_output_size", "decode_weights", "global_avg_pool", "im2col", "linear",
            "matmul_requant", "max_pool", "max_pool_padding_fits", "quantize_input", "requantize",
            "rshift_round", "saturate", "wrap"]

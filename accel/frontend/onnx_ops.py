@@ -300,14 +300,13 @@ def _pool(conv: OnnxConversion, node, attrs: dict, index: int) -> None:
     kernel = list(attrs["kernel_shape"])
     stride, pads, _, out_hw = conv.window(node, attrs, shape[1:], kernel, allow_dilation=False)
     if op == "AveragePool":
-        if any(pads) and not attrs.get("count_include_pad", 0):
-            raise conv.fail(f"node {node.name!r} (AveragePool): padding with count_include_pad=0 "
-                            f"is not supported (the datapath divides every window by its full size)")
         if attrs.get("ceil_mode", 0) and pads != list(attrs.get("pads", [0, 0, 0, 0])):
             raise conv.fail(f"node {node.name!r} (AveragePool): ceil_mode=1 with partial windows "
                             f"is not supported")
-    conv.emit(node, index, "max_pool" if op == "MaxPool" else "avg_pool", [x], (shape[0],) + out_hw,
-              {"kernel": kernel, "stride": stride, "padding": pads})
+    fields = {"kernel": kernel, "stride": stride, "padding": pads}
+    if op == "AveragePool" and any(pads) and not attrs.get("count_include_pad", 0):
+        fields["count_include_pad"] = False  # ONNX's default: padding left out of the divisor
+    conv.emit(node, index, "max_pool" if op == "MaxPool" else "avg_pool", [x], (shape[0],) + out_hw, fields)
 
 
 @converter("GlobalAveragePool")
