@@ -1,4 +1,9 @@
-"""The datapath arithmetic contract (v1.1), stated once as plain numpy int64 code.
+"""The datapath arithmetic contract (v1.2), stated once as plain numpy int64 code.
+
+v1.2 adds the average pool that excludes padding from its sum and divisor (ONNX
+``count_include_pad=0``): a 16-bit multiplier and a shift per window size
+(:func:`~accel.datapath.contract.avg_pool`); the vector unit's cycle count is unchanged (one
+rescale per output either way).
 
 Every executor — the numba engine, its fast backend, the gateware and the
 fake-quant training model — is tested bit for bit against these functions.
