@@ -161,8 +161,12 @@ def write(index: dict, cells: list[dict], seconds: float) -> None:
                "<= 0.3?", "best W4A8 per-channel PoT", Column("drop", **pct), "<= 1.0?",
                Column("default W4A8", **pct), Column("drop", **pct)]
     lines.append(Table(columns, table).markdown())
+    # The part that bench/ptq_results.py generates (from its marker to the end) stays.
+    marker = "<!-- ptq_results:"
+    old = (docs / "RESULTS.md").read_text() if (docs / "RESULTS.md").exists() else ""
+    tail = "\n" + old[old.index(marker):] if marker in old else ""
     # The results files are regenerated in place by design (committed, "do not edit by hand").
-    write_text(docs / "RESULTS.md", "\n".join(lines) + "\n", overwrite=True)
+    write_text(docs / "RESULTS.md", "\n".join(lines) + "\n" + tail, overwrite=True)
 
 
 if __name__ == "__main__":

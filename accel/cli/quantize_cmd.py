@@ -47,8 +47,34 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calib-size", type=positive_int, default=DEFAULT_CALIB_SIZE, metavar="N",
                    help=f"calibration images (default {DEFAULT_CALIB_SIZE})")
     p.add_argument("--seed", type=non_negative_int, default=0, help="calibration sampling seed (default 0)")
+    _register_ptq(p)
     p.add_argument("--force", action="store_true", help="overwrite OUT.qmodel if it exists")
     p.set_defaults(func=run)
+
+
+def _register_ptq(p: argparse.ArgumentParser) -> None:
+    """The post-training methods (accel.frontend.ptq); none costs hardware, only quantization time."""
+    from ..frontend.ptq.adaround import DEFAULT_ITERS
+    from ..frontend.ptq.pipeline import BIAS_CORRECTION_MODES
+
+    g = p.add_argument_group("post-training methods (they change weights, biases and codes only: no hardware "
+                             "cost, the model stays bit-exact on every executor)")
+    g.add_argument("--cle", action="store_true",
+                   help="cross-layer equalization (power-of-two aware) and bias absorption before "
+                        "quantization; turns ReLU6 into ReLU in the pairs it equalizes. Time: under a second")
+    g.add_argument("--bias-correction", nargs="?", const="auto", choices=BIAS_CORRECTION_MODES, metavar="MODE",
+                   help="remove the mean output shift that weight quantization causes; MODE is "
+                        "analytic (from "
+                        "BatchNorm statistics), empirical (on the calibration images, layer by layer with "
+                        "the engine) or auto (analytic where "
+                        "a layer's input comes from BatchNorm, empirical elsewhere; the default MODE). "
+                        "Time: about a second")
+    g.add_argument("--adaround", action="store_true",
+                   help="AdaRound: each weight picks the LUT level below or above it to reconstruct its "
+                        "layer's output on the calibration images (torch, CPU, one thread). Time: about "
+                        "15-60 s for a bundled model at the default iterations")
+    g.add_argument("--adaround-iters", type=positive_int, metavar="N",
+                   help=f"AdaRound optimisation steps per layer (default {DEFAULT_ITERS}); time grows linearly")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -61,10 +87,17 @@ def run(args: argparse.Namespace) -> int:
     if args.lut == "user" and args.user_lut is None:
         raise UsageError("--lut user needs --user-lut L0,L1,... (the int8 levels)")
 
+    from ..frontend.ptq.adaround import DEFAULT_ITERS
+    from ..frontend.ptq.pipeline import PTQOptions
+
+    if args.adaround_iters is not None and not args.adaround:
+        raise UsageError("--adaround-iters sets AdaRound's iterations; it needs --adaround")
+    ptq = PTQOptions(cle=args.cle, bias_correction=args.bias_correction, adaround=args.adaround,
+                     adaround_iters=args.adaround_iters or DEFAULT_ITERS)
     model, summary = quantize_file(args.model, args.output, config_path=args.config, calib=args.calib,
                                    lut=args.lut, granularity=args.granularity, weight_bits=args.weight_bits,
                                    act_bits=args.act_bits, lut_scope=args.lut_scope, levels=args.levels,
                                    calib_method=args.calib_method, calib_size=args.calib_size, seed=args.seed,
-                                   user_lut=args.user_lut, overwrite=args.force, progress=True)
+                                   user_lut=args.user_lut, overwrite=args.force, progress=True, ptq=ptq)
     print(summary)
     return 0

@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..config import AcceleratorConfig, Overflow, Requant, Rounding
-from .geometry import conv_gemm_groups, im2col
+from .geometry import conv_gemm_groups, im2col, window_counts
 from .limits import max_pool_padding_fits
 
 __all__ = ["wrap", "saturate", "clamp", "rshift_round", "decode_weights", "accumulate", "requantize",
@@ -163,11 +163,22 @@ def max_pool(x, kernel, stride, padding) -> np.ndarray:
 
 
 def avg_pool(x, kernel, stride, padding, pad_value: int, mult: int, shift: int, lo: int, hi: int,
-             rounding: Rounding | str) -> np.ndarray:
-    """Average pool: window sum (padding counts as ``pad_value``) times ``mult``, rounding shift, clamp."""
-    cols = im2col(x, kernel, stride, padding, (1, 1), pad_value)
+             rounding: Rounding | str, count_mult=None, count_shift=None) -> np.ndarray:
+    """Average pool: window sum (padding counts as ``pad_value``) times ``mult``, rounding shift, clamp.
+
+    Excluding padding (ONNX ``count_include_pad=0``; contract v1.2): with ``count_mult`` and
+    ``count_shift`` (length ``KH*KW``, indexed by ``c - 1``), the sum runs over the ``c`` real
+    elements of each window only (``pad_value`` plays no part) and is rescaled by that window's
+    ``count_mult[c - 1]`` and ``count_shift[c - 1]``: a 16-bit multiplier and a shift per divisor.
+    """
+    if count_mult is None:
+        cols = im2col(x, kernel, stride, padding, (1, 1), pad_value)
+        total = cols.sum(axis=(4, 5)).transpose(0, 3, 1, 2)
+        return clamp(rshift_round(total * np.int64(mult), shift, rounding), lo, hi)
+    cols = im2col(x, kernel, stride, padding, (1, 1), 0)
     total = cols.sum(axis=(4, 5)).transpose(0, 3, 1, 2)
-    return clamp(rshift_round(total * np.int64(mult), shift, rounding), lo, hi)
+    counts = window_counts(np.shape(x)[2:], kernel, stride, padding) - 1
+    return clamp(rshift_round(total * _i64(count_mult)[counts], _i64(count_shift)[counts], rounding), lo, hi)
 
 
 def global_avg_pool(x, mult: int, shift: int, lo: int, hi: int, rounding: Rounding | str) -> np.ndarray:

@@ -11,13 +11,28 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["conv_output_size", "im2col", "conv_gemm_groups"]
+__all__ = ["conv_output_size", "im2col", "conv_gemm_groups", "window_counts"]
 
 
 def conv_output_size(size: int, kernel: int, stride: int, pad_before: int, pad_after: int,
                      dilation: int = 1) -> int:
     """Output length of a convolution or pooling window along one axis."""
     return (size + pad_before + pad_after - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def window_counts(in_hw, kernel, stride, padding) -> np.ndarray:
+    """Real (not padded) positions in each pooling window: int64 (OH, OW), values 1..KH*KW.
+
+    ``padding`` is (top, left, bottom, right); the divisor of an average pool that excludes padding.
+    """
+    (h, w), (kh, kw), (sh, sw), (pt, pl, pb, pr) = in_hw, kernel, stride, padding
+
+    def along(size, k, s, before, after):
+        n = conv_output_size(size, k, s, before, after)
+        pos = np.arange(n)[:, None] * s - before + np.arange(k)[None, :]
+        return ((pos >= 0) & (pos < size)).sum(axis=1)
+
+    return np.outer(along(h, kh, sh, pt, pb), along(w, kw, sw, pl, pr)).astype(np.int64)
 
 
 def im2col(x, kernel, stride, padding, dilation, pad_value) -> np.ndarray:

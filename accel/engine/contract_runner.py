@@ -41,7 +41,8 @@ def _max_pool(model: Model, layer: Layer, inputs: list[np.ndarray]) -> np.ndarra
 def _avg_pool(model: Model, layer: Layer, inputs: list[np.ndarray]) -> np.ndarray:
     a = layer.attrs
     return dp.avg_pool(inputs[0], a["kernel"], a["stride"], a["padding"], a["pad_value"], a["mult"], a["shift"],
-                       a["lo"], a["hi"], model.config.rounding)
+                       a["lo"], a["hi"], model.config.rounding, layer.arrays.get("count_mult"),
+                       layer.arrays.get("count_shift"))
 
 
 def _global_avg_pool(model: Model, layer: Layer, inputs: list[np.ndarray]) -> np.ndarray:

@@ -150,8 +150,13 @@ def max_pool2d(x, kh, kw, sh, sw, pt, pl, out):
 
 
 @njit(parallel=True, cache=True)
-def avg_pool2d(x, kh, kw, sh, sw, pt, pl, pad_value, mult, shift, lo, hi, half_up, out):
-    """Window sum (padding counts as ``pad_value``) times ``mult``, rounding shift, clamp."""
+def avg_pool2d(x, kh, kw, sh, sw, pt, pl, pad_value, count_mult, count_shift, exclude_pad, lo, hi, half_up, out):
+    """Window sum times a multiplier, rounding shift, clamp.
+
+    Padding counts as ``pad_value`` and every window uses ``count_mult[-1]``, ``count_shift[-1]``;
+    with ``exclude_pad`` padded positions are left out and a window of ``c`` real elements uses
+    ``count_mult[c - 1]``, ``count_shift[c - 1]``.
+    """
     b_n, c_n, h_in, w_in = x.shape
     oh_n, ow_n = out.shape[2], out.shape[3]
     for bc in prange(b_n * c_n):
@@ -160,15 +165,18 @@ def avg_pool2d(x, kh, kw, sh, sw, pt, pl, pad_value, mult, shift, lo, hi, half_u
         for oh in range(oh_n):
             for ow in range(ow_n):
                 total = np.int64(0)
+                count = 0
                 for i in range(kh):
                     ih = oh * sh - pt + i
                     for j in range(kw):
                         iw = ow * sw - pl + j
                         if 0 <= ih < h_in and 0 <= iw < w_in:
                             total += np.int64(x[b, c, ih, iw])
-                        else:
+                            count += 1
+                        elif not exclude_pad:
                             total += pad_value
-                out[b, c, oh, ow] = requant_scalar(total, shift, mult, lo, hi, True, half_up)
+                k = count - 1 if exclude_pad else kh * kw - 1
+                out[b, c, oh, ow] = requant_scalar(total, count_shift[k], count_mult[k], lo, hi, True, half_up)
 
 
 @njit(parallel=True, cache=True)

@@ -22,7 +22,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..config import Requant, Rounding
-from ..datapath import DTYPE_RANGES, decode_weights
+from ..datapath import DTYPE_RANGES, decode_weights, window_counts
 from ..ir import Layer, Model
 
 __all__ = ["EXACT_IN_FLOAT", "F32_EXACT_BOUND", "FLOAT_LOWERINGS", "exact_in_float", "lower_layers",
@@ -69,7 +69,8 @@ def _pool_exact(model: Model, layer: Layer) -> bool:
     shape = model.tensors[layer.inputs[0]].shape
     window = a["kernel"][0] * a["kernel"][1] if layer.op == "avg_pool" else shape[1] * shape[2]
     xmax = _input_bound(model, layer)
-    return window * xmax < F32_EXACT_BOUND and window * xmax * a["mult"] < _F64_SAFE
+    mult = int(np.max(layer.arrays["count_mult"])) if "count_mult" in layer.arrays else a["mult"]
+    return window * xmax < F32_EXACT_BOUND and window * xmax * mult < _F64_SAFE
 
 
 def _no_arithmetic(model: Model, layer: Layer) -> bool:
@@ -128,7 +129,8 @@ def _round_shift(g: _Graph, t: str, shift, rank: int, half_up: bool, dtype, hint
     """Exact ``rshift_round(t, shift)`` for an integer-valued float tensor ``t``."""
     shift = np.asarray(shift, dtype=np.int64)
     n = shift.size
-    shape = _channel_shape(rank, n) if shift.ndim else ()
+    # a scalar, one shift per channel, or (avg pool excluding padding) a full-rank map per position
+    shape = shift.shape if shift.ndim == rank else _channel_shape(rank, n) if shift.ndim else ()
     if not half_up:
         scale = g.const(np.ldexp(1.0, -shift).reshape(shape), hint + "_scale", dtype)
         return g.op("Floor", [g.op("Mul", [t, scale], hint)], hint)
@@ -152,7 +154,8 @@ def _requant(g: _Graph, acc: str, layer: Layer, model: Model, rank: int, shift, 
         return _clip(g, t, a["lo"], a["hi"], np.float32, hint)
     t = g.op("Cast", [acc], hint, to=TensorProto.DOUBLE)
     mult = np.asarray(mult, dtype=np.float64)
-    m = g.const(mult.reshape(_channel_shape(rank, mult.size) if mult.ndim else ()), hint + "_mult", np.float64)
+    m_shape = mult.shape if mult.ndim == rank else _channel_shape(rank, mult.size) if mult.ndim else ()
+    m = g.const(mult.reshape(m_shape), hint + "_mult", np.float64)
     t = g.op("Mul", [t, m], hint)
     t = _round_shift(g, t, shift, rank, half_up, np.float64, hint)
     t = _clip(g, t, a["lo"], a["hi"], np.float64, hint)
@@ -225,11 +228,17 @@ def _lower_max_pool(g: _Graph, layer: Layer, model: Model, names: dict[str, str]
 def _lower_avg_pool(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
     a = layer.attrs
     x = names[layer.inputs[0]]
-    c = model.tensors[layer.inputs[0]].shape[0]
+    c, h, w = model.tensors[layer.inputs[0]].shape
+    exclude = "count_mult" in layer.arrays  # padding excluded: zeros in the sum, a divisor per position
     if any(a["padding"]):
-        x = _pad_node(g, x, a["padding"], a["pad_value"], hint)
+        x = _pad_node(g, x, a["padding"], 0 if exclude else a["pad_value"], hint)
     ones = g.const(np.ones((c, 1) + tuple(a["kernel"])), hint + "_ones")
     total = g.op("Conv", [x, ones], hint, strides=list(a["stride"]), group=c, kernel_shape=list(a["kernel"]))
+    if exclude:
+        counts = window_counts((h, w), a["kernel"], a["stride"], a["padding"]) - 1
+        shape = (1, 1) + counts.shape
+        return _requant(g, total, layer, model, 4, np.asarray(layer.arrays["count_shift"])[counts].reshape(shape),
+                        np.asarray(layer.arrays["count_mult"])[counts].reshape(shape), hint)
     return _requant(g, total, layer, model, 4, a["shift"], a["mult"], hint)
 
 

@@ -248,11 +248,14 @@ def _numba_max_pool(engine: Engine, layer: Layer, inputs: list[np.ndarray]) -> n
 
 
 def _numba_avg_pool(engine: Engine, layer: Layer, inputs: list[np.ndarray]) -> np.ndarray:
-    a, x = layer.attrs, inputs[0]
+    a, arr, x = layer.attrs, layer.arrays, inputs[0]
     out = _pool_output(engine, layer, x)
-    kernels.avg_pool2d(x, *a["kernel"], *a["stride"], *a["padding"][:2], np.int64(a["pad_value"]),
-                       np.int64(a["mult"]), np.int64(a["shift"]), np.int64(a["lo"]), np.int64(a["hi"]),
-                       _half_up(engine.model), out)
+    exclude = "count_mult" in arr  # padding excluded: one multiplier and shift per window size
+    size = a["kernel"][0] * a["kernel"][1]
+    mults = np.asarray(arr["count_mult"] if exclude else np.full(size, a["mult"]), np.int64)
+    shifts = np.asarray(arr["count_shift"] if exclude else np.full(size, a["shift"]), np.int64)
+    kernels.avg_pool2d(x, *a["kernel"], *a["stride"], *a["padding"][:2], np.int64(a["pad_value"]), mults, shifts,
+                       exclude, np.int64(a["lo"]), np.int64(a["hi"]), _half_up(engine.model), out)
     return out
 
 

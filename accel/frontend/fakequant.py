@@ -55,7 +55,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Overflow, Requant, Rounding
-from ..datapath import conv_gemm_groups, conv_output_size
+from ..datapath import conv_gemm_groups, conv_output_size, window_counts
 from ..errors import ModelError
 from ..ir import MAC_OPS, Layer, Model
 
@@ -263,6 +263,11 @@ class _Op(nn.Module):
         self.name, self.op, self.attrs = layer.name, layer.op, dict(layer.attrs)
         self.half_up = config.rounding is Rounding.HALF_UP
         self.dtype = dtype
+        # an average pool that excludes padding: a multiplier and a shift per window size
+        self.count_mult = self.count_shift = None
+        if "count_mult" in layer.arrays:
+            self.count_mult = torch.as_tensor(np.asarray(layer.arrays["count_mult"], np.int64))
+            self.count_shift = torch.as_tensor(np.asarray(layer.arrays["count_shift"], np.int64))
 
     def _requant(self, total, mult, shift, lo, hi):
         s = torch.tensor(int(shift), dtype=torch.int64)
@@ -293,10 +298,16 @@ def _max_pool(op: _Op, xs) -> torch.Tensor:
 def _avg_pool(op: _Op, xs) -> torch.Tensor:
     a, x = op.attrs, xs[0]
     pt, pl, pb, pr = a["padding"]
-    xp = F.pad(x, (pl, pr, pt, pb), value=float(a["pad_value"])) if any(a["padding"]) else x
+    exclude = op.count_mult is not None  # padding excluded: zeros in the sum, a divisor per position
+    pad_value = 0.0 if exclude else float(a["pad_value"])
+    xp = F.pad(x, (pl, pr, pt, pb), value=pad_value) if any(a["padding"]) else x
     c = x.shape[1]
     ones = torch.ones((c, 1) + tuple(a["kernel"]), dtype=x.dtype)
     total = F.conv2d(xp, ones, None, tuple(a["stride"]), 0, 1, c)
+    if exclude:
+        counts = torch.as_tensor(window_counts(tuple(x.shape[2:]), a["kernel"], a["stride"], a["padding"]) - 1)
+        y = RShiftRound.apply(total, op.count_shift[counts], op.count_mult[counts], op.half_up)
+        return Clamp.apply(y, float(a["lo"]), float(a["hi"]))
     return op._requant(total, a["mult"], a["shift"], a["lo"], a["hi"])
 
 

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..datapath import conv_output_size
+from ..datapath import conv_output_size, window_counts
 
 __all__ = ["FloatNode", "FloatGraph", "run_float", "FLOAT_OPS", "MAC_NODE_OPS"]
 
@@ -48,7 +48,8 @@ class FloatNode:
         Tensor name written.
     attrs : dict
         Op attributes (conv: ``stride``, ``padding`` [top, left, bottom, right],
-        ``dilation``, ``groups``; pools: ``kernel``, ``stride``, ``padding``;
+        ``dilation``, ``groups``; pools: ``kernel``, ``stride``, ``padding`` (average pools also
+        ``count_include_pad``, default true);
         ``reshape``: ``shape``; ``concat``: ``axis`` counting the batch; all:
         ``act`` = ``(lo, hi)`` or ``None``).
     params : dict of numpy.ndarray
@@ -155,17 +156,20 @@ def _conv(x, weight, bias, stride, padding, dilation, groups):
     return out + bias.astype(np.float32)[None, :, None, None]
 
 
-def _pool(x, kernel, stride, padding, reduce):
+def _pool(x, kernel, stride, padding, reduce, count_include_pad=True):
     if reduce == "max":
         x = _pad(x, padding, -np.inf)
         out = None
         for _, _, view in _windows(x, kernel, stride):
             out = view.copy() if out is None else np.maximum(out, view)
         return out
+    h, w = x.shape[2:]
     x = _pad(x, padding, 0.0)
     out = None
     for _, _, view in _windows(x, kernel, stride):
         out = view.astype(np.float32) if out is None else out + view
+    if not count_include_pad:
+        return out / window_counts((h, w), kernel, stride, padding).astype(np.float32)
     return out / np.float32(kernel[0] * kernel[1])
 
 
@@ -195,7 +199,7 @@ def run_node(node: FloatNode, inputs: list[np.ndarray]) -> np.ndarray:
     elif node.op == "max_pool":
         y = _pool(x, a["kernel"], a["stride"], a["padding"], "max")
     elif node.op == "avg_pool":
-        y = _pool(x, a["kernel"], a["stride"], a["padding"], "avg")
+        y = _pool(x, a["kernel"], a["stride"], a["padding"], "avg", a.get("count_include_pad", True))
     elif node.op == "global_avg_pool":
         y = x.mean(axis=(2, 3), keepdims=True, dtype=np.float32)
     elif node.op == "flatten":

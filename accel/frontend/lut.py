@@ -25,6 +25,10 @@ The families (:data:`FAMILIES`):
     uniform over ``[-p, p]`` with zero among them: 7 + 8 levels of 16), the
     breakpoint ``p/m`` found by a coarse-to-fine grid search on the squared
     error; ``m`` is the largest weight.
+``pwlq_gauss``, ``pwlq_laplace``
+    PWLQ's levels with the breakpoint from the paper's closed-form rules
+    instead of the search (:func:`pwlq_breakpoint`): no search, for bell-shaped
+    weights nearly the same error (tables of 8 levels or more; smaller ones search).
 ``mse``
     The MSE-optimal codebook on the int8 grid: Lloyd-Max / k-means solved
     *exactly* in one dimension by dynamic programming over the 256 int8
@@ -49,10 +53,16 @@ import numpy as np
 from ..errors import ConfigError
 
 __all__ = ["FAMILIES", "DEFAULT_FAMILY", "family_levels", "uniform_levels", "pot_levels", "apot_levels",
-           "pwlq_levels", "mse_levels", "user_levels", "nearest_codes", "squared_error"]
+           "pwlq_levels", "pwlq_breakpoint", "PWLQ_RULES", "mse_levels", "user_levels", "nearest_codes",
+           "squared_error"]
 
 #: Names of the LUT families (the values ``accel quantize --lut`` accepts).
-FAMILIES = ("uniform", "pot", "apot", "pwlq", "mse", "user")
+FAMILIES = ("uniform", "pot", "apot", "pwlq", "pwlq_gauss", "pwlq_laplace", "mse", "user")
+#: PWLQ breakpoint rules (Fang et al. 2020, their code): ``p / sigma`` from ``m / sigma``.
+PWLQ_RULES = {
+    "gauss": lambda ratio: math.log(0.8614 * ratio + 0.6079),
+    "laplace": lambda ratio: 0.8030 * math.sqrt(ratio) - 0.3167,
+}
 #: The best general-purpose family at 4-bit weights (highest SQNR on the bundled models).
 DEFAULT_FAMILY = "mse"
 
@@ -234,6 +244,38 @@ def pwlq_levels(x: np.ndarray, n_levels: int) -> np.ndarray:
     return best[1]
 
 
+def pwlq_breakpoint(x: np.ndarray, rule: str) -> tuple[float, float]:
+    """``(p, m)``: PWLQ's breakpoint by a closed-form rule of :data:`PWLQ_RULES` and the range ``m``.
+
+    ``m`` is the largest ``|x|`` and ``sigma`` the standard deviation; ``p`` is kept in
+    ``(0, m]``.
+
+    >>> x = np.random.default_rng(0).normal(size=100_000)
+    >>> p, m = pwlq_breakpoint(x, "gauss")
+    >>> round(p / m, 2)  # the paper's Gaussian rule: p/sigma = ln(0.8614 m/sigma + 0.6079)
+    0.33
+    """
+    x = np.asarray(x, np.float64).ravel()
+    m = float(np.max(np.abs(x))) if x.size else 0.0
+    sigma = float(np.std(x)) if x.size else 0.0
+    if m == 0.0 or sigma == 0.0:
+        return m, m
+    p = PWLQ_RULES[rule](m / sigma) * sigma
+    return float(min(max(p, 1e-3 * m), m)), m
+
+
+def _pwlq_rule_levels(rule: str):
+    def levels(x: np.ndarray, n_levels: int) -> np.ndarray:
+        if n_levels < 8:  # the rules are fitted to the paper's 3- and 4-bit tables; a 2-bit one searches
+            return pwlq_levels(x, n_levels)
+        p, m = pwlq_breakpoint(x, rule)
+        top = min(max(m, 1.0), 127.0)
+        return _snap(_pwlq_real(p * top / m if m else top, top, n_levels))
+
+    levels.__doc__ = f"PWLQ levels with the ``{rule}`` breakpoint rule (:func:`pwlq_breakpoint`), no search."
+    return levels
+
+
 def mse_levels(x: np.ndarray, n_levels: int) -> np.ndarray:
     """The levels on the int8 grid with the least squared error on ``x`` (exact 1-D k-means).
 
@@ -312,6 +354,7 @@ def user_levels(x: np.ndarray, n_levels: int, user_lut: np.ndarray) -> np.ndarra
 
 _FAMILY_FUNCS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
     "uniform": uniform_levels, "pot": pot_levels, "apot": apot_levels, "pwlq": pwlq_levels, "mse": mse_levels,
+    "pwlq_gauss": _pwlq_rule_levels("gauss"), "pwlq_laplace": _pwlq_rule_levels("laplace"),
 }
 
 

@@ -242,7 +242,10 @@ def _batchnorm(conv: OnnxConversion, node, attrs: dict, index: int) -> None:
     if scale.shape != (shape[0],):
         raise conv.fail(f"node {node.name!r} (BatchNormalization): parameters of shape {scale.shape} "
                         f"do not match {shape[0]} channels")
-    conv.emit(node, index, "affine", [x], shape, {}, {"scale": scale, "shift": beta - mean * scale})
+    # gamma/beta stay with the node: the folded layer's output is ~N(beta, gamma^2) per channel, which
+    # analytic bias correction (accel.frontend.ptq.bias_correction) reads after folding
+    conv.emit(node, index, "affine", [x], shape, {"bn_stats": (beta, np.abs(gamma))},
+              {"scale": scale, "shift": beta - mean * scale})
 
 
 @converter("Add", "Mul")
@@ -297,14 +300,13 @@ def _pool(conv: OnnxConversion, node, attrs: dict, index: int) -> None:
     kernel = list(attrs["kernel_shape"])
     stride, pads, _, out_hw = conv.window(node, attrs, shape[1:], kernel, allow_dilation=False)
     if op == "AveragePool":
-        if any(pads) and not attrs.get("count_include_pad", 0):
-            raise conv.fail(f"node {node.name!r} (AveragePool): padding with count_include_pad=0 "
-                            f"is not supported (the datapath divides every window by its full size)")
         if attrs.get("ceil_mode", 0) and pads != list(attrs.get("pads", [0, 0, 0, 0])):
             raise conv.fail(f"node {node.name!r} (AveragePool): ceil_mode=1 with partial windows "
                             f"is not supported")
-    conv.emit(node, index, "max_pool" if op == "MaxPool" else "avg_pool", [x], (shape[0],) + out_hw,
-              {"kernel": kernel, "stride": stride, "padding": pads})
+    fields = {"kernel": kernel, "stride": stride, "padding": pads}
+    if op == "AveragePool" and any(pads) and not attrs.get("count_include_pad", 0):
+        fields["count_include_pad"] = False  # ONNX's default: padding left out of the divisor
+    conv.emit(node, index, "max_pool" if op == "MaxPool" else "avg_pool", [x], (shape[0],) + out_hw, fields)
 
 
 @converter("GlobalAveragePool")

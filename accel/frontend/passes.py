@@ -56,9 +56,20 @@ def fold_batchnorm(graph: FloatGraph) -> FloatGraph:
             prev.params["bias"] = prev.params["bias"] * scale + shift
             prev.attrs["act"] = node.act
             prev.attrs.setdefault("folded", []).append(node.name)
+            _fold_bn_stats(prev, node, scale, shift)
             _replace_output(graph, prev, node)
             changed = True
     return graph
+
+
+def _fold_bn_stats(prev: FloatNode, affine: FloatNode, scale, shift) -> None:
+    """Keep the per-channel output mean and deviation (BatchNorm's beta, |gamma|) with the folded
+    layer: a BatchNorm's own, or an earlier one's carried through a later affine fold."""
+    if "bn_stats" in affine.attrs:
+        prev.attrs["bn_stats"] = affine.attrs["bn_stats"]
+    elif "bn_stats" in prev.attrs:
+        mean, std = prev.attrs["bn_stats"]
+        prev.attrs["bn_stats"] = (mean * scale + shift, std * abs(scale))
 
 
 def _replace_output(graph: FloatGraph, keep: FloatNode, drop: FloatNode) -> None:

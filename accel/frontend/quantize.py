@@ -304,7 +304,8 @@ def assign_exponents(graph: FloatGraph, calib: Calibration, weights: dict[str, W
 
 
 def emit_integer_model(graph: FloatGraph, calib: Calibration, config: AcceleratorConfig,
-                       options: QuantizeOptions = QuantizeOptions(), *, progress: bool = False) -> Model:
+                       options: QuantizeOptions = QuantizeOptions(), *, progress: bool = False,
+                       weights: dict[str, WeightQuant] | None = None) -> Model:
     """Emit the integer model of a calibrated float graph: weights, exponents, then one layer per node.
 
     Parameters
@@ -319,6 +320,9 @@ def emit_integer_model(graph: FloatGraph, calib: Calibration, config: Accelerato
         LUT family, granularity, levels.
     progress : bool
         Show a progress bar over the layers' weight quantization.
+    weights : dict, optional
+        :func:`quantize_layer_weights` of ``graph``, when the caller already has them (the
+        post-training methods of :mod:`accel.frontend.ptq` correct biases against them first).
 
     Returns
     -------
@@ -330,7 +334,8 @@ def emit_integer_model(graph: FloatGraph, calib: Calibration, config: Accelerato
     ModelImportError
         A shift that no choice of exponents makes legal (names the layer).
     """
-    weights = quantize_layer_weights(graph, config, options, progress=progress)
+    if weights is None:
+        weights = quantize_layer_weights(graph, config, options, progress=progress)
     exponents = assign_exponents(graph, calib, weights, config.requant is Requant.SHIFT)
     builder = ModelBuilder(config, metadata={
         "name": graph.name, "source": str(Path(graph.source).resolve()) if graph.source else "",
@@ -433,10 +438,17 @@ def _emit_average_pool(em: _Emission, node: FloatNode) -> None:
                               f"layer {node.name!r}")
     lo, hi = _range(em.config, em.exponents.signed(out))
     attrs = {"mult": mult, "shift": shift, "lo": lo, "hi": hi}
+    arrays = {}
     if node.op == "avg_pool":
         attrs.update(kernel=list(node.attrs["kernel"]), stride=list(node.attrs["stride"]),
                      padding=list(node.attrs["padding"]), pad_value=0)
-    em.builder.add_layer(node.name, node.op, ins, attrs, dtype=em.exponents.dtype(out), exponent=e_y, output=out)
+        if not node.attrs.get("count_include_pad", True):  # a multiplier and a shift per window size
+            pairs = [_mult_shift(math.ldexp(1.0, e_y - e_x) / count, POOL_MULT_BITS, POOL_SHIFT_MAX,
+                                 f"layer {node.name!r}") for count in range(1, window + 1)]
+            arrays = {"count_mult": np.array([m for m, _ in pairs], np.int64),
+                      "count_shift": np.array([s for _, s in pairs], np.int64)}
+    em.builder.add_layer(node.name, node.op, ins, attrs, arrays or None, dtype=em.exponents.dtype(out), exponent=e_y,
+                         output=out)
 
 
 def _emit_data_movement(em: _Emission, node: FloatNode) -> None:

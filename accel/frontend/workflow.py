@@ -117,8 +117,11 @@ def quantize_file(model_path: str | os.PathLike, output: str | os.PathLike, *,
                   levels: int | None = None,
                   calib_method: str = DEFAULT_METHOD, calib_size: int = DEFAULT_CALIB_SIZE, seed: int = 0,
                   user_lut: str | None = None, overwrite: bool = False,
-                  progress: bool = False) -> tuple[Model, str]:
+                  progress: bool = False, ptq=None) -> tuple[Model, str]:
     """Quantize an ONNX file and write the ``.qmodel``; returns the model and a one-line summary.
+
+    ``ptq`` (:class:`~accel.frontend.ptq.pipeline.PTQOptions`) selects post-training methods
+    (equalization, bias correction, AdaRound).
 
     Raises
     ------
@@ -135,7 +138,12 @@ def quantize_file(model_path: str | os.PathLike, output: str | os.PathLike, *,
                               calib_size=calib_size, seed=seed, user_lut=parse_levels(user_lut))
     graph = import_onnx(model_path)
     x, calib_name = calibration_images(graph, calib)
-    model = quantize_graph(graph, x, config, options, progress=progress)
+    if ptq is not None and ptq.active:
+        from .ptq.pipeline import quantize_graph_ptq
+
+        model = quantize_graph_ptq(graph, x, config, options, ptq, progress=progress)
+    else:
+        model = quantize_graph(graph, x, config, options, progress=progress)
     model.metadata["frontend"]["calibration_data"] = calib_name
     save_model(model, output, overwrite=overwrite)
     n_mac = sum(layer.op in MAC_OPS for layer in model.layers)
@@ -144,6 +152,8 @@ def quantize_file(model_path: str | os.PathLike, output: str | os.PathLike, *,
                f"({granularity} power-of-two scales, "
                f"requant {config.requant.value}), A{config.act_bits}, calibrated ({calib_method}) on "
                f"{min(calib_size, len(x))} images of {calib_name}")
+    if ptq is not None and ptq.active:
+        summary += f"; post-training: {ptq.describe()}"
     return model, summary
 
 

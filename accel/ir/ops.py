@@ -227,6 +227,14 @@ def _check_avg_pool(layer: Layer, model: Model, ins: list[TensorInfo], out: Tens
     _int_attr(layer, "shift", 0, POOL_SHIFT_MAX)
     if layer.op == "avg_pool":
         _int_attr(layer, "pad_value", *ins[0].range)
+        present = [k for k in ("count_mult", "count_shift") if k in layer.arrays]
+        if len(present) == 1:
+            other = "count_shift" if present[0] == "count_mult" else "count_mult"
+            raise layer.error(other, "missing: excluding padding needs both count_mult and count_shift")
+        if present:  # excluding padding: a multiplier and a shift per window size 1..KH*KW
+            size = int(np.prod(_int_list(layer, "kernel", 2, 1)))
+            _check_int_array(layer, "count_mult", (size,), 0, (1 << POOL_MULT_BITS) - 1, np.int64)
+            _check_int_array(layer, "count_shift", (size,), 0, POOL_SHIFT_MAX, np.int64)
 
 
 def _check_movement(layer: Layer, model: Model, ins: list[TensorInfo], out: TensorInfo) -> None:
@@ -304,7 +312,7 @@ OPS: dict[str, OpSpec] = {
     "add": OpSpec(2, ("shift_a", "shift_b", "shift", "lo", "hi"), _add_shape, _check_add),
     "max_pool": OpSpec(1, ("kernel", "stride", "padding"), _pool_shape, _check_max_pool, input_rank=3),
     "avg_pool": OpSpec(1, ("kernel", "stride", "padding", "pad_value", "mult", "shift", "lo", "hi"),
-                       _pool_shape, _check_avg_pool, input_rank=3),
+                       _pool_shape, _check_avg_pool, optional_arrays=("count_mult", "count_shift"), input_rank=3),
     "global_avg_pool": OpSpec(1, ("mult", "shift", "lo", "hi"), _global_pool_shape, _check_avg_pool,
                               input_rank=3),
     "flatten": OpSpec(1, (), _flatten_shape, _check_movement),
