@@ -18,24 +18,22 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+from accel.config import AcceleratorConfig, Requant
+from accel.data import load_dataset
+from accel.frontend.evaluate import evaluate, onnx_logits
+from accel.frontend.onnx_import import import_onnx
+from accel.frontend.ptq.adaround import DEFAULT_ITERS
+from accel.frontend.ptq.pipeline import PTQOptions, quantize_graph_ptq
+from accel.frontend.quantize import DEFAULT_LUT, QuantizeOptions, quantize_layer_weights, weight_tensor
+from accel.frontend.workflow import MODELS_DIR, bundled_models
+from accel.ir import MAC_OPS
+from accel.perf.footprint import weight_storage
+from accel.report import Column, Table, write_json, write_text
 
-from accel.config import AcceleratorConfig, Requant  # noqa: E402
-from accel.data import load_dataset  # noqa: E402
-from accel.frontend.evaluate import evaluate, onnx_logits  # noqa: E402
-from accel.frontend.onnx_import import import_onnx  # noqa: E402
-from accel.frontend.ptq.adaround import DEFAULT_ITERS  # noqa: E402
-from accel.frontend.ptq.pipeline import PTQOptions, quantize_graph_ptq  # noqa: E402
-from accel.frontend.quantize import DEFAULT_LUT, QuantizeOptions, quantize_layer_weights, weight_tensor  # noqa: E402
-from accel.frontend.workflow import MODELS_DIR, bundled_models  # noqa: E402
-from accel.ir import MAC_OPS  # noqa: E402
-from accel.perf.footprint import weight_storage  # noqa: E402
-from accel.report import Column, Table, write_json, write_text  # noqa: E402
+ROOT = Path(__file__).resolve().parent.parent
 
 CACHE = ROOT / "bench" / "ptq_results.json"
 RESULTS = ROOT / "docs" / "RESULTS.md"

@@ -10,8 +10,7 @@ from accel.frontend.graph import run_float
 from accel.frontend.onnx_import import import_onnx
 from accel.frontend.ptq.layerwise import quantize_network_input
 from accel.frontend.quantize import QuantizeOptions, dequantize_output, quantize_graph
-
-from .onnx_graphs import GraphBuilder, save
+from tests.support.models import GraphBuilder, save
 
 
 def _graph(tmp_path, count_include_pad):
