@@ -95,6 +95,15 @@ class Engine:
         self._plans = {layer.name: _MacPlan(layer, model) for layer in model.layers if layer.op in MAC_OPS}
         self._segment_cache: dict[bool, list] = {}
 
+    def layer_paths(self) -> dict[str, str]:
+        """Per layer, how this engine runs it: "numba" on the reference backend, else the path of
+        :func:`accel.engine.onnx_lowering.layer_path` ("f32", "f32-split", "f64", "int8" or "numba")."""
+        if self.backend == "reference":
+            return {layer.name: "numba" for layer in self.model.layers}
+        from .onnx_lowering import layer_path
+
+        return {layer.name: layer_path(self.model, layer) for layer in self.model.layers}
+
     def run_layer(self, layer: Layer | str, inputs: list[np.ndarray]) -> np.ndarray:
         """Run one layer on its input tensors (batch first) in the numba kernels."""
         if isinstance(layer, str):
