@@ -163,11 +163,11 @@ def exact_in_float(model: Model, layer: Layer) -> bool:
     return check is not None and check(model, layer)
 
 
-def layer_path(model: Model, layer: Layer) -> str:
+def layer_path(model: Model, layer: Layer, int_kernels: bool = True) -> str:
     """How the fast backend runs ``layer``: a :data:`MAC_PATHS` entry for conv2d/linear, else "f32"
-    (its onnxruntime lowering) or "numba"."""
+    (its onnxruntime lowering) or "numba". ``int_kernels=False`` leaves the integer kernels out."""
     if layer.op in ("conv2d", "linear"):
-        return mac_path(model, layer)
+        return mac_path(model, layer, None if int_kernels else False)
     return "f32" if exact_in_float(model, layer) else "numba"
 
 
@@ -181,7 +181,8 @@ def _fold_fits(w: np.ndarray, bias: np.ndarray, shift: np.ndarray, xmax: int, ha
 
 
 class _Graph:
-    def __init__(self):
+    def __init__(self, int_kernels: bool = True):
+        self.int_kernels = int_kernels
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self.double: set[str] = set()  # names of float64 values (raw accumulators beyond float32)
@@ -312,7 +313,7 @@ def _wide_acc(g: _Graph, layer: Layer, model: Model, path: str, x: str, w: np.nd
 def _lower_mac(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
     cfg = model.config
     a, arr = layer.attrs, layer.arrays
-    path = mac_path(model, layer)
+    path = mac_path(model, layer, None if g.int_kernels else False)
     x = names[layer.inputs[0]]
     w = decode_weights(arr["codes"], arr["lut"]).astype(np.float64)
     bias = arr["bias"].astype(np.float64)
@@ -437,9 +438,11 @@ def _lower_layer(g: _Graph, layer: Layer, model: Model, names: dict[str, str]) -
     return lower(g, layer, model, names, layer.name.replace("/", "_"))
 
 
-def lower_layers(model: Model, layers: list[Layer], inputs: list[str], outputs: list[str]) -> onnx.ModelProto:
-    """An ONNX graph computing ``layers`` from integer tensors ``inputs`` to integer tensors ``outputs``."""
-    g = _Graph()
+def lower_layers(model: Model, layers: list[Layer], inputs: list[str], outputs: list[str],
+                 int_kernels: bool = True) -> onnx.ModelProto:
+    """An ONNX graph computing ``layers`` from integer tensors ``inputs`` to integer tensors ``outputs``
+    (``int_kernels=False``: no integer GEMM even where its self-test passed)."""
+    g = _Graph(int_kernels)
     names: dict[str, str] = {}
     graph_inputs = []
     for t in inputs:

@@ -85,13 +85,17 @@ class Engine:
         A validated integer model.
     backend : {"fast", "reference"}
         See the module docstring; both are bit-exact.
+    int_kernels : bool
+        Let the fast backend use integer GEMM kernels that passed their exactness self-test
+        (:mod:`accel.engine.capability`); False keeps to the float paths.
     """
 
-    def __init__(self, model: Model, backend: str = "fast"):
+    def __init__(self, model: Model, backend: str = "fast", *, int_kernels: bool = True):
         if backend not in BACKENDS:
             raise ValueError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
         self.model = model
         self.backend = backend
+        self.int_kernels = int_kernels
         self._plans = {layer.name: _MacPlan(layer, model) for layer in model.layers if layer.op in MAC_OPS}
         self._segment_cache: dict[bool, list] = {}
 
@@ -102,7 +106,7 @@ class Engine:
             return {layer.name: "numba" for layer in self.model.layers}
         from .onnx_lowering import layer_path
 
-        return {layer.name: layer_path(self.model, layer) for layer in self.model.layers}
+        return {layer.name: layer_path(self.model, layer, self.int_kernels) for layer in self.model.layers}
 
     def run_layer(self, layer: Layer | str, inputs: list[np.ndarray]) -> np.ndarray:
         """Run one layer on its input tensors (batch first) in the numba kernels."""
@@ -164,11 +168,10 @@ class Engine:
         if self.backend == "reference":
             steps = [("numba", layer) for layer in layers]
         else:
-            from .onnx_lowering import exact_in_float
-
+            paths = self.layer_paths()
             run: list[Layer] = []
             for i, layer in enumerate(layers + [None]):
-                if layer is not None and exact_in_float(self.model, layer):
+                if layer is not None and paths[layer.name] != "numba":
                     run.append(layer)
                     continue
                 if run:
@@ -192,7 +195,7 @@ class Engine:
                     inputs.append(t)
         needed = {t for layer in later for t in layer.inputs} | set(self.model.outputs)
         outputs = [t for t in produced if return_all or t in needed]
-        proto = lower_layers(self.model, run, inputs, outputs)
+        proto = lower_layers(self.model, run, inputs, outputs, self.int_kernels)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = _threads()
         opts.inter_op_num_threads = 1
