@@ -46,7 +46,7 @@ from ..datapath import DTYPE_RANGES, decode_weights
 from ..ir import Layer, Model
 
 __all__ = ["EXACT_IN_FLOAT", "F32_EXACT_BOUND", "F64_EXACT_BOUND", "FLOAT_LOWERINGS", "MAC_PATHS",
-           "exact_in_float", "layer_path", "lower_layers", "mac_path", "ONNX_OPSET"]
+           "exact_in_float", "layer_path", "lower_layers", "mac_path", "ONNX_OPSET", "product_bounds"]
 
 ONNX_OPSET = 17
 #: Integers up to this magnitude are exact in float32 (24-bit significand), and so is any sum of
@@ -98,8 +98,7 @@ def mac_path(model: Model, layer: Layer, int_kernel: bool | None = None) -> str:
     :mod:`accel.engine.capability` (whose self-test runs once per process).
     """
     cfg = model.config
-    w = _abs_weights(layer)
-    sums = w.reshape(w.shape[0], -1).sum(axis=1) * _input_bound(model, layer)
+    sums = product_bounds(model, layer)
     worst = _worst_acc(model, layer)
     can_overflow = worst > cfg.acc_max
     if (can_overflow and cfg.overflow is Overflow.SATURATE) or worst >= F64_EXACT_BOUND:
@@ -355,9 +354,15 @@ def _lower_mac(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hin
     return _requant(g, acc, layer, model, rank, shift, mult, hint, wide)
 
 
-def _worst_acc(model: Model, layer: Layer) -> int:
+def product_bounds(model: Model, layer: Layer) -> np.ndarray:
+    """Per output channel of a conv2d/linear layer: ``sum_k |w[n,k]| * max|x|`` (int64), the bound of every
+    partial sum of its products (padding included)."""
     w = _abs_weights(layer)
-    sums = w.reshape(w.shape[0], -1).sum(axis=1) * _input_bound(model, layer)
+    return w.reshape(w.shape[0], -1).sum(axis=1) * _input_bound(model, layer)
+
+
+def _worst_acc(model: Model, layer: Layer) -> int:
+    sums = product_bounds(model, layer)
     return int((sums + np.abs(layer.arrays["bias"].astype(np.int64))).max(initial=0))
 
 

@@ -1,16 +1,21 @@
 """Execution of integer models on batches.
 
-Two backends, both bit-exact to :mod:`accel.datapath`:
+Backends, all bit-exact to :mod:`accel.datapath`:
 
 ``reference``
     numba kernels, direct loops in int64, for every op (the oracle that the
     gateware tests compare with).
 ``fast`` (default)
     runs of consecutive layers are lowered to an exact floating-point ONNX
-    graph and executed by onnxruntime (see :mod:`accel.engine.onnx_lowering`
-    for why this is exact); a layer whose exactness cannot be proved from its
-    weights and types (a possible overflow, sums beyond 2^23) runs in the numba
-    kernels between the graph segments.
+    graph and executed by onnxruntime; each conv/linear layer takes the fastest
+    path whose exactness is proved from its weights and types (float32 below
+    2^24, float32 chunks or a float64 GEMM below 2^53, an integer GEMM that passed
+    its run-time self-test; see :mod:`accel.engine.onnx_lowering`); only a
+    saturating accumulator that can overflow runs in the numba kernels.
+``torch`` / ``cuda``
+    PyTorch, im2col + GEMM in float32/float64 under the same bounds, integer
+    epilogue (:mod:`accel.engine.torch_backend`); ``torch`` on the CPU, ``cuda``
+    on a GPU.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from . import kernels
 
 __all__ = ["BACKENDS", "Engine", "NUMBA_HANDLERS", "run_model", "run_layer"]
 
-BACKENDS = ("fast", "reference")
+#: The CPU backends (every test runs each of them); "cuda" runs the "torch" backend's code on a GPU.
+BACKENDS = ("fast", "reference", "torch")
+_ALL_BACKENDS = BACKENDS + ("cuda",)
 _NP_DTYPE = {"int8": np.int8, "uint8": np.uint8, "int32": np.int32}
 
 
@@ -83,20 +90,26 @@ class Engine:
     ----------
     model : Model
         A validated integer model.
-    backend : {"fast", "reference"}
-        See the module docstring; both are bit-exact.
+    backend : {"fast", "reference", "torch", "cuda"}
+        See the module docstring; all are bit-exact.
     int_kernels : bool
         Let the fast backend use integer GEMM kernels that passed their exactness self-test
         (:mod:`accel.engine.capability`); False keeps to the float paths.
     """
 
     def __init__(self, model: Model, backend: str = "fast", *, int_kernels: bool = True):
-        if backend not in BACKENDS:
-            raise ValueError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
+        if backend not in _ALL_BACKENDS:
+            raise ValueError(f"backend {backend!r} is not one of {', '.join(_ALL_BACKENDS)}")
         self.model = model
         self.backend = backend
         self.int_kernels = int_kernels
         self._plans = {layer.name: _MacPlan(layer, model) for layer in model.layers if layer.op in MAC_OPS}
+        self._torch = None
+        if backend in ("torch", "cuda"):
+            from .torch_backend import TorchExecutor
+
+            self._torch = TorchExecutor(model, "cpu" if backend == "torch" else "cuda",
+                                        lambda layer, x: self._plans[layer.name].run(x))
         self._segment_cache: dict[bool, list] = {}
 
     def layer_paths(self) -> dict[str, str]:
@@ -104,6 +117,8 @@ class Engine:
         :func:`accel.engine.onnx_lowering.layer_path` ("f32", "f32-split", "f64", "int8" or "numba")."""
         if self.backend == "reference":
             return {layer.name: "numba" for layer in self.model.layers}
+        if self._torch is not None:
+            return self._torch.layer_paths()
         from .onnx_lowering import layer_path
 
         return {layer.name: layer_path(self.model, layer, self.int_kernels) for layer in self.model.layers}
@@ -204,6 +219,8 @@ class Engine:
         return ("onnx", session, inputs, outputs)
 
     def _run_batch(self, inputs: dict[str, np.ndarray], return_all: bool) -> dict[str, np.ndarray]:
+        if self._torch is not None:
+            return self._torch.run(inputs, return_all)
         values = dict(inputs)
         for step in self._segments(return_all):
             if step[0] == "numba":

@@ -7,6 +7,7 @@ from accel.config import AcceleratorConfig
 from accel.engine import Engine, run_model_contract
 from accel.engine.capability import kernel_verdict
 from accel.engine.onnx_lowering import F32_EXACT_BOUND, int_kernel_name, mac_path
+from accel.engine.torch_backend import cuda_available
 from accel.frontend import quantize_onnx
 from accel.frontend.workflow import MODELS_DIR, bundled_models
 from accel.ir import ModelBuilder
@@ -66,10 +67,36 @@ def test_bundled_models_bit_exact_on_every_path(bundled):
     xs[1] = lo
     xs = xs.astype(info.dtype)
     want = Engine(model, "reference").run(xs, return_all=True)
-    for int_kernels in (True, False):
-        got = Engine(model, int_kernels=int_kernels).run(xs, return_all=True)
+    engines = {"fast": Engine(model), "fast, float only": Engine(model, int_kernels=False),
+               "torch (cpu)": Engine(model, "torch")}
+    if cuda_available():
+        engines["cuda"] = Engine(model, "cuda")
+    for label, engine in engines.items():
+        got = engine.run(xs, return_all=True)
         for t, values in want.items():
-            assert np.array_equal(got[t], values), (name, t, int_kernels)
+            assert got[t].dtype == values.dtype and np.array_equal(got[t], values), (name, t, label)
+
+
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA device (the torch backend's CPU run covers its code)")
+def test_cuda_backend_on_a_large_batch(bundled):
+    name, model = bundled
+    info = model.tensors[model.inputs[0]]
+    xs = np.random.default_rng(2).integers(*info.range, (512,) + info.shape, endpoint=True).astype(info.dtype)
+    want = Engine(model, "reference").run(xs)
+    got = Engine(model, "cuda").run(xs)
+    assert all(np.array_equal(got[k], want[k]) for k in want)
+
+
+def test_torch_backend_paths(bundled):
+    """The torch backend's GEMM type per layer: float64 only for the layer beyond 2^24."""
+    name, model = bundled
+    paths = Engine(model, "torch").layer_paths()
+    for layer in model.layers:
+        want = BUNDLED_PATHS[name][layer.name]
+        if layer.op in ("conv2d", "linear"):
+            assert paths[layer.name] == ("f64" if want == WIDE else "f32"), layer.name
+        else:
+            assert paths[layer.name] == "int64"
 
 
 def _linear_model(k: int, n: int, weight: int, cfg: AcceleratorConfig, bias: int = 0, raw: bool = True):
@@ -95,8 +122,9 @@ def test_linear_at_the_float32_bound(bias, want_f32, raw, int_kernels):
     path = Engine(model, int_kernels=int_kernels).layer_paths()["fc"]
     assert (path == "f32") == want_f32
     xs = np.array([[255] * k, [0] * k, list(range(256)) * 2 + [1, 2]], np.uint8)
-    got = Engine(model, int_kernels=int_kernels).run(xs)["fc"]
-    assert np.array_equal(got.astype(np.int64), run_model_contract(model, xs)["fc"])
+    want = run_model_contract(model, xs)["fc"]
+    for engine in (Engine(model, int_kernels=int_kernels), Engine(model, "torch")):
+        assert np.array_equal(engine.run(xs)["fc"].astype(np.int64), want)
 
 
 @pytest.mark.parametrize("overflow", ["wrap", "saturate"])
@@ -110,9 +138,8 @@ def test_wide_paths_wrap_and_saturate(acc_bits, overflow):
     assert path == ("numba" if overflow == "saturate" and can_overflow else "f64")
     xs = np.random.default_rng(acc_bits).integers(0, 256, (4, 3000)).astype(np.uint8)
     xs[0] = 255
-    for int_kernels in (True, False):
-        got = Engine(model, int_kernels=int_kernels).run(xs)["fc"]
-        assert np.array_equal(got.astype(np.int64), run_model_contract(model, xs)["fc"])
+    for engine in (Engine(model), Engine(model, int_kernels=False), Engine(model, "torch")):
+        assert np.array_equal(engine.run(xs)["fc"].astype(np.int64), run_model_contract(model, xs)["fc"])
 
 
 @pytest.mark.parametrize("groups", [1, 2])
@@ -134,5 +161,6 @@ def test_split_convolution(groups, pad_value, acc_bits, overflow):
     assert Engine(model).layer_paths()["conv"] == "f32-split"
     xs = np.full((2, c, 5, 5), 255, np.uint8)
     xs[1] = rng.integers(0, 256, (c, 5, 5))
-    got = Engine(model).run(xs)["conv"]
-    assert np.array_equal(got.astype(np.int64), run_model_contract(model, xs)["conv"])
+    for backend in ("fast", "torch"):
+        got = Engine(model, backend).run(xs)["conv"]
+        assert np.array_equal(got.astype(np.int64), run_model_contract(model, xs)["conv"]), backend
