@@ -123,6 +123,22 @@ class Engine:
 
         return {layer.name: layer_path(self.model, layer, self.int_kernels) for layer in self.model.layers}
 
+    def describe(self) -> dict:
+        """What runs the model here, for reports: backend, device, CPU flags, the verdicts of the integer
+        kernels' self-tests (fast backend) and every layer's path."""
+        from .capability import chosen_kernels, cpu_summary
+
+        info = {"backend": self.backend}
+        if self._torch is not None:
+            info["device"] = self._torch.device_name()
+            info.update(cpu_summary())
+        elif self.backend == "fast":
+            info.update(chosen_kernels() if self.int_kernels else cpu_summary())
+        else:
+            info.update(cpu_summary())
+        info["layer_paths"] = self.layer_paths()
+        return info
+
     def run_layer(self, layer: Layer | str, inputs: list[np.ndarray]) -> np.ndarray:
         """Run one layer on its input tensors (batch first) in the numba kernels."""
         if isinstance(layer, str):

@@ -151,6 +151,13 @@ class TorchExecutor:
         self.plans = {layer.name: _MacPlan(layer, model, self.device)
                       for layer in model.layers if layer.op in ("conv2d", "linear")}
 
+    def device_name(self) -> str:
+        import torch
+
+        if self.device.type == "cuda":
+            return f"{torch.cuda.get_device_name(self.device)} (torch {torch.__version__})"
+        return f"cpu (torch {torch.__version__})"
+
     def layer_paths(self) -> dict[str, str]:
         """Per layer: "f32", "f64" or "numba" for conv2d/linear (the GEMM's type), "int64" otherwise."""
         return {layer.name: self.plans[layer.name].path if layer.name in self.plans else "int64"
