@@ -19,6 +19,7 @@ import os
 import platform
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -80,17 +81,17 @@ def main(argv=None) -> int:
         entry = {"exact": exactness(model, x[:args.exact_batch], args.backend),
                  "paths": Engine(model, args.backend).layer_paths()}
         cuda = Engine(model, args.backend)
-        entry["cuda_images_per_s"] = median_rate(lambda: cuda.run(x), args.batch, args.repeats)
+        entry["cuda_images_per_s"] = median_rate(partial(cuda.run, x), args.batch, args.repeats)
         xc = x[:args.cpu_batch]
         fast = Engine(model)
-        entry["cpu_fast_images_per_s"] = median_rate(lambda: fast.run(xc), len(xc), max(2, args.repeats // 2))
+        entry["cpu_fast_images_per_s"] = median_rate(partial(fast.run, xc), len(xc), max(2, args.repeats // 2))
         onnx_path = args.onnx / f"{path.stem}.onnx" if args.onnx else None
         if onnx_path is not None and onnx_path.exists():
             opts = ort.SessionOptions()
             opts.intra_op_num_threads = threads
             sess = ort.InferenceSession(str(onnx_path), opts, providers=["CPUExecutionProvider"])
             feed = {sess.get_inputs()[0].name: (xc * 2.0 ** -(info.exponent or 0)).astype(np.float32)}
-            entry["cpu_ort_float_images_per_s"] = median_rate(lambda: sess.run(None, feed), len(xc),
+            entry["cpu_ort_float_images_per_s"] = median_rate(partial(sess.run, None, feed), len(xc),
                                                               max(2, args.repeats // 2))
         result["models"][path.stem] = entry
         print(path.stem, json.dumps({k: v for k, v in entry.items() if k != "paths"}), flush=True)

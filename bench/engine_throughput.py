@@ -73,12 +73,13 @@ class BenchModel:
 
 
 def load_models(workdir: Path, quick: bool, only: set[str] | None = None) -> list[BenchModel]:
+    from imagenet_models import IMAGE_SHAPE, IMAGENET_MODELS, export_onnx
+
     from accel.data import load_dataset
     from accel.frontend import quantize_onnx
     from accel.frontend.onnx_import import import_onnx
     from accel.frontend.quantize import quantize_graph
     from accel.frontend.workflow import MODELS_DIR, bundled_models
-    from imagenet_models import IMAGE_SHAPE, IMAGENET_MODELS, export_onnx
 
     models = []
     for name, info in bundled_models().items():

@@ -443,6 +443,31 @@ def _lower_layer(g: _Graph, layer: Layer, model: Model, names: dict[str, str]) -
     return lower(g, layer, model, names, layer.name.replace("/", "_"))
 
 
+def _sink_floors(g: _Graph, keep: set[str]) -> None:
+    """Move each ``Floor`` that feeds only a ``MaxPool`` behind it: max(floor(a)) == floor(max(a)) since
+    floor never decreases, so the result is the same, while Conv -> Clip -> MaxPool stays in onnxruntime's
+    blocked (NCHWc) layout and the Floor (which forces reorders to NCHW and back) runs on the pooled, smaller
+    tensor. ``keep``: names that must stay as they are (segment outputs)."""
+    users: dict[str, list[onnx.NodeProto]] = {}
+    for node in g.nodes:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    for node in g.nodes:
+        if node.op_type != "Floor" or node.output[0] in keep:
+            continue
+        after = users.get(node.output[0], [])
+        if len(after) != 1 or after[0].op_type != "MaxPool":
+            continue
+        pool, floored, pooled = after[0], node.output[0], after[0].output[0]
+        pool.input[0] = node.input[0]
+        pool.output[0] = floored + "_pooled"
+        node.input[0] = pool.output[0]
+        node.output[0] = pooled
+        # keep the list in topological order: the pool now runs first
+        i, j = g.nodes.index(node), g.nodes.index(pool)
+        g.nodes[i], g.nodes[j] = g.nodes[j], g.nodes[i]
+
+
 def lower_layers(model: Model, layers: list[Layer], inputs: list[str], outputs: list[str],
                  int_kernels: bool = True) -> onnx.ModelProto:
     """An ONNX graph computing ``layers`` from integer tensors ``inputs`` to integer tensors ``outputs``
@@ -456,6 +481,7 @@ def lower_layers(model: Model, layers: list[Layer], inputs: list[str], outputs: 
         names[t] = g.op("Cast", [t], "in", to=TensorProto.FLOAT)
     for layer in layers:
         names[layer.output] = _lower_layer(g, layer, model, names)
+    _sink_floors(g, {names[t] for t in outputs})
     graph_outputs = []
     for t in outputs:
         info = model.tensors[t]

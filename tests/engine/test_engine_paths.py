@@ -75,6 +75,26 @@ def test_bundled_models_bit_exact_on_every_path(bundled):
         got = engine.run(xs, return_all=True)
         for t, values in want.items():
             assert got[t].dtype == values.dtype and np.array_equal(got[t], values), (name, t, label)
+        # Only the outputs: the graph is free to reorder (Floor after MaxPool) what no one reads.
+        outs = engine.run(xs)
+        assert all(np.array_equal(outs[t], want[t]) for t in model.outputs), (name, label)
+
+
+def test_floor_sinks_behind_max_pool(bundled):
+    """Conv -> Clip -> MaxPool -> Floor: the requantization's Floor runs on the pooled tensor, so the
+    convolution and the pool stay in onnxruntime's blocked layout."""
+    from accel.engine.onnx_lowering import lower_layers
+
+    name, model = bundled
+    proto = lower_layers(model, model.layers, list(model.inputs), list(model.outputs))
+    producer = {out: node for node in proto.graph.node for out in node.output}
+    pools = [node for node in proto.graph.node if node.op_type == "MaxPool"]
+    for pool in pools:
+        assert producer[pool.input[0]].op_type == "Clip", name
+    kept = lower_layers(model, model.layers, list(model.inputs), [layer.output for layer in model.layers])
+    producer = {out: node for node in kept.graph.node for out in node.output}
+    for pool in (node for node in kept.graph.node if node.op_type == "MaxPool"):
+        assert producer[pool.input[0]].op_type == "Floor", name  # every tensor read: nothing moves
 
 
 @pytest.mark.skipif(not cuda_available(), reason="no CUDA device (the torch backend's CPU run covers its code)")
