@@ -67,20 +67,29 @@ class _MacPlan:
 
     def run(self, x: np.ndarray) -> np.ndarray:
         cfg = self.cfg
-        linear = x.ndim == 2
-        x4 = x.reshape(x.shape[0], x.shape[1], 1, 1) if linear else x
-        b, c, h, wd = x4.shape
-        n, _, kh, kw = self.w.shape
-        (sh, sw), (pt, pl, pb, pr), (dh, dw) = self.stride, self.padding, self.dilation
-        oh = conv_output_size(h, kh, sh, pt, pb, dh)
-        ow = conv_output_size(wd, kw, sw, pl, pr, dw)
-        multiply = cfg.requant is Requant.MULTIPLY_SHIFT
-        half_up = cfg.rounding is Rounding.HALF_UP
-        out = np.empty((b, n, oh, ow), dtype=self.out_dtype)
-        kernels.conv2d_direct(x4, self.w, self.bias, self.shift, self.mult, self.lo, self.hi,
-                              sh, sw, pt, pl, dh, dw, self.groups, self.pad_value, cfg.acc_bits,
-                              cfg.overflow is Overflow.SATURATE, multiply, half_up, self.raw, out)
-        return out.reshape(b, n) if linear else out
+        n, cg, kh, kw = self.w.shape
+        if x.ndim == 2:  # linear: the batch plays the pixels, so the kernel runs along it
+            cols = np.ascontiguousarray(x.T)[None]
+            oh = ow = 1
+        else:
+            b, c, h, wd = x.shape
+            (sh, sw), (pt, pl, pb, pr), (dh, dw) = self.stride, self.padding, self.dilation
+            oh = conv_output_size(h, kh, sh, pt, pb, dh)
+            ow = conv_output_size(wd, kw, sw, pl, pr, dw)
+            cols = np.empty((b, c * kh * kw, oh * ow), dtype=x.dtype if self.pad_fits(x.dtype) else np.int16)
+            kernels.im2col_kp(x, kh, kw, sh, sw, pt, pl, dh, dw, self.pad_value, oh, ow, cols)
+        out = np.empty((cols.shape[0], n, cols.shape[2]), dtype=self.out_dtype)
+        kernels.mac_columns(cols, self.w.reshape(n, -1), self.bias, self.shift, self.mult, self.lo, self.hi,
+                            self.groups, cfg.acc_bits, cfg.overflow is Overflow.SATURATE,
+                            cfg.requant is Requant.MULTIPLY_SHIFT, cfg.rounding is Rounding.HALF_UP, self.raw, out)
+        if x.ndim == 2:
+            return np.ascontiguousarray(out[0].T)
+        return out.reshape(out.shape[0], n, oh, ow)
+
+    def pad_fits(self, dtype) -> bool:
+        """Whether ``pad_value`` is a value of the input's dtype (else the columns widen to int16)."""
+        info = np.iinfo(dtype)
+        return info.min <= self.pad_value <= info.max
 
 
 class Engine:
