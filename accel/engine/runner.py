@@ -3,8 +3,8 @@
 Backends, all bit-exact to :mod:`accel.datapath`:
 
 ``reference``
-    numba kernels, direct loops in int64, for every op (the oracle that the
-    gateware tests compare with).
+    numba kernels in int64 for every op, the MAC kernel vectorised along the
+    output pixels (the oracle that the gateware tests compare with).
 ``fast`` (default)
     runs of consecutive layers are lowered to an exact floating-point ONNX
     graph and executed by onnxruntime; each conv/linear layer takes the fastest
