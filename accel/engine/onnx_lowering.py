@@ -74,21 +74,32 @@ def _abs_weights(layer: Layer) -> np.ndarray:
     return np.abs(decode_weights(layer.arrays["codes"], layer.arrays["lut"]).astype(np.int64))
 
 
+#: Chunk sizes of a split convolution are multiples of this where the channels allow: onnxruntime runs
+#: a convolution in its blocked (NCHWc) layout only when the channel counts are multiples of the block.
+_CHANNEL_BLOCK = 16
+
+
 def _split_chunks(model: Model, layer: Layer) -> list[tuple[int, int]] | None:
-    """Input-channel ranges (within a group) whose partial sums stay below 2^24, or None where one
-    input channel alone reaches it."""
+    """Input-channel ranges (within a group) whose partial sums stay below 2^24, cut at multiples of
+    :data:`_CHANNEL_BLOCK` channels where possible, or None where one input channel alone reaches 2^24."""
     w = _abs_weights(layer)
     per_c = w.reshape(w.shape[0], w.shape[1], -1).sum(axis=2) * _input_bound(model, layer)  # (N, C/groups)
-    chunks, start, run = [], 0, np.zeros(w.shape[0], np.int64)
-    for c in range(per_c.shape[1]):
-        if int(per_c[:, c].max()) >= F32_EXACT_BOUND:
-            return None
-        if int((run + per_c[:, c]).max()) >= F32_EXACT_BOUND:
-            chunks.append((start, c))
-            start, run = c, np.zeros_like(run)
-        run = run + per_c[:, c]
-    chunks.append((start, per_c.shape[1]))
-    return chunks
+    cg = per_c.shape[1]
+    for step in (_CHANNEL_BLOCK, 8, 1):
+        if cg % step:
+            continue
+        blocks = per_c.reshape(per_c.shape[0], cg // step, step).sum(axis=2)  # (N, blocks)
+        if int(blocks.max(initial=0)) >= F32_EXACT_BOUND:
+            continue  # a block alone is too large: try smaller blocks
+        chunks, start, run = [], 0, np.zeros(w.shape[0], np.int64)
+        for i in range(blocks.shape[1]):
+            if int((run + blocks[:, i]).max()) >= F32_EXACT_BOUND:
+                chunks.append((start * step, i * step))
+                start, run = i, np.zeros_like(run)
+            run = run + blocks[:, i]
+        chunks.append((start * step, cg))
+        return chunks
+    return None
 
 
 def mac_path(model: Model, layer: Layer, int_kernel: bool | None = None) -> str:

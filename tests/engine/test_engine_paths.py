@@ -6,7 +6,7 @@ import pytest
 from accel.config import AcceleratorConfig
 from accel.engine import Engine, run_model_contract
 from accel.engine.capability import kernel_verdict
-from accel.engine.onnx_lowering import F32_EXACT_BOUND, int_kernel_name, mac_path
+from accel.engine.onnx_lowering import F32_EXACT_BOUND, _split_chunks, int_kernel_name, mac_path
 from accel.engine.torch_backend import cuda_available
 from accel.frontend import quantize_onnx
 from accel.frontend.workflow import MODELS_DIR, bundled_models
@@ -179,6 +179,9 @@ def test_split_convolution(groups, pad_value, acc_bits, overflow):
     y = b.conv2d("conv", x, **arrays, padding=(1, 1, 1, 1), groups=groups, pad_value=pad_value, raw=True)
     model = b.build([y])
     assert Engine(model).layer_paths()["conv"] == "f32-split"
+    chunks = _split_chunks(model, model.layer("conv"))
+    assert len(chunks) > 1 and all(c0 % 16 == 0 for c0, _ in chunks)  # whole blocks: onnxruntime's NCHWc
+    assert [c0 for c0, _ in chunks[1:]] == [c1 for _, c1 in chunks[:-1]] and chunks[-1][1] == c // groups
     xs = np.full((2, c, 5, 5), 255, np.uint8)
     xs[1] = rng.integers(0, 256, (c, 5, 5))
     for backend in ("fast", "torch"):
