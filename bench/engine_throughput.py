@@ -1,248 +1,293 @@
-"""Engine throughput against onnxruntime (int8 QDQ and float) and the numpy contract.
+"""Engine throughput against onnxruntime (int8 QDQ and float), model by model.
 
-One conv-heavy residual network (ResNet-style, 1x28x28 input, 32 and 64 channels,
-about 62 M MACs per image) runs at batch 256 through
+Models: every bundled network (quantized by the front end on its own data set)
+and two ImageNet-scale networks at 224x224 with random weights (ResNet-18 and
+MobileNetV2 after torchvision's definitions, ``bench/imagenet_models.py``),
+quantized by the front end on random calibration images. Per model and batch
+size, in one process with the same thread count (2 by default):
 
-* the accel engine, ``fast`` backend (bit-exact; im2col + float BLAS + integer epilogue),
-* the accel engine, ``reference`` backend (numba direct loops),
-* onnxruntime on the float ONNX export of the same network,
-* onnxruntime on its int8 QDQ quantization (``quantize_static``, per-channel weights),
-* the numpy contract functions (on a smaller batch; reported per image).
+* accel ``fast`` (onnxruntime graphs, every layer on its exact path), and the
+  same with the float paths only where an integer kernel was chosen,
+* accel ``torch`` (PyTorch on the CPU, im2col + exact float GEMM),
+* accel ``reference`` (numba) on the bundled models,
+* onnxruntime on the float ONNX network, and on its int8 QDQ quantization
+  (``quantize_static``, per-channel weights, u8 activations).
 
-All in one process, side by side, with the same thread count (2 by default).
-Results print as a table and go into ``docs/BENCHMARKS.md`` between the
-``engine`` markers, with the machine they ran on.
+Repetitions are interleaved (one run of each executor per round) and the median
+of the rounds is reported. The CPU's flags, the integer kernels' self-test
+verdicts and each model's layer paths are printed as measured; the results go to
+``docs/BENCHMARKS.md`` between the ``engine`` markers with the machine.
 
-Usage: ``python bench/engine_throughput.py [--batch 256] [--repeats 3] [--no-write]``
+Usage: ``python bench/engine_throughput.py [--quick] [--repeats 5] [--no-write] [--profile MODEL]``
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import re
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import date
 from pathlib import Path
 
 THREADS = int(os.environ.get("ACCEL_BENCH_THREADS", "2"))
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ.setdefault(var, str(THREADS))
+# OpenMP threads (torch, numba) that spin after a parallel region would take the cores from the next
+# executor of an interleaved round: let them sleep.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 
-from accel.config import AcceleratorConfig  # noqa: E402
-from accel.engine import Engine, run_model_contract  # noqa: E402
-from accel.ir import ModelBuilder, layer_macs  # noqa: E402
+from accel.engine import Engine  # noqa: E402
+from accel.engine.capability import chosen_kernels  # noqa: E402
+from accel.ir import layer_macs  # noqa: E402
 from accel.report import Column, Table, write_text  # noqa: E402
 
-# (name, in_channels, out_channels, stride) of the 3x3 convs; "res" marks a residual pair.
-STAGES = [(32, 1), (64, 2)]
-BLOCKS_PER_STAGE = 2
-IMAGE = (1, 28, 28)
+ACCEL_FAST = "accel fast"
+ORT_INT8 = "onnxruntime int8 QDQ"
+ORT_FLOAT = "onnxruntime float"
 
 
-def torch_network():
-    import torch
-    from torch import nn
+class BenchModel:
+    """One network: its float ONNX file, its integer model and float calibration images."""
 
-    class Block(nn.Module):
-        def __init__(self, c):
-            super().__init__()
-            self.conv1 = nn.Conv2d(c, c, 3, padding=1)
-            self.conv2 = nn.Conv2d(c, c, 3, padding=1)
+    def __init__(self, name: str, onnx_path: Path, model, calib: np.ndarray, bundled: bool):
+        self.name, self.onnx_path, self.model, self.calib, self.bundled = name, onnx_path, model, calib, bundled
+        info = model.tensors[model.inputs[0]]
+        self.input_name, self.shape, self.dtype, self.exponent = model.inputs[0], info.shape, info.dtype, \
+            info.exponent
+        self.range = info.range
+        self.macs = sum(layer_macs(model, layer) for layer in model.layers)
 
-        def forward(self, x):
-            return torch.relu(x + self.conv2(torch.relu(self.conv1(x))))
-
-    layers = [nn.Conv2d(1, STAGES[0][0], 3, padding=1), nn.ReLU()]
-    c_in = STAGES[0][0]
-    for c, stride in STAGES:
-        if c != c_in or stride != 1:
-            layers += [nn.Conv2d(c_in, c, 3, stride=stride, padding=1), nn.ReLU()]
-        layers += [Block(c) for _ in range(BLOCKS_PER_STAGE)]
-        c_in = c
-    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(c_in, 10)]
-    torch.manual_seed(0)
-    return nn.Sequential(*layers).eval()
+    def inputs(self, batch: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Integer inputs for accel and the same values as floats for onnxruntime."""
+        x = np.random.default_rng(seed).integers(*self.range, (batch,) + self.shape, endpoint=True)
+        return x.astype(self.dtype), (x * 2.0 ** -(self.exponent or 0)).astype(np.float32)
 
 
-def accel_network(config: AcceleratorConfig, seed: int = 0):
-    """The same topology as :func:`torch_network` as an integer model (random codes and LUTs)."""
-    rng = np.random.default_rng(seed)
+def load_models(workdir: Path, quick: bool, only: set[str] | None = None) -> list[BenchModel]:
+    from imagenet_models import IMAGE_SHAPE, IMAGENET_MODELS, export_onnx
 
-    def mac(n, shape):
-        return dict(codes=rng.integers(0, 16, (n,) + shape).astype(np.uint8),
-                    lut=rng.integers(-100, 101, (1, 16)), bias=rng.integers(-2000, 2000, n),
-                    shift=rng.integers(9, 12, n))
+    from accel.data import load_dataset
+    from accel.frontend import quantize_onnx
+    from accel.frontend.onnx_import import import_onnx
+    from accel.frontend.quantize import quantize_graph
+    from accel.frontend.workflow import MODELS_DIR, bundled_models
 
-    b = ModelBuilder(config)
-    pad = (1, 1, 1, 1)
-    h = b.conv2d("stem", b.input("image", IMAGE, "int8", 7), **mac(STAGES[0][0], (1, 3, 3)), padding=pad,
-                 lo=0, hi=127, dtype="int8")
-    c_in = STAGES[0][0]
-    for si, (c, stride) in enumerate(STAGES):
-        if c != c_in or stride != 1:
-            h = b.conv2d(f"down{si}", h, **mac(c, (c_in, 3, 3)), stride=(stride, stride), padding=pad,
-                         lo=0, hi=127, dtype="int8")
-        for bi in range(BLOCKS_PER_STAGE):
-            r = b.conv2d(f"s{si}b{bi}.conv1", h, **mac(c, (c, 3, 3)), padding=pad, lo=0, hi=127, dtype="int8")
-            r = b.conv2d(f"s{si}b{bi}.conv2", r, **mac(c, (c, 3, 3)), padding=pad, lo=-128, hi=127)
-            h = b.add(f"s{si}b{bi}.add", h, r, shift=1, lo=0, hi=127, dtype="int8")
-        c_in = c
-    h = b.global_avg_pool("gap", h, mult=1, shift=0 if IMAGE[1] == 1 else 0, lo=0, hi=127)
-    h = b.flatten("flatten", h)
-    return b.build([b.linear("fc", h, **mac(10, (c_in,)), raw=True)])
+    models = []
+    for name, info in bundled_models().items():
+        if only and name not in only:
+            continue
+        calib = load_dataset(info["data"], "calib").x[:256]
+        path = MODELS_DIR / f"{name}.onnx"
+        models.append(BenchModel(name, path, quantize_onnx(path, calib), calib, True))
+    for name in IMAGENET_MODELS:
+        if only and name not in only:
+            continue
+        path = workdir / f"{name}.onnx"
+        export_onnx(name, path)
+        calib = np.random.default_rng(1).standard_normal((8 if quick else 32,) + IMAGE_SHAPE).astype(np.float32)
+        models.append(BenchModel(name, path, quantize_graph(import_onnx(path), calib), calib, False))
+    return models
 
 
-def macs_per_image(model) -> int:
-    return sum(layer_macs(model, layer) for layer in model.layers)
-
-
-def best_time(fn, repeats: int, warmup: bool = True) -> float:
-    if warmup:
-        fn()  # warm-up (and numba compilation)
-    times = []
-    for _ in range(max(repeats, 1)):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
-
-
-def onnx_sessions(workdir: Path, batch: int):
+def ort_session(path: Path):
     import onnxruntime as ort
-    import torch
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = THREADS
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+
+
+def ort_int8(bm: BenchModel, workdir: Path):
+    """onnxruntime's own int8 quantization (QDQ, per-channel s8 weights, u8 activations) of the float net."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
-
-    net = torch_network()
-    float_path = workdir / "resnet_float.onnx"
-    torch.onnx.export(net, torch.zeros((1,) + IMAGE), str(float_path), input_names=["image"],
-                      output_names=["logits"], dynamic_axes={"image": {0: "batch"}}, opset_version=17,
-                      dynamo=False)
-    import onnx
-
-    proto = onnx.load(str(float_path))
-    proto.ir_version = min(proto.ir_version, 10)
-    onnx.save(proto, str(float_path))
-
-    rng = np.random.default_rng(1)
+    from onnxruntime.quantization.shape_inference import quant_pre_process
 
     class Reader(CalibrationDataReader):
         def __init__(self):
-            self.items = iter([{"image": rng.standard_normal((16,) + IMAGE).astype(np.float32)}
-                               for _ in range(4)])
+            name = ort_session(bm.onnx_path).get_inputs()[0].name
+            self.items = iter([{name: bm.calib[i:i + 8]} for i in range(0, min(len(bm.calib), 32), 8)])
 
         def get_next(self):
             return next(self.items, None)
 
-    int8_path = workdir / "resnet_int8_qdq.onnx"
-    quantize_static(str(float_path), str(int8_path), Reader(), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    pre, out = workdir / f"{bm.name}_pre.onnx", workdir / f"{bm.name}_int8.onnx"
+    quant_pre_process(str(bm.onnx_path), str(pre), skip_symbolic_shape=True)
+    quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
+    return ort_session(out)
+
+
+def executors(bm: BenchModel, workdir: Path, batch: int) -> dict:
+    """name -> zero-argument callable running one batch."""
+    x_int, x_float = bm.inputs(batch)
+    fast = Engine(bm.model)
+    runs = {ACCEL_FAST: lambda: fast.run(x_int)}
+    if "int8" in fast.layer_paths().values():
+        floats = Engine(bm.model, int_kernels=False)
+        runs["accel fast, float paths only"] = lambda: floats.run(x_int)
+    if bm.bundled:  # the 224x224 networks: the torch backend is measured on the GPU (bench/engine_gpu.py)
+        torch_engine = Engine(bm.model, "torch")
+        runs["accel torch (cpu)"] = lambda: torch_engine.run(x_int)
+        ref = Engine(bm.model, "reference")
+        runs["accel reference (numba)"] = lambda: ref.run(x_int)
+    for label, sess in ((ORT_FLOAT, ort_session(bm.onnx_path)), (ORT_INT8, ort_int8(bm, workdir))):
+        feed = {sess.get_inputs()[0].name: x_float}
+        runs[label] = lambda s=sess, f=feed: s.run(None, f)
+    return runs
+
+
+def check_exact(bm: BenchModel) -> None:
+    """The backends agree bit for bit on this model (a few images)."""
+    x_int, _ = bm.inputs(4, seed=5)
+    want = Engine(bm.model, "torch").run(x_int, return_all=True)
+    for engine in (Engine(bm.model), Engine(bm.model, int_kernels=False)):
+        got = engine.run(x_int, return_all=True)
+        bad = [t for t in want if not np.array_equal(got[t], want[t])]
+        if bad:
+            raise SystemExit(f"{bm.name}: backends differ on {bad[:3]}")
+
+
+def interleaved_medians(runs: dict, repeats: int) -> dict[str, float]:
+    """Median seconds per executor over ``repeats`` rounds, each round one run of every executor."""
+    for fn in runs.values():
+        fn()  # warm-up: numba compilation, session initialization, allocator
+    times: dict[str, list[float]] = {k: [] for k in runs}
+    for _ in range(max(repeats, 1)):
+        for name, fn in runs.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {k: float(np.median(v)) for k, v in times.items()}
+
+
+def profile_fast(bm: BenchModel, batch: int, repeats: int = 3) -> list[tuple[str, float, float]]:
+    """onnxruntime's profiler over accel fast's graph: (op type, ms per batch, share) by total time."""
+    import onnxruntime as ort
+
+    from accel.engine.onnx_lowering import lower_layers
+
+    m = bm.model
+    proto = lower_layers(m, m.layers, list(m.inputs), list(m.outputs))
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = THREADS
-    opts.inter_op_num_threads = 1
-    sessions = {name: ort.InferenceSession(str(p), opts, providers=["CPUExecutionProvider"])
-                for name, p in (("float", float_path), ("int8", int8_path))}
-    return sessions
-
-
-def ort_int8_exactness(k: int = 256, n: int = 64, m: int = 512) -> tuple[int, int]:
-    """Mismatches of onnxruntime's MatMulInteger (u8 x s8, the int8 kernel of QDQ models) against exact
-    integer products, on activations near 255 and weights near -128/127: (mismatches, outputs)."""
-    import onnxruntime as ort
-    from onnx import TensorProto, helper, numpy_helper
-
-    rng = np.random.default_rng(3)
-    w = rng.choice(np.array([-128, 127, -127, 126], dtype=np.int8), size=(k, n))
-    a = rng.integers(200, 256, (m, k)).astype(np.uint8)
-    graph = helper.make_graph([helper.make_node("MatMulInteger", ["a", "w"], ["y"])], "g",
-                              [helper.make_tensor_value_info("a", TensorProto.UINT8, [None, k])],
-                              [helper.make_tensor_value_info("y", TensorProto.INT32, None)],
-                              initializer=[numpy_helper.from_array(w, "w")])
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    proto.ir_version = 8
-    sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
-    got = sess.run(None, {"a": a})[0]
-    want = a.astype(np.int64) @ w.astype(np.int64)
-    return int((got != want).sum()), int(want.size)
+    opts.enable_profiling = True
+    opts.profile_file_prefix = str(Path(tempfile.gettempdir()) / f"accel_profile_{bm.name}")
+    sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    x_int, _ = bm.inputs(batch)
+    for _ in range(repeats + 1):
+        sess.run(None, {m.inputs[0]: x_int})
+    path = Path(sess.end_profiling())
+    events = json.loads(path.read_text())
+    path.unlink()
+    per_op: Counter = Counter()
+    for e in events:
+        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
+            per_op[e["args"]["op_name"]] += e["dur"]
+    total = sum(per_op.values()) or 1
+    return [(op, us / 1e3 / (repeats + 1), us / total) for op, us in per_op.most_common()]
 
 
 def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores visible, {THREADS} threads used, Python {platform.python_version()}"
+    import numba
+    import onnxruntime
+    import torch
+
+    info = chosen_kernels()
+    return (f"{info['cpu']}, {os.cpu_count()} cores visible, {THREADS} threads used; CPU flags (of those that "
+            f"decide int8 kernels): {', '.join(info['flags']) or 'none'}; Python {platform.python_version()}, "
+            f"numpy {np.__version__}, numba {numba.__version__}, onnxruntime {onnxruntime.__version__}, "
+            f"torch {torch.__version__}")
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--batch", type=int, default=256)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--contract-batch", type=int, default=4)
+    ap.add_argument("--quick", action="store_true", help="batch 256 and 1 on the bundled models, the ImageNet "
+                    "ones at batch 8 and 1, 2 rounds")
+    ap.add_argument("--repeats", type=int, default=5, help="interleaved rounds (median reported)")
+    ap.add_argument("--imagenet-batch", type=int, default=32, help="large batch for the 224x224 networks")
+    ap.add_argument("--only", help="comma-separated model names")
+    ap.add_argument("--profile", metavar="MODEL", default="cnn_mnist",
+                    help="model whose accel graph is profiled (onnxruntime profiler), batch 256")
     ap.add_argument("--no-write", action="store_true", help="do not update docs/BENCHMARKS.md")
     args = ap.parse_args(argv)
+    repeats = 2 if args.quick else args.repeats
+    imagenet_batch = 8 if args.quick else args.imagenet_batch
 
     import numba
-    import onnxruntime
+    import torch
 
     numba.set_num_threads(THREADS)
-    config = AcceleratorConfig()
-    model = accel_network(config)
-    rng = np.random.default_rng(0)
-    x_int = rng.integers(-128, 128, (args.batch,) + IMAGE).astype(np.int8)
-    x_float = (x_int.astype(np.float32) / 128.0)
-    fast, ref = Engine(model, "fast"), Engine(model, "reference")
-
-    results = {}
-    results["accel engine (fast, bit-exact)"] = best_time(lambda: fast.run(x_int), args.repeats)
-    results["accel engine (reference numba)"] = best_time(lambda: ref.run(x_int), 1, warmup=False)
+    torch.set_num_threads(THREADS)
+    kernels = chosen_kernels()
+    print(machine())
+    print("integer kernels (run-time self-test):",
+          ", ".join(f"{k}: {v}" for k, v in kernels["int_kernels"].items()))
+    rows, summary, paths_lines = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
-        sessions = onnx_sessions(Path(tmp), args.batch)
-        for name, sess in sessions.items():
-            label = f"onnxruntime {name}" + (" (QDQ)" if name == "int8" else "")
-            results[label] = best_time(lambda s=sess: s.run(None, {"image": x_float}), args.repeats)
-    xc = x_int[: args.contract_batch]
-    t_contract = best_time(lambda: run_model_contract(model, xc), 1, warmup=False)
-    results["numpy contract"] = t_contract * args.batch / args.contract_batch
+        workdir = Path(tmp)
+        models = load_models(workdir, args.quick, set(args.only.split(",")) if args.only else None)
+        for bm in models:
+            check_exact(bm)
+            counts = Counter(Engine(bm.model).layer_paths().values())
+            paths_lines.append(f"- {bm.name} ({bm.macs / 1e6:,.1f} M MACs/image): "
+                               + ", ".join(f"{n} {p}" for p, n in sorted(counts.items())))
+            print(paths_lines[-1])
+            for batch in ((256, 1) if bm.bundled else (imagenet_batch, 1)):
+                rounds = repeats if bm.bundled else max(2, repeats // 2)
+                medians = interleaved_medians(executors(bm, workdir, batch), rounds)
+                ips = {k: batch / v for k, v in medians.items()}
+                for k, v in ips.items():
+                    rows.append((bm.name, batch, k, v, v * bm.macs * 2 / 1e9, ips[ACCEL_FAST] / v))
+                summary.append((bm.name, batch, ips[ACCEL_FAST], ips[ACCEL_FAST] / ips[ORT_INT8],
+                                ips[ACCEL_FAST] / ips[ORT_FLOAT]))
+                print(f"{bm.name} batch {batch}: " + ", ".join(f"{k} {v:,.1f}/s" for k, v in ips.items()))
+        profile_model = next((bm for bm in models if bm.name == args.profile), None)
+        profile = profile_fast(profile_model, 256) if profile_model is not None else []
 
-    # Exactness of the fast path on this run's data.
-    assert np.array_equal(fast.run(xc)["fc"], run_model_contract(model, xc)["fc"])
+    def ratio(v):
+        return f"{v:.2f}x"
 
-    bad, total = ort_int8_exactness()
-    ips = {k: args.batch / v for k, v in results.items()}
-    fast_ips = ips["accel engine (fast, bit-exact)"]
-    gmac = macs_per_image(model) / 1e6
-    table = Table([Column("executor"), Column("images/s", ",.0f", "right"), Column("GOP/s", ",.1f", "right"),
-                   Column("accel fast / this", lambda v: f"{v:.2f}x", "right")],
-                  [(k, v, v * gmac * 2 / 1e3, fast_ips / v) for k, v in ips.items()])
-    ratios = (f"- accel fast / onnxruntime int8: **{fast_ips / ips['onnxruntime int8 (QDQ)']:.2f}x** "
-              f"(target >= 1.0x)\n"
-              f"- accel fast / onnxruntime float: **{fast_ips / ips['onnxruntime float']:.2f}x** (target >= 0.5x)\n"
-              f"- accel fast / numpy contract: **{fast_ips / ips['numpy contract']:.0f}x** (target >= 50x)\n"
-              f"- onnxruntime's int8 kernel (MatMulInteger u8 x s8) on this CPU: {bad:,} of {total:,} outputs "
-              f"differ from the exact integer result on large activations and extreme weights "
-              f"(pairs of u8 x s8 products saturating at int16 where the CPU lacks VNNI), so its int8 speed "
-              f"is not open to an exact executor here")
-    print(table.text())
-    print(ratios)
+    detail = Table([Column("model"), Column("batch", align="right"), Column("executor"),
+                    Column("images/s", ",.1f", "right"), Column("GOP/s", ",.1f", "right"),
+                    Column("accel fast / this", ratio, "right")], rows)
+    short = Table([Column("model"), Column("batch", align="right"), Column("accel fast images/s", ",.1f", "right"),
+                   Column("accel / ort int8", ratio, "right"), Column("accel / ort float", ratio, "right")],
+                  summary)
+    worst = min(summary, key=lambda r: r[3])
+    lines = [f"- worst accel fast / onnxruntime int8 QDQ: **{worst[3]:.2f}x** ({worst[0]}, batch {worst[1]})",
+             f"- worst accel fast / onnxruntime float: **{min(r[4] for r in summary):.2f}x**"]
+    prof = ""
+    if profile:
+        ptable = Table([Column("op"), Column("ms per batch", ",.2f", "right"), Column("share", ".0%", "right")],
+                       profile)
+        prof = (f"\nonnxruntime profiler, accel fast graph of {args.profile}, batch 256 (kernel time by op):\n\n"
+                f"{ptable.markdown()}\n")
+    print(short.text())
+    print("\n".join(lines))
+    if profile:
+        print(ptable.text())
     if not args.no_write:
         section = (f"### Engine throughput ({date.today().isoformat()})\n\n"
-                   f"Network: residual CNN, input {IMAGE}, {gmac:.1f} M MACs/image, batch {args.batch}; "
-                   f"best of {args.repeats}.\nMachine: {machine()}; numpy {np.__version__}, numba "
-                   f"{numba.__version__}, onnxruntime {onnxruntime.__version__}.\n"
-                   f"Command: `.venv/bin/python bench/engine_throughput.py` (or `make bench`).\n\n"
-                   f"{table.markdown()}\n\n{ratios}\n")
+                   f"Machine: {machine()}.\nInteger kernels (run-time self-test): "
+                   + ", ".join(f"{k}: {v}" for k, v in kernels["int_kernels"].items())
+                   + f".\nCommand: `.venv/bin/python bench/engine_throughput.py{' --quick' if args.quick else ''}`"
+                   f" (`make bench`); median of {repeats} interleaved rounds ({max(2, repeats // 2)} for the "
+                   f"ImageNet-scale networks, at batch {imagenet_batch} and 1; the others at 256 and 1); load average "
+                   f"{os.getloadavg()[0]:.1f} at the end.\n\nLayer paths of the fast backend:\n\n"
+                   + "\n".join(paths_lines) + f"\n\n{short.markdown()}\n\n" + "\n".join(lines) + "\n" + prof
+                   + f"\nAll executors:\n\n{detail.markdown()}\n")
         write_section(ROOT / "docs" / "BENCHMARKS.md", "engine", section)
     return 0
 

@@ -26,7 +26,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--calib", metavar="DATA", help="calibration data for an .onnx model (default: --data's "
                    "calibration split: the training split of mnist5k or digits, the whole file of an .npz)")
     p.add_argument("--config", metavar="CFG.toml", help="accelerator configuration for an .onnx model")
-    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--backend", choices=("fast", "reference", "torch", "cuda"), default="fast",
+                   help="engine backend, all bit-exact: fast (onnxruntime, default), reference (numba), "
+                        "torch (PyTorch on the CPU), cuda (PyTorch on a GPU)")
+    p.add_argument("--json", action="store_true", help="print one JSON object (with the engine's backend, "
+                   "CPU flags, chosen kernels and per-layer paths) instead of a table")
     p.set_defaults(func=run)
 
 
@@ -42,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from ..perf import estimate
 
     result = evaluate_file(args.model, args.data, calib=args.calib, config_path=args.config,
-                           progress=not args.json)
+                           progress=not args.json, backend=args.backend)
     cost = estimate(result.integer_model).inference_summary()
     print(json.dumps({**result.to_dict(), "cost": cost}) if args.json else result_text(result, cost))
     return 0

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["wrap_scalar", "requant_scalar", "conv2d_direct", "im2col_f", "mac_epilogue", "max_pool2d",
-           "avg_pool2d", "requant_array"]
+__all__ = ["wrap_scalar", "requant_scalar", "im2col_kp", "mac_columns", "max_pool2d", "avg_pool2d",
+           "requant_array"]
 
 
 @njit(inline="always", cache=True)
@@ -35,95 +35,6 @@ def requant_scalar(acc, shift, mult, lo, hi, multiply, half_up):
     if v > hi:
         v = hi
     return v
-
-
-@njit(parallel=True, cache=True)
-def conv2d_direct(x, w, bias, shift, mult, lo, hi, sh, sw, pt, pl, dh, dw, groups, pad_value,
-                  acc_bits, saturate, multiply, half_up, raw, out):
-    """Direct convolution in int64, k ascending (c, kernel row, kernel column).
-
-    ``x``: (B, C, H, W) int; ``w``: (N, C/groups, KH, KW) int64 effective weights;
-    ``out``: (B, N, OH, OW), written in place. Exact for both overflow modes.
-    """
-    b_n, c_in, h_in, w_in = x.shape
-    n_out, cg, kh, kw = w.shape
-    oh_n, ow_n = out.shape[2], out.shape[3]
-    ng = n_out // groups
-    amax = (np.int64(1) << (acc_bits - 1)) - 1
-    amin = -amax - 1
-    pad = np.int64(pad_value)
-    for bn in prange(b_n * n_out):
-        b = bn // n_out
-        n = bn % n_out
-        c0 = (n // ng) * cg
-        for oh in range(oh_n):
-            for ow in range(ow_n):
-                acc = np.int64(bias[n])
-                if saturate:
-                    acc = min(max(acc, amin), amax)
-                for c in range(cg):
-                    for i in range(kh):
-                        ih = oh * sh - pt + i * dh
-                        for j in range(kw):
-                            iw = ow * sw - pl + j * dw
-                            if 0 <= ih < h_in and 0 <= iw < w_in:
-                                xv = np.int64(x[b, c0 + c, ih, iw])
-                            else:
-                                xv = pad
-                            acc += w[n, c, i, j] * xv
-                            if saturate:
-                                acc = min(max(acc, amin), amax)
-                if not saturate:
-                    acc = wrap_scalar(acc, acc_bits)
-                if raw:
-                    out[b, n, oh, ow] = acc
-                else:
-                    out[b, n, oh, ow] = requant_scalar(acc, np.int64(shift[n]), np.int64(mult[n]),
-                                                       lo, hi, multiply, half_up)
-
-
-@njit(parallel=True, cache=True)
-def im2col_f(x, kh, kw, sh, sw, pt, pl, dh, dw, pad_value, oh_n, ow_n, out):
-    """Patches of ``x`` (B, C, H, W) into ``out`` (B*OH*OW, C*KH*KW), columns in (c, i, j) order."""
-    b_n, c_in, h_in, w_in = x.shape
-    padf = pad_value
-    for r in prange(b_n * oh_n):
-        b = r // oh_n
-        oh = r % oh_n
-        for ow in range(ow_n):
-            row = r * ow_n + ow
-            for c in range(c_in):
-                for i in range(kh):
-                    ih = oh * sh - pt + i * dh
-                    base = (c * kh + i) * kw
-                    if 0 <= ih < h_in:
-                        for j in range(kw):
-                            iw = ow * sw - pl + j * dw
-                            if 0 <= iw < w_in:
-                                out[row, base + j] = x[b, c, ih, iw]
-                            else:
-                                out[row, base + j] = padf
-                    else:
-                        for j in range(kw):
-                            out[row, base + j] = padf
-
-
-@njit(parallel=True, cache=True)
-def mac_epilogue(acc2d, bias, shift, mult, lo, hi, acc_bits, multiply, half_up, raw, out):
-    """Exact sums ``acc2d`` (B*P, N) (float holding integers) + bias, wrapped, requantized into ``out`` (B, N, P)."""
-    b_n, n_out, p_n = out.shape
-    for bn in prange(b_n * n_out):
-        b = bn // n_out
-        n = bn % n_out
-        bias_n = np.int64(bias[n])
-        s = np.int64(shift[n])
-        m = np.int64(mult[n])
-        for p in range(p_n):
-            acc = wrap_scalar(np.int64(acc2d[b * p_n + p, n]) + bias_n, acc_bits)
-            if raw:
-                out[b, n, p] = acc
-            else:
-                out[b, n, p] = requant_scalar(acc, s, m, lo, hi, multiply, half_up)
 
 
 @njit(parallel=True, cache=True)
@@ -184,3 +95,66 @@ def requant_array(values, mult, shift, lo, hi, half_up, out):
     """Element-wise ``clamp(rshift_round(v * mult, shift), lo, hi)`` over flat arrays."""
     for i in prange(values.shape[0]):
         out[i] = requant_scalar(np.int64(values[i]), shift, mult, lo, hi, True, half_up)
+
+
+@njit(parallel=True, cache=True)
+def im2col_kp(x, kh, kw, sh, sw, pt, pl, dh, dw, pad_value, oh_n, ow_n, out):
+    """Patches of ``x`` (B, C, H, W) into ``out`` (B, C*KH*KW, OH*OW): rows in the (c, i, j) im2col order,
+    output pixels contiguous, so that a kernel can run along the pixels with SIMD."""
+    b_n, c_in, h_in, w_in = x.shape
+    for bc in prange(b_n * c_in):
+        b = bc // c_in
+        c = bc % c_in
+        for i in range(kh):
+            for j in range(kw):
+                row = (c * kh + i) * kw + j
+                for oh in range(oh_n):
+                    ih = oh * sh - pt + i * dh
+                    for ow in range(ow_n):
+                        iw = ow * sw - pl + j * dw
+                        if 0 <= ih < h_in and 0 <= iw < w_in:
+                            out[b, row, oh * ow_n + ow] = x[b, c, ih, iw]
+                        else:
+                            out[b, row, oh * ow_n + ow] = pad_value
+
+
+@njit(parallel=True, cache=True)
+def mac_columns(cols, w, bias, shift, mult, lo, hi, groups, acc_bits, saturate, multiply, half_up, raw, out):
+    """Conv/linear over im2col columns, vectorised along the output pixels, exact for both overflow modes.
+
+    ``cols``: (B, C*KH*KW, P); ``w``: (N, C/groups*KH*KW) int64; ``out``: (B, N, P). Per output channel
+    the accumulator vector starts at the bias and takes k in ascending order (the contract's order, which
+    matters under saturation: clamped after every addition); a zero weight adds nothing and is skipped.
+    """
+    b_n, _, p_n = cols.shape
+    n_out, k_g = w.shape
+    ng = n_out // groups
+    amax = (np.int64(1) << (acc_bits - 1)) - 1
+    amin = -amax - 1
+    for bn in prange(b_n * n_out):
+        b = bn // n_out
+        n = bn % n_out
+        k0 = (n // ng) * k_g
+        start = np.int64(bias[n])
+        if saturate:
+            start = min(max(start, amin), amax)
+        acc = np.full(p_n, start, dtype=np.int64)
+        for k in range(k_g):
+            wk = w[n, k]
+            if wk == 0:
+                continue
+            row = cols[b, k0 + k]
+            if saturate:
+                for p in range(p_n):
+                    acc[p] = min(max(acc[p] + wk * np.int64(row[p]), amin), amax)
+            else:
+                for p in range(p_n):
+                    acc[p] += wk * np.int64(row[p])
+        s = np.int64(shift[n])
+        m = np.int64(mult[n])
+        for p in range(p_n):
+            v = acc[p] if saturate else wrap_scalar(acc[p], acc_bits)
+            if raw:
+                out[b, n, p] = v
+            else:
+                out[b, n, p] = requant_scalar(v, s, m, lo, hi, multiply, half_up)

@@ -1,18 +1,38 @@
 """Lowering of integer layers to an exact floating-point ONNX graph for onnxruntime.
 
-Why this is exact: every tensor holds integers. A convolution of integer
-tensors computed in float32 is exact whatever the summation order, as long as
-every partial sum stays below 2^24 in magnitude; :func:`exact_in_float` checks
-that bound per layer from the weights, the bias and the input type (and that
-the accumulator can neither wrap nor saturate, so both overflow modes agree).
+Why this is exact: every tensor holds integers. A sum of integers computed in
+float32 is exact whatever the summation order as long as every partial sum
+stays within 2^24 in magnitude (every integer up to 2^24 is a float32; 2^24 + 1
+is the first one that is not), and in float64 within 2^53. So the limit of a
+float32 MAC is 2^24, not 2^23. :func:`mac_path` bounds each channel's partial
+sums by ``sum_k |w[n,k]| * max|x| + |bias[n]|`` and picks one path per layer:
+
+``f32``
+    Conv/Gemm in float32 (bound below 2^24).
+``f32-split``
+    a convolution whose bound reaches 2^24: the reduction is cut into chunks of
+    input channels, each below 2^24 (one float32 Conv per chunk, onnxruntime's
+    fast kernels), and the chunks are summed in float64 (exact below 2^53).
+``f64``
+    a linear layer as a float64 Gemm (exact below 2^53).
+``int8``
+    a linear layer as ``MatMulInteger`` (int32 sums), when that kernel passed its
+    exactness self-test in this process (:mod:`accel.engine.capability`) and the
+    bound of its sums is below 2^31.
+``numba``
+    only where exactness needs integer semantics: a saturating accumulator that
+    can overflow (then the order of the additions matters), bounds beyond 2^53.
+
+A ``wrap`` accumulator that can overflow takes the float64 epilogue, where the
+wrap is ``t - 2^b floor((t + 2^(b-1)) / 2^b)``: powers of two and ``Floor`` only.
 Requantization uses only exact float operations: scaling by powers of two,
 ``Floor`` and ``Clip``. The half-up rounding shift uses the identity
 
     (t + 2^(s-1)) >> s  ==  floor((floor(t * 2^(1-s)) + 1) / 2)
 
-which needs no addition of a large constant (exact for |t| < 2^23, s >= 0).
+which needs no addition of a large constant; at s = 0 the inner value is 2t + 1,
+so a float32 epilogue needs |t| < 2^23 (otherwise it runs in float64).
 ``multiply_shift`` and pooling multipliers run in float64 (exact below 2^52).
-Layers that fail these checks run in the numba kernels instead.
 """
 
 from __future__ import annotations
@@ -21,22 +41,27 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from ..config import Requant, Rounding
+from ..config import Overflow, Requant, Rounding
 from ..datapath import DTYPE_RANGES, decode_weights, window_counts
 from ..ir import Layer, Model
 
-__all__ = ["EXACT_IN_FLOAT", "F32_EXACT_BOUND", "FLOAT_LOWERINGS", "exact_in_float", "lower_layers",
-           "ONNX_OPSET"]
+__all__ = ["EXACT_IN_FLOAT", "F32_EXACT_BOUND", "F64_EXACT_BOUND", "FLOAT_LOWERINGS", "MAC_PATHS",
+           "exact_in_float", "layer_path", "lower_layers", "mac_path", "ONNX_OPSET", "product_bounds"]
 
 ONNX_OPSET = 17
-#: Integers below this in magnitude are exact in float32 (24-bit significand), so is any sum of
+#: Integers up to this magnitude are exact in float32 (24-bit significand), and so is any sum of
 #: them whose partial sums all stay below it, in any order.
 F32_EXACT_BOUND = 1 << 24
-_F32_SAFE = F32_EXACT_BOUND >> 1  # |t| below this keeps 2t exact in float32 (the s = 0 case of the identity)
+#: The same for float64 (53-bit significand).
+F64_EXACT_BOUND = 1 << 53
+_INT32_BOUND = 1 << 31
+_F32_SAFE = F32_EXACT_BOUND >> 1  # |t| below this keeps 2t + 1 exact in float32 (the s = 0 case of the identity)
 _F64_SAFE = 1 << 51
 #: Largest magnitude of an 8-bit tensor (int8 or uint8): the bound on a residual add's inputs.
 _BYTE_MAX = max(abs(v) for dtype in ("int8", "uint8") for v in DTYPE_RANGES[dtype])
 _ONNX_TYPE = {"int8": TensorProto.INT8, "uint8": TensorProto.UINT8, "int32": TensorProto.INT32}
+#: Every path a conv2d/linear layer can take (see the module docstring).
+MAC_PATHS = ("f32", "f32-split", "f64", "int8", "numba")
 
 
 def _input_bound(model: Model, layer: Layer) -> int:
@@ -45,18 +70,72 @@ def _input_bound(model: Model, layer: Layer) -> int:
     return max(abs(lo), abs(hi), abs(int(layer.attrs.get("pad_value", 0))))
 
 
-def _mac_exact(model: Model, layer: Layer) -> bool:
+def _abs_weights(layer: Layer) -> np.ndarray:
+    return np.abs(decode_weights(layer.arrays["codes"], layer.arrays["lut"]).astype(np.int64))
+
+
+#: Chunk sizes of a split convolution are multiples of this where the channels allow: onnxruntime runs
+#: a convolution in its blocked (NCHWc) layout only when the channel counts are multiples of the block.
+_CHANNEL_BLOCK = 16
+
+
+def _split_chunks(model: Model, layer: Layer) -> list[tuple[int, int]] | None:
+    """Input-channel ranges (within a group) whose partial sums stay below 2^24, cut at multiples of
+    :data:`_CHANNEL_BLOCK` channels where possible, or None where one input channel alone reaches 2^24."""
+    w = _abs_weights(layer)
+    per_c = w.reshape(w.shape[0], w.shape[1], -1).sum(axis=2) * _input_bound(model, layer)  # (N, C/groups)
+    cg = per_c.shape[1]
+    for step in (_CHANNEL_BLOCK, 8, 1):
+        if cg % step:
+            continue
+        blocks = per_c.reshape(per_c.shape[0], cg // step, step).sum(axis=2)  # (N, blocks)
+        if int(blocks.max(initial=0)) >= F32_EXACT_BOUND:
+            continue  # a block alone is too large: try smaller blocks
+        chunks, start, run = [], 0, np.zeros(w.shape[0], np.int64)
+        for i in range(blocks.shape[1]):
+            if int((run + blocks[:, i]).max()) >= F32_EXACT_BOUND:
+                chunks.append((start * step, i * step))
+                start, run = i, np.zeros_like(run)
+            run = run + blocks[:, i]
+        chunks.append((start * step, cg))
+        return chunks
+    return None
+
+
+def mac_path(model: Model, layer: Layer, int_kernel: bool | None = None) -> str:
+    """The exact path of a conv2d/linear layer, one of :data:`MAC_PATHS`.
+
+    ``int_kernel``: whether an exact integer GEMM is available for the layer's input type; None asks
+    :mod:`accel.engine.capability` (whose self-test runs once per process).
+    """
     cfg = model.config
-    w = decode_weights(layer.arrays["codes"], layer.arrays["lut"])
-    n = w.shape[0]
-    bound = (np.abs(w).reshape(n, -1).sum(axis=1) * _input_bound(model, layer)
-             + np.abs(layer.arrays["bias"].astype(np.int64)))
-    worst = int(bound.max(initial=0))
-    if worst >= _F32_SAFE or worst > cfg.acc_max:
-        return False
+    sums = product_bounds(model, layer)
+    worst = _worst_acc(model, layer)
+    can_overflow = worst > cfg.acc_max
+    if (can_overflow and cfg.overflow is Overflow.SATURATE) or worst >= F64_EXACT_BOUND:
+        return "numba"
     if cfg.requant is Requant.MULTIPLY_SHIFT and not layer.attrs["raw"]:
-        return worst * int(layer.arrays["mult"].max(initial=0)) < _F64_SAFE
-    return True
+        acc_max = min(worst, cfg.acc_max + 1)  # a wrapped accumulator stays within its type
+        if acc_max * int(layer.arrays["mult"].max(initial=0)) >= _F64_SAFE:
+            return "numba"
+    if worst < F32_EXACT_BOUND and not can_overflow:
+        return "f32"
+    if layer.op == "conv2d":
+        return "f32-split" if _split_chunks(model, layer) is not None else "numba"
+    if int(sums.max(initial=0)) < _INT32_BOUND:
+        if int_kernel is None:
+            from .capability import kernel_verdict
+
+            int_kernel = kernel_verdict(int_kernel_name(model, layer))
+        if int_kernel:
+            return "int8"
+    return "f64"
+
+
+def int_kernel_name(model: Model, layer: Layer) -> str:
+    """The :data:`accel.engine.capability.INT_KERNELS` entry that an ``int8`` linear layer uses."""
+    signed = model.tensors[layer.inputs[0]].dtype == "int8"
+    return f"onnxruntime MatMulInteger {'s8' if signed else 'u8'}xs8"
 
 
 def _add_exact(model: Model, layer: Layer) -> bool:
@@ -77,6 +156,10 @@ def _no_arithmetic(model: Model, layer: Layer) -> bool:
     return True
 
 
+def _mac_exact(model: Model, layer: Layer) -> bool:
+    return mac_path(model, layer) != "numba"
+
+
 #: Per op of :data:`accel.ir.OPS`: whether the float lowering of a layer is provably bit-exact.
 EXACT_IN_FLOAT = {
     "conv2d": _mac_exact, "linear": _mac_exact, "add": _add_exact, "avg_pool": _pool_exact,
@@ -91,6 +174,14 @@ def exact_in_float(model: Model, layer: Layer) -> bool:
     return check is not None and check(model, layer)
 
 
+def layer_path(model: Model, layer: Layer, int_kernels: bool = True) -> str:
+    """How the fast backend runs ``layer``: a :data:`MAC_PATHS` entry for conv2d/linear, else "f32"
+    (its onnxruntime lowering) or "numba". ``int_kernels=False`` leaves the integer kernels out."""
+    if layer.op in ("conv2d", "linear"):
+        return mac_path(model, layer, None if int_kernels else False)
+    return "f32" if exact_in_float(model, layer) else "numba"
+
+
 def _fold_fits(w: np.ndarray, bias: np.ndarray, shift: np.ndarray, xmax: int, half_up: bool) -> bool:
     """Whether acc + bias + 2^(s-1) stays below 2^24 for every channel (folded requantization)."""
     n = w.shape[0]
@@ -101,9 +192,11 @@ def _fold_fits(w: np.ndarray, bias: np.ndarray, shift: np.ndarray, xmax: int, ha
 
 
 class _Graph:
-    def __init__(self):
+    def __init__(self, int_kernels: bool = True):
+        self.int_kernels = int_kernels
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
+        self.double: set[str] = set()  # names of float64 values (raw accumulators beyond float32)
         self._n = 0
 
     def name(self, hint: str) -> str:
@@ -144,22 +237,35 @@ def _clip(g: _Graph, t: str, lo: int, hi: int, dtype, hint: str) -> str:
     return g.op("Clip", [t, g.const(lo, hint + "_lo", dtype), g.const(hi, hint + "_hi", dtype)], hint)
 
 
-def _requant(g: _Graph, acc: str, layer: Layer, model: Model, rank: int, shift, mult, hint: str) -> str:
-    """acc (float32, exact) -> float32 requantized values."""
+def _requant(g: _Graph, acc: str, layer: Layer, model: Model, rank: int, shift, mult, hint: str,
+             wide: bool = False) -> str:
+    """acc (exact, float32 or float64) -> float32 requantized values; the arithmetic runs in float64 where
+    ``wide``, a multiplier or a float64 ``acc`` asks for it."""
     cfg = model.config
     half_up = cfg.rounding is Rounding.HALF_UP
     a = layer.attrs
-    if mult is None:
+    if mult is None and not wide and acc not in g.double:
         t = _round_shift(g, acc, shift, rank, half_up, np.float32, hint)
         return _clip(g, t, a["lo"], a["hi"], np.float32, hint)
-    t = g.op("Cast", [acc], hint, to=TensorProto.DOUBLE)
-    mult = np.asarray(mult, dtype=np.float64)
-    m_shape = mult.shape if mult.ndim == rank else _channel_shape(rank, mult.size) if mult.ndim else ()
-    m = g.const(mult.reshape(m_shape), hint + "_mult", np.float64)
-    t = g.op("Mul", [t, m], hint)
+    t = acc if acc in g.double else g.op("Cast", [acc], hint, to=TensorProto.DOUBLE)
+    if mult is not None:
+        mult = np.asarray(mult, dtype=np.float64)
+        # a scalar, one multiplier per channel, or (avg pool excluding padding) a full-rank map per position
+        m_shape = mult.shape if mult.ndim == rank else _channel_shape(rank, mult.size) if mult.ndim else ()
+        m = g.const(mult.reshape(m_shape), hint + "_mult", np.float64)
+        t = g.op("Mul", [t, m], hint)
     t = _round_shift(g, t, shift, rank, half_up, np.float64, hint)
     t = _clip(g, t, a["lo"], a["hi"], np.float64, hint)
     return g.op("Cast", [t], hint, to=TensorProto.FLOAT)
+
+
+def _wrap(g: _Graph, t: str, acc_bits: int, hint: str) -> str:
+    """Two's complement wrap of the exact float64 integers ``t``: t - 2^b floor((t + 2^(b-1)) / 2^b)."""
+    half = g.const(float(1 << (acc_bits - 1)), hint + "_wraphalf", np.float64)
+    inv = g.const(np.ldexp(1.0, -acc_bits), hint + "_wrapinv", np.float64)
+    full = g.const(float(1 << acc_bits), hint + "_wrapfull", np.float64)
+    turns = g.op("Floor", [g.op("Mul", [g.op("Add", [t, half], hint), inv], hint)], hint)
+    return g.op("Sub", [t, g.op("Mul", [turns, full], hint)], hint)
 
 
 def _pad_node(g: _Graph, x: str, padding, pad_value: int, hint: str) -> str:
@@ -169,16 +275,77 @@ def _pad_node(g: _Graph, x: str, padding, pad_value: int, hint: str) -> str:
                         g.const(pad_value, hint + "_padv")], hint, mode="constant")
 
 
+def _conv(g: _Graph, layer: Layer, x: str, w: np.ndarray, bias: np.ndarray | None, hint: str) -> str:
+    """A float32 ONNX Conv with the layer's geometry (``x`` already padded with a non-zero pad_value)."""
+    a = layer.attrs
+    pads = [0, 0, 0, 0] if a["pad_value"] != 0 else list(a["padding"])
+    inputs = [x, g.const(w.astype(np.float32), hint + "_w")]
+    if bias is not None:
+        inputs.append(g.const(bias.astype(np.float32), hint + "_bias"))
+    return g.op("Conv", inputs, hint, pads=pads, strides=list(a["stride"]), dilations=list(a["dilation"]),
+                group=int(a["groups"]), kernel_shape=list(w.shape[2:]))
+
+
+def _split_conv_f64(g: _Graph, layer: Layer, model: Model, x: str, w: np.ndarray, hint: str) -> str:
+    """Sum over input-channel chunks, each an exact float32 Conv, added in float64 (path ``f32-split``)."""
+    groups = int(layer.attrs["groups"])
+    cg = w.shape[1]
+    parts = []
+    for c0, c1 in _split_chunks(model, layer):
+        if (c0, c1) == (0, cg):
+            xc = x
+        elif groups == 1:
+            xc = g.op("Slice", [x, g.const([c0], hint + "_s0", np.int64), g.const([c1], hint + "_s1", np.int64),
+                                g.const([1], hint + "_ax", np.int64)], hint)
+        else:  # the chunk's channels of every group, in group order
+            idx = [gi * cg + c for gi in range(groups) for c in range(c0, c1)]
+            xc = g.op("Gather", [x, g.const(idx, hint + "_idx", np.int64)], hint, axis=1)
+        part = _conv(g, layer, xc, w[:, c0:c1], None, hint)
+        parts.append(g.op("Cast", [part], hint, to=TensorProto.DOUBLE))
+    return parts[0] if len(parts) == 1 else g.op("Sum", parts, hint)
+
+
+def _wide_acc(g: _Graph, layer: Layer, model: Model, path: str, x: str, w: np.ndarray, hint: str) -> str:
+    """The exact accumulator bias + sum as float64 (paths ``f32-split``, ``f64`` and ``int8``)."""
+    bias = layer.arrays["bias"].astype(np.float64)
+    if path == "f32-split":
+        acc = _split_conv_f64(g, layer, model, x, w, hint)
+        bias = bias.reshape(_channel_shape(4, bias.size))
+    elif path == "int8":
+        signed = model.tensors[layer.inputs[0]].dtype == "int8"
+        xi = g.op("Cast", [x], hint, to=TensorProto.INT8 if signed else TensorProto.UINT8)
+        wt = g.const(np.ascontiguousarray(w.T), hint + "_wt", np.int8)
+        acc = g.op("Cast", [g.op("MatMulInteger", [xi, wt], hint)], hint, to=TensorProto.DOUBLE)
+    else:
+        xd = g.op("Cast", [x], hint, to=TensorProto.DOUBLE)
+        return g.op("Gemm", [xd, g.const(w, hint + "_w", np.float64), g.const(bias, hint + "_bias", np.float64)],
+                    hint, transB=1)
+    return g.op("Add", [acc, g.const(bias, hint + "_bias", np.float64)], hint)
+
+
 def _lower_mac(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
     cfg = model.config
     a, arr = layer.attrs, layer.arrays
+    path = mac_path(model, layer, None if g.int_kernels else False)
     x = names[layer.inputs[0]]
     w = decode_weights(arr["codes"], arr["lut"]).astype(np.float64)
     bias = arr["bias"].astype(np.float64)
     shift = arr["shift"].astype(np.int64)
     half_up = cfg.rounding is Rounding.HALF_UP
-    folded = (not a["raw"] and cfg.requant is Requant.SHIFT
-              and _fold_fits(w, bias, shift, _input_bound(model, layer), half_up))
+    mult = arr["mult"] if cfg.requant is Requant.MULTIPLY_SHIFT else None
+    rank = 4 if layer.op == "conv2d" else 2
+    if layer.op == "conv2d" and a["pad_value"] != 0 and any(a["padding"]):
+        x = _pad_node(g, x, a["padding"], a["pad_value"], hint)
+    if path != "f32":
+        acc = _wide_acc(g, layer, model, path, x, w, hint)
+        if _worst_acc(model, layer) > cfg.acc_max:  # a wrap accumulator that can overflow
+            acc = _wrap(g, acc, cfg.acc_bits, hint)
+        g.double.add(acc)
+        if a["raw"]:
+            return acc
+        return _requant(g, acc, layer, model, rank, shift, mult, hint)
+    xmax = _input_bound(model, layer)
+    folded = not a["raw"] and mult is None and _fold_fits(w, bias, shift, xmax, half_up)
     if folded:
         # Fold the rounding offset and the power-of-two scale into the weights and bias:
         # conv(x, W 2^-s) + (b + 2^(s-1)) 2^-s is exactly (acc + 2^(s-1)) / 2^s, so one
@@ -187,26 +354,30 @@ def _lower_mac(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hin
         offset = np.where(shift > 0, np.ldexp(1.0, shift - 1), 0.0) if half_up else 0.0
         w = w * scale.reshape((-1,) + (1,) * (w.ndim - 1))
         bias = (bias + offset) * scale
-    wname, bname = g.const(w.astype(np.float32), hint + "_w"), g.const(bias.astype(np.float32), hint + "_bias")
     if layer.op == "conv2d":
-        if a["pad_value"] != 0 and any(a["padding"]):
-            x = _pad_node(g, x, a["padding"], a["pad_value"], hint)
-            pads = [0, 0, 0, 0]
-        else:
-            pads = list(a["padding"])
-        acc = g.op("Conv", [x, wname, bname], hint, pads=pads, strides=list(a["stride"]),
-                   dilations=list(a["dilation"]), group=int(a["groups"]),
-                   kernel_shape=list(w.shape[2:]))
-        rank = 4
+        acc = _conv(g, layer, x, w, bias, hint)
     else:
-        acc = g.op("Gemm", [x, wname, bname], hint, transB=1)
-        rank = 2
+        acc = g.op("Gemm", [x, g.const(w.astype(np.float32), hint + "_w"),
+                            g.const(bias.astype(np.float32), hint + "_bias")], hint, transB=1)
     if a["raw"]:
         return acc
     if folded:
         return g.op("Floor", [_clip(g, acc, a["lo"], a["hi"], np.float32, hint)], hint)
-    mult = arr["mult"] if cfg.requant is Requant.MULTIPLY_SHIFT else None
-    return _requant(g, acc, layer, model, rank, shift, mult, hint)
+    # The float32 epilogue doubles values (the s = 0 case of the half-up identity): below 2^23 only.
+    wide = mult is not None or _worst_acc(model, layer) >= _F32_SAFE
+    return _requant(g, acc, layer, model, rank, shift, mult, hint, wide)
+
+
+def product_bounds(model: Model, layer: Layer) -> np.ndarray:
+    """Per output channel of a conv2d/linear layer: ``sum_k |w[n,k]| * max|x|`` (int64), the bound of every
+    partial sum of its products (padding included)."""
+    w = _abs_weights(layer)
+    return w.reshape(w.shape[0], -1).sum(axis=1) * _input_bound(model, layer)
+
+
+def _worst_acc(model: Model, layer: Layer) -> int:
+    sums = product_bounds(model, layer)
+    return int((sums + np.abs(layer.arrays["bias"].astype(np.int64))).max(initial=0))
 
 
 def _lower_add(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
@@ -249,17 +420,32 @@ def _lower_global_avg_pool(g: _Graph, layer: Layer, model: Model, names: dict[st
     return _requant(g, total, layer, model, 4, a["shift"], a["mult"], hint)
 
 
+def _keep_width(g: _Graph, source: str, out: str) -> str:
+    """Data movement keeps a float64 value float64 (a raw accumulator may exceed float32)."""
+    if source in g.double:
+        g.double.add(out)
+    return out
+
+
 def _lower_flatten(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
-    return g.op("Flatten", [names[layer.inputs[0]]], hint, axis=1)
+    x = names[layer.inputs[0]]
+    return _keep_width(g, x, g.op("Flatten", [x], hint, axis=1))
 
 
 def _lower_reshape(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
     shape = g.const(np.array([0] + list(layer.attrs["shape"])), hint + "_shape", np.int64)
-    return g.op("Reshape", [names[layer.inputs[0]], shape], hint)
+    x = names[layer.inputs[0]]
+    return _keep_width(g, x, g.op("Reshape", [x, shape], hint))
 
 
 def _lower_concat(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
-    return g.op("Concat", [names[t] for t in layer.inputs], hint, axis=int(layer.attrs["axis"]))
+    parts = [names[t] for t in layer.inputs]
+    if not any(p in g.double for p in parts):
+        return g.op("Concat", parts, hint, axis=int(layer.attrs["axis"]))
+    parts = [p if p in g.double else g.op("Cast", [p], hint, to=TensorProto.DOUBLE) for p in parts]
+    out = g.op("Concat", parts, hint, axis=int(layer.attrs["axis"]))
+    g.double.add(out)
+    return out
 
 
 #: Per op of :data:`accel.ir.OPS`: (graph, layer, model, tensor names, name hint) -> the output's name.
@@ -277,9 +463,36 @@ def _lower_layer(g: _Graph, layer: Layer, model: Model, names: dict[str, str]) -
     return lower(g, layer, model, names, layer.name.replace("/", "_"))
 
 
-def lower_layers(model: Model, layers: list[Layer], inputs: list[str], outputs: list[str]) -> onnx.ModelProto:
-    """An ONNX graph computing ``layers`` from integer tensors ``inputs`` to integer tensors ``outputs``."""
-    g = _Graph()
+def _sink_floors(g: _Graph, keep: set[str]) -> None:
+    """Move each ``Floor`` that feeds only a ``MaxPool`` behind it: max(floor(a)) == floor(max(a)) since
+    floor never decreases, so the result is the same, while Conv -> Clip -> MaxPool stays in onnxruntime's
+    blocked (NCHWc) layout and the Floor (which forces reorders to NCHW and back) runs on the pooled, smaller
+    tensor. ``keep``: names that must stay as they are (segment outputs)."""
+    users: dict[str, list[onnx.NodeProto]] = {}
+    for node in g.nodes:
+        for name in node.input:
+            users.setdefault(name, []).append(node)
+    for node in g.nodes:
+        if node.op_type != "Floor" or node.output[0] in keep:
+            continue
+        after = users.get(node.output[0], [])
+        if len(after) != 1 or after[0].op_type != "MaxPool":
+            continue
+        pool, floored, pooled = after[0], node.output[0], after[0].output[0]
+        pool.input[0] = node.input[0]
+        pool.output[0] = floored + "_pooled"
+        node.input[0] = pool.output[0]
+        node.output[0] = pooled
+        # keep the list in topological order: the pool now runs first
+        i, j = g.nodes.index(node), g.nodes.index(pool)
+        g.nodes[i], g.nodes[j] = g.nodes[j], g.nodes[i]
+
+
+def lower_layers(model: Model, layers: list[Layer], inputs: list[str], outputs: list[str],
+                 int_kernels: bool = True) -> onnx.ModelProto:
+    """An ONNX graph computing ``layers`` from integer tensors ``inputs`` to integer tensors ``outputs``
+    (``int_kernels=False``: no integer GEMM even where its self-test passed)."""
+    g = _Graph(int_kernels)
     names: dict[str, str] = {}
     graph_inputs = []
     for t in inputs:
@@ -288,6 +501,7 @@ def lower_layers(model: Model, layers: list[Layer], inputs: list[str], outputs: 
         names[t] = g.op("Cast", [t], "in", to=TensorProto.FLOAT)
     for layer in layers:
         names[layer.output] = _lower_layer(g, layer, model, names)
+    _sink_floors(g, {names[t] for t in outputs})
     graph_outputs = []
     for t in outputs:
         info = model.tensors[t]

@@ -1,16 +1,21 @@
 """Execution of integer models on batches.
 
-Two backends, both bit-exact to :mod:`accel.datapath`:
+Backends, all bit-exact to :mod:`accel.datapath`:
 
 ``reference``
-    numba kernels, direct loops in int64, for every op (the oracle that the
-    gateware tests compare with).
+    numba kernels in int64 for every op, the MAC kernel vectorised along the
+    output pixels (the oracle that the gateware tests compare with).
 ``fast`` (default)
     runs of consecutive layers are lowered to an exact floating-point ONNX
-    graph and executed by onnxruntime (see :mod:`accel.engine.onnx_lowering`
-    for why this is exact); a layer whose exactness cannot be proved from its
-    weights and types (a possible overflow, sums beyond 2^23) runs in the numba
-    kernels between the graph segments.
+    graph and executed by onnxruntime; each conv/linear layer takes the fastest
+    path whose exactness is proved from its weights and types (float32 below
+    2^24, float32 chunks or a float64 GEMM below 2^53, an integer GEMM that passed
+    its run-time self-test; see :mod:`accel.engine.onnx_lowering`); only a
+    saturating accumulator that can overflow runs in the numba kernels.
+``torch`` / ``cuda``
+    PyTorch, im2col + GEMM in float32/float64 under the same bounds, integer
+    epilogue (:mod:`accel.engine.torch_backend`); ``torch`` on the CPU, ``cuda``
+    on a GPU.
 """
 
 from __future__ import annotations
@@ -27,7 +32,9 @@ from . import kernels
 
 __all__ = ["BACKENDS", "Engine", "NUMBA_HANDLERS", "run_model", "run_layer"]
 
-BACKENDS = ("fast", "reference")
+#: The CPU backends (every test runs each of them); "cuda" runs the "torch" backend's code on a GPU.
+BACKENDS = ("fast", "reference", "torch")
+_ALL_BACKENDS = BACKENDS + ("cuda",)
 _NP_DTYPE = {"int8": np.int8, "uint8": np.uint8, "int32": np.int32}
 
 
@@ -60,20 +67,29 @@ class _MacPlan:
 
     def run(self, x: np.ndarray) -> np.ndarray:
         cfg = self.cfg
-        linear = x.ndim == 2
-        x4 = x.reshape(x.shape[0], x.shape[1], 1, 1) if linear else x
-        b, c, h, wd = x4.shape
-        n, _, kh, kw = self.w.shape
-        (sh, sw), (pt, pl, pb, pr), (dh, dw) = self.stride, self.padding, self.dilation
-        oh = conv_output_size(h, kh, sh, pt, pb, dh)
-        ow = conv_output_size(wd, kw, sw, pl, pr, dw)
-        multiply = cfg.requant is Requant.MULTIPLY_SHIFT
-        half_up = cfg.rounding is Rounding.HALF_UP
-        out = np.empty((b, n, oh, ow), dtype=self.out_dtype)
-        kernels.conv2d_direct(x4, self.w, self.bias, self.shift, self.mult, self.lo, self.hi,
-                              sh, sw, pt, pl, dh, dw, self.groups, self.pad_value, cfg.acc_bits,
-                              cfg.overflow is Overflow.SATURATE, multiply, half_up, self.raw, out)
-        return out.reshape(b, n) if linear else out
+        n, cg, kh, kw = self.w.shape
+        if x.ndim == 2:  # linear: the batch plays the pixels, so the kernel runs along it
+            cols = np.ascontiguousarray(x.T)[None]
+            oh = ow = 1
+        else:
+            b, c, h, wd = x.shape
+            (sh, sw), (pt, pl, pb, pr), (dh, dw) = self.stride, self.padding, self.dilation
+            oh = conv_output_size(h, kh, sh, pt, pb, dh)
+            ow = conv_output_size(wd, kw, sw, pl, pr, dw)
+            cols = np.empty((b, c * kh * kw, oh * ow), dtype=x.dtype if self.pad_fits(x.dtype) else np.int16)
+            kernels.im2col_kp(x, kh, kw, sh, sw, pt, pl, dh, dw, self.pad_value, oh, ow, cols)
+        out = np.empty((cols.shape[0], n, cols.shape[2]), dtype=self.out_dtype)
+        kernels.mac_columns(cols, self.w.reshape(n, -1), self.bias, self.shift, self.mult, self.lo, self.hi,
+                            self.groups, cfg.acc_bits, cfg.overflow is Overflow.SATURATE,
+                            cfg.requant is Requant.MULTIPLY_SHIFT, cfg.rounding is Rounding.HALF_UP, self.raw, out)
+        if x.ndim == 2:
+            return np.ascontiguousarray(out[0].T)
+        return out.reshape(out.shape[0], n, oh, ow)
+
+    def pad_fits(self, dtype) -> bool:
+        """Whether ``pad_value`` is a value of the input's dtype (else the columns widen to int16)."""
+        info = np.iinfo(dtype)
+        return info.min <= self.pad_value <= info.max
 
 
 class Engine:
@@ -83,17 +99,54 @@ class Engine:
     ----------
     model : Model
         A validated integer model.
-    backend : {"fast", "reference"}
-        See the module docstring; both are bit-exact.
+    backend : {"fast", "reference", "torch", "cuda"}
+        See the module docstring; all are bit-exact.
+    int_kernels : bool
+        Let the fast backend use integer GEMM kernels that passed their exactness self-test
+        (:mod:`accel.engine.capability`); False keeps to the float paths.
     """
 
-    def __init__(self, model: Model, backend: str = "fast"):
-        if backend not in BACKENDS:
-            raise ValueError(f"backend {backend!r} is not one of {', '.join(BACKENDS)}")
+    def __init__(self, model: Model, backend: str = "fast", *, int_kernels: bool = True):
+        if backend not in _ALL_BACKENDS:
+            raise ValueError(f"backend {backend!r} is not one of {', '.join(_ALL_BACKENDS)}")
         self.model = model
         self.backend = backend
+        self.int_kernels = int_kernels
         self._plans = {layer.name: _MacPlan(layer, model) for layer in model.layers if layer.op in MAC_OPS}
+        self._torch = None
+        if backend in ("torch", "cuda"):
+            from .torch_backend import TorchExecutor
+
+            self._torch = TorchExecutor(model, "cpu" if backend == "torch" else "cuda",
+                                        lambda layer, x: self._plans[layer.name].run(x))
         self._segment_cache: dict[bool, list] = {}
+
+    def layer_paths(self) -> dict[str, str]:
+        """Per layer, how this engine runs it: "numba" on the reference backend, else the path of
+        :func:`accel.engine.onnx_lowering.layer_path` ("f32", "f32-split", "f64", "int8" or "numba")."""
+        if self.backend == "reference":
+            return {layer.name: "numba" for layer in self.model.layers}
+        if self._torch is not None:
+            return self._torch.layer_paths()
+        from .onnx_lowering import layer_path
+
+        return {layer.name: layer_path(self.model, layer, self.int_kernels) for layer in self.model.layers}
+
+    def describe(self) -> dict:
+        """What runs the model here, for reports: backend, device, CPU flags, the verdicts of the integer
+        kernels' self-tests (fast backend) and every layer's path."""
+        from .capability import chosen_kernels, cpu_summary
+
+        info = {"backend": self.backend}
+        if self._torch is not None:
+            info["device"] = self._torch.device_name()
+            info.update(cpu_summary())
+        elif self.backend == "fast":
+            info.update(chosen_kernels() if self.int_kernels else cpu_summary())
+        else:
+            info.update(cpu_summary())
+        info["layer_paths"] = self.layer_paths()
+        return info
 
     def run_layer(self, layer: Layer | str, inputs: list[np.ndarray]) -> np.ndarray:
         """Run one layer on its input tensors (batch first) in the numba kernels."""
@@ -155,11 +208,10 @@ class Engine:
         if self.backend == "reference":
             steps = [("numba", layer) for layer in layers]
         else:
-            from .onnx_lowering import exact_in_float
-
+            paths = self.layer_paths()
             run: list[Layer] = []
             for i, layer in enumerate(layers + [None]):
-                if layer is not None and exact_in_float(self.model, layer):
+                if layer is not None and paths[layer.name] != "numba":
                     run.append(layer)
                     continue
                 if run:
@@ -183,7 +235,7 @@ class Engine:
                     inputs.append(t)
         needed = {t for layer in later for t in layer.inputs} | set(self.model.outputs)
         outputs = [t for t in produced if return_all or t in needed]
-        proto = lower_layers(self.model, run, inputs, outputs)
+        proto = lower_layers(self.model, run, inputs, outputs, self.int_kernels)
         opts = ort.SessionOptions()
         opts.intra_op_num_threads = _threads()
         opts.inter_op_num_threads = 1
@@ -192,6 +244,8 @@ class Engine:
         return ("onnx", session, inputs, outputs)
 
     def _run_batch(self, inputs: dict[str, np.ndarray], return_all: bool) -> dict[str, np.ndarray]:
+        if self._torch is not None:
+            return self._torch.run(inputs, return_all)
         values = dict(inputs)
         for step in self._segments(return_all):
             if step[0] == "numba":

@@ -53,6 +53,9 @@ class EvalResult:
     layers : list of dict
         Per layer: ``name``, ``op``, ``tensor``, ``sqnr_db`` (``None`` when the
         integer tensor is exact).
+    engine : dict
+        How the engine ran the model (:meth:`accel.engine.Engine.describe`): backend,
+        CPU flags, the integer kernels' self-test verdicts, each layer's path.
     integer_model : Model
         The model that was evaluated (not part of the report; callers price it with
         :mod:`accel.perf`).
@@ -65,12 +68,13 @@ class EvalResult:
     quant_top1: float | None
     agreement: float | None
     layers: list[dict] = field(default_factory=list)
+    engine: dict = field(default_factory=dict)
     integer_model: Model | None = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict:
         return {"model": self.model, "data": self.data, "images": self.images,
                 "float_top1": self.float_top1, "quant_top1": self.quant_top1,
-                "agreement": self.agreement, "layers": self.layers}
+                "agreement": self.agreement, "layers": self.layers, "engine": self.engine}
 
 
 def _reported_sqnr(signal_energy: float, noise_energy: float) -> float | None:
@@ -132,7 +136,7 @@ def _check_shape(model: Model, data: Dataset) -> None:
 
 def evaluate(model: Model, data: Dataset, *, graph: FloatGraph | None = None,
              onnx_path: str | os.PathLike | None = None, batch_size: int = 250,
-             sqnr: bool = True, progress: bool = False, where: str = "") -> EvalResult:
+             sqnr: bool = True, progress: bool = False, where: str = "", backend: str = "fast") -> EvalResult:
     """Evaluate an integer model (and its float network) on a labelled data set.
 
     Parameters
@@ -156,6 +160,8 @@ def evaluate(model: Model, data: Dataset, *, graph: FloatGraph | None = None,
         Show a progress bar (images, on stderr).
     where : str
         How errors and warnings name the model (say its file).
+    backend : str
+        Engine backend (:data:`accel.engine.BACKENDS` or "cuda"); all are bit-exact.
 
     Returns
     -------
@@ -196,7 +202,7 @@ def evaluate(model: Model, data: Dataset, *, graph: FloatGraph | None = None,
     session = _onnx_session(onnx_path) if onnx_path is not None else None
     quant_pred = np.empty(len(data), np.int64)
     float_pred = np.empty(len(data), np.int64) if session is not None else None
-    engine = Engine(model)  # prepared once: its onnxruntime sessions serve every batch
+    engine = Engine(model, backend)  # prepared once: its sessions (or device weights) serve every batch
     bar = None
     if progress:
         from tqdm import tqdm
@@ -228,7 +234,7 @@ def evaluate(model: Model, data: Dataset, *, graph: FloatGraph | None = None,
                "sqnr_db": _reported_sqnr(*energies[layer.output])}
               for layer in model.layers if layer.output in energies]
     return EvalResult(str(model.metadata.get("name", "")), str(data.name), len(data), float_top1, quant_top1,
-                      agreement, layers, integer_model=model)
+                      agreement, layers, engine.describe(), integer_model=model)
 
 
 def _accumulate_noise(model: Model, floats: dict, ints: dict, energies: dict[str, list[float]]) -> None:

@@ -158,7 +158,8 @@ def quantize_file(model_path: str | os.PathLike, output: str | os.PathLike, *,
 
 
 def evaluate_file(model_path: str | os.PathLike, data: str, *, calib: str | None = None,
-                  config_path: str | os.PathLike | None = None, progress: bool = False) -> EvalResult:
+                  config_path: str | os.PathLike | None = None, progress: bool = False,
+                  backend: str = "fast") -> EvalResult:
     """Evaluate a ``.qmodel`` (or an ``.onnx`` quantized on the fly with the defaults, calibrated on
     ``calib`` or else on ``data``'s calibration split) on ``data``'s test split."""
     model_path = Path(model_path)
@@ -172,6 +173,7 @@ def evaluate_file(model_path: str | os.PathLike, data: str, *, calib: str | None
         x, calib_name = calibration_images(graph, calib, data)
         model = quantize_graph(graph, x, make_config(config_path), progress=progress)
         model.metadata["frontend"]["calibration_data"] = calib_name
-        return evaluate(model, test, graph=graph, onnx_path=model_path, progress=progress, where=str(model_path))
+        return evaluate(model, test, graph=graph, onnx_path=model_path, progress=progress, where=str(model_path),
+                        backend=backend)
     model = load_model(model_path)
-    return evaluate(model, test, progress=progress, where=str(model_path))
+    return evaluate(model, test, progress=progress, where=str(model_path), backend=backend)

@@ -1,18 +1,12 @@
 """The accel entry point as a user runs it: help, one-line errors, --debug, inspect."""
 
 import json
-import subprocess
-import sys
 
 import pytest
 
 from accel.ir import save_model
+from tests.support.cli import run_accel as accel
 from tests.support.models import small_resnet
-
-
-def accel(*args, cwd=None):
-    return subprocess.run([sys.executable, "-m", "accel", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300)
 
 
 def test_help_lists_commands():

@@ -8,16 +8,10 @@ import sys
 
 import pytest
 
-from accel.frontend.workflow import MODELS_DIR
 from accel.ir import save_model
+from tests.support.cli import DIGITS
+from tests.support.cli import run_accel as accel
 from tests.support.models import small_resnet
-
-DIGITS = str(MODELS_DIR / "cnn_digits.onnx")
-
-
-def accel(*args, cwd):
-    return subprocess.run([sys.executable, "-m", "accel", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
 
 
 def fails_with(proc, pattern: str) -> None:

@@ -2,8 +2,6 @@
 
 import json
 import re
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -11,21 +9,8 @@ import pytest
 from accel.frontend.workflow import MODELS_DIR
 from accel.ir import load_model
 from accel.perf import estimate
+from tests.support.cli import DIGITS, accel, one_line_error
 from tests.support.models import committed_float_top1
-
-DIGITS = str(MODELS_DIR / "cnn_digits.onnx")
-
-
-def accel(*args, cwd):
-    proc = subprocess.run([sys.executable, "-m", "accel", *map(str, args)], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)
-    return proc.returncode, proc.stdout, proc.stderr
-
-
-def one_line_error(stderr: str, pattern: str) -> None:
-    lines = [line for line in stderr.splitlines() if line.strip()]
-    assert len(lines) == 1, stderr
-    assert re.match(rf"^accel: error: {pattern}", lines[0]), lines[0]
 
 
 def test_quantize_then_eval_json_and_table(tmp_path):
@@ -148,3 +133,26 @@ def test_calibration_unlike_the_models_data_warns_in_one_line(tmp_path):
     rc, out, err = accel("eval", "n.qmodel", "--data", "digits", "--json", cwd=tmp_path)
     assert rc == 0 and len([line for line in err.splitlines() if line.strip()]) == 1
     assert "calibration data normalized.npz differs grossly from digits (test)" in err
+
+
+def test_eval_reports_the_engine_and_backends_agree(tmp_path):
+    from accel.engine.capability import INT_KERNELS
+    from accel.engine.torch_backend import cuda_available
+
+    rc, out, err = accel("quantize", DIGITS, "--calib", "digits", "-o", "d.qmodel", cwd=tmp_path)
+    assert rc == 0, err
+    results = {}
+    for backend in ("fast", "torch"):
+        rc, out, err = accel("eval", "d.qmodel", "--data", "digits", "--json", "--backend", backend, cwd=tmp_path)
+        assert rc == 0, err
+        results[backend] = json.loads(out)
+    fast = results["fast"]["engine"]
+    assert fast["backend"] == "fast" and set(fast["int_kernels"]) == set(INT_KERNELS)
+    assert set(fast["int_kernels"].values()) <= {"exact", "rejected"}
+    assert len(fast["layer_paths"]) == 7 and "numba" not in fast["layer_paths"].values()
+    assert results["torch"]["engine"]["device"].startswith("cpu")
+    assert results["torch"]["quant_top1"] == results["fast"]["quant_top1"]
+    if not cuda_available():
+        rc, out, err = accel("eval", "d.qmodel", "--data", "digits", "--backend", "cuda", cwd=tmp_path)
+        assert rc == 2
+        one_line_error(err, "backend cuda: PyTorch sees no CUDA device")

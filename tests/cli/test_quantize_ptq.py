@@ -3,8 +3,7 @@
 import re
 
 from accel.ir import load_model
-
-from .test_quantize_eval import DIGITS, accel, one_line_error
+from tests.support.cli import DIGITS, accel, one_line_error
 
 
 def test_quantize_with_every_ptq_method(tmp_path):

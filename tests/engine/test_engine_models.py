@@ -29,9 +29,13 @@ def test_whole_model_all_tensors(config):
 def test_fast_backend_runs_typical_layers_in_onnxruntime():
     steps = Engine(small_resnet(), "fast")._segments(False)
     assert [s[0] for s in steps] == ["onnx"]
-    # a 12-bit accumulator can overflow: the MAC layers fall back to numba, the rest stays in graphs
+    # a 12-bit wrapping accumulator can overflow: the wrap runs in the float64 epilogue, still in one graph
+    wrap12 = Engine(small_resnet(AcceleratorConfig(acc_bits=12)), "fast")
+    assert [s[0] for s in wrap12._segments(False)] == ["onnx"]
+    assert {wrap12.layer_paths()[n] for n in ("stem", "block.conv1", "fc")} <= {"f32-split", "f64", "int8"}
+    # a saturating one that can overflow needs the order of the additions: those layers run in numba
     kinds = [s[0] if s[0] == "onnx" else s[1].op for s in
-             Engine(small_resnet(AcceleratorConfig(acc_bits=12)), "fast")._segments(False)]
+             Engine(small_resnet(AcceleratorConfig(acc_bits=12, overflow="saturate")), "fast")._segments(False)]
     assert "conv2d" in kinds and "onnx" in kinds
 
 

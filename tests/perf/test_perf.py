@@ -3,8 +3,6 @@
 import dataclasses
 import json
 import math
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,6 +14,7 @@ from accel.errors import ConfigError
 from accel.ir import ModelBuilder, save_model
 from accel.perf import ActivationStats, array_work, coded_bits, decode, encode, estimate, vector_work, weight_storage
 from accel.perf.coding import exp_golomb_bits
+from tests.support.cli import run_accel as accel
 from tests.support.models import small_resnet
 
 
@@ -175,10 +174,6 @@ def test_measured_activations_match_the_engine():
 
 
 # --- command line ---------------------------------------------------------------------------------------
-
-def accel(*args):
-    return subprocess.run([sys.executable, "-m", "accel", *args], capture_output=True, text=True, timeout=300)
-
 
 def test_cli_table_json_csv_plot(tmp_path):
     path = save_model(small_resnet(), tmp_path / "m.qmodel")

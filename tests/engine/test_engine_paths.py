@@ -1,0 +1,188 @@
+"""Which exact path each layer takes, and that every path equals the contract near its bounds."""
+
+import numpy as np
+import pytest
+
+from accel.config import AcceleratorConfig
+from accel.engine import Engine, run_model_contract
+from accel.engine.capability import kernel_verdict
+from accel.engine.onnx_lowering import F32_EXACT_BOUND, _split_chunks, int_kernel_name, mac_path
+from accel.engine.torch_backend import cuda_available
+from accel.frontend import quantize_onnx
+from accel.frontend.workflow import MODELS_DIR, bundled_models
+from accel.ir import ModelBuilder
+from tests.support.strategies import mac_arrays
+
+#: "wide" marks the one layer whose bound passes 2^24: int8 where this CPU's integer kernel passed its
+#: self-test, float64 otherwise. Every other layer of the bundled models runs in float32.
+WIDE = "wide"
+BUNDLED_PATHS = {
+    "cnn_mnist": {"features.features.0.Conv": "f32", "features.features.2.MaxPool": "f32",
+                  "features.features.3.Conv": "f32", "features.features.5.MaxPool": "f32",
+                  "classifier.classifier.0.Flatten": "f32", "classifier.classifier.1.Gemm": WIDE,
+                  "classifier.classifier.3.Gemm": "f32"},
+    "resnet_mnist": dict.fromkeys(
+        ["net.net.0.Conv", "net.net.3.MaxPool", "net.net.4.body.body.0.Conv", "net.net.4.body.body.3.Conv",
+         "net.net.4.Add", "net.net.5.Conv", "net.net.8.body.body.0.Conv", "net.net.8.body.body.3.Conv",
+         "net.net.8.Add", "net.net.9.GlobalAveragePool", "net.net.10.Flatten", "net.net.11.Gemm"], "f32"),
+    "mobilenet_mnist": dict.fromkeys(
+        [f"net.net.{i}.Conv" for i in (0, 3, 6, 9, 12, 15, 18)]
+        + ["net.net.21.GlobalAveragePool", "net.net.22.Flatten", "net.net.23.Gemm"], "f32"),
+    "cnn_digits": {"features.features.0.Conv": "f32", "features.features.2.MaxPool": "f32",
+                   "features.features.3.Conv": "f32", "features.features.5.MaxPool": "f32",
+                   "classifier.classifier.0.Flatten": "f32", "classifier.classifier.1.Gemm": "f32",
+                   "classifier.classifier.3.Gemm": "f32"},
+}
+
+
+@pytest.fixture(scope="module", params=sorted(BUNDLED_PATHS))
+def bundled(request):
+    info = bundled_models()[request.param]
+    return request.param, quantize_onnx(MODELS_DIR / f"{request.param}.onnx", info["data"])
+
+
+def test_bundled_models_take_the_expected_paths(bundled):
+    name, model = bundled
+    for int_kernels in (True, False):
+        engine = Engine(model, int_kernels=int_kernels)
+        want = {}
+        for layer in model.layers:
+            path = BUNDLED_PATHS[name][layer.name]
+            if path == WIDE:
+                exact_int = int_kernels and kernel_verdict(int_kernel_name(model, layer))
+                path = "int8" if exact_int else "f64"
+            want[layer.name] = path
+        assert engine.layer_paths() == want
+        assert [s[0] for s in engine._segments(False)] == ["onnx"]  # one graph, no numba step
+
+
+def test_bundled_models_bit_exact_on_every_path(bundled):
+    name, model = bundled
+    info = model.tensors[model.inputs[0]]
+    lo, hi = info.range
+    rng = np.random.default_rng(1)
+    xs = rng.integers(lo, hi + 1, (6,) + info.shape)
+    xs[0] = hi  # the extremes reach the bounds the paths were chosen by
+    xs[1] = lo
+    xs = xs.astype(info.dtype)
+    want = Engine(model, "reference").run(xs, return_all=True)
+    engines = {"fast": Engine(model), "fast, float only": Engine(model, int_kernels=False),
+               "torch (cpu)": Engine(model, "torch")}
+    if cuda_available():
+        engines["cuda"] = Engine(model, "cuda")
+    for label, engine in engines.items():
+        got = engine.run(xs, return_all=True)
+        for t, values in want.items():
+            assert got[t].dtype == values.dtype and np.array_equal(got[t], values), (name, t, label)
+        # Only the outputs: the graph is free to reorder (Floor after MaxPool) what no one reads.
+        outs = engine.run(xs)
+        assert all(np.array_equal(outs[t], want[t]) for t in model.outputs), (name, label)
+
+
+def test_floor_sinks_behind_max_pool(bundled):
+    """Conv -> Clip -> MaxPool -> Floor: the requantization's Floor runs on the pooled tensor, so the
+    convolution and the pool stay in onnxruntime's blocked layout."""
+    from accel.engine.onnx_lowering import lower_layers
+
+    name, model = bundled
+    proto = lower_layers(model, model.layers, list(model.inputs), list(model.outputs))
+    producer = {out: node for node in proto.graph.node for out in node.output}
+    pools = [node for node in proto.graph.node if node.op_type == "MaxPool"]
+    for pool in pools:
+        assert producer[pool.input[0]].op_type == "Clip", name
+    kept = lower_layers(model, model.layers, list(model.inputs), [layer.output for layer in model.layers])
+    producer = {out: node for node in kept.graph.node for out in node.output}
+    for pool in (node for node in kept.graph.node if node.op_type == "MaxPool"):
+        assert producer[pool.input[0]].op_type == "Floor", name  # every tensor read: nothing moves
+
+
+@pytest.mark.skipif(not cuda_available(), reason="no CUDA device (the torch backend's CPU run covers its code)")
+def test_cuda_backend_on_a_large_batch(bundled):
+    name, model = bundled
+    info = model.tensors[model.inputs[0]]
+    xs = np.random.default_rng(2).integers(*info.range, (512,) + info.shape, endpoint=True).astype(info.dtype)
+    want = Engine(model, "reference").run(xs)
+    got = Engine(model, "cuda").run(xs)
+    assert all(np.array_equal(got[k], want[k]) for k in want)
+
+
+def test_torch_backend_paths(bundled):
+    """The torch backend's GEMM type per layer: float64 only for the layer beyond 2^24."""
+    name, model = bundled
+    paths = Engine(model, "torch").layer_paths()
+    for layer in model.layers:
+        want = BUNDLED_PATHS[name][layer.name]
+        if layer.op in ("conv2d", "linear"):
+            assert paths[layer.name] == ("f64" if want == WIDE else "f32"), layer.name
+        else:
+            assert paths[layer.name] == "int64"
+
+
+def _linear_model(k: int, n: int, weight: int, cfg: AcceleratorConfig, bias: int = 0, raw: bool = True):
+    """A linear layer whose every weight is ``weight`` (a one-entry LUT), input uint8."""
+    b = ModelBuilder(cfg)
+    x = b.input("x", (k,), "uint8")
+    lut = np.zeros((1, cfg.lut_entries), np.int8)
+    lut[0, 0] = weight
+    y = b.linear("fc", x, codes=np.zeros((n, k), np.uint8), lut=lut, bias=np.full(n, bias),
+                 shift=np.full(n, 3), raw=raw)
+    return b.build([y])
+
+
+@pytest.mark.parametrize("int_kernels", [True, False])
+@pytest.mark.parametrize("raw", [True, False])
+@pytest.mark.parametrize("bias, want_f32", [(-1, True), (0, False), (1, False)])
+def test_linear_at_the_float32_bound(bias, want_f32, raw, int_kernels):
+    """255 x -128 x 514 = -16,773,120; with the bias the bound sits at 2^24 - 1, 2^24 or 2^24 + 1."""
+    k = 514
+    base = 255 * 128 * k
+    bias = F32_EXACT_BOUND - base + bias  # |bias| + base = 2^24 + {-1, 0, 1}
+    model = _linear_model(k, 3, -128, AcceleratorConfig(), bias=-bias, raw=raw)
+    path = Engine(model, int_kernels=int_kernels).layer_paths()["fc"]
+    assert (path == "f32") == want_f32
+    xs = np.array([[255] * k, [0] * k, list(range(256)) * 2 + [1, 2]], np.uint8)
+    want = run_model_contract(model, xs)["fc"]
+    for engine in (Engine(model, int_kernels=int_kernels), Engine(model, "torch")):
+        assert np.array_equal(engine.run(xs)["fc"].astype(np.int64), want)
+
+
+@pytest.mark.parametrize("overflow", ["wrap", "saturate"])
+@pytest.mark.parametrize("acc_bits", [16, 24, 32])
+def test_wide_paths_wrap_and_saturate(acc_bits, overflow):
+    """Overflowing sums: wrap stays in the graph (float64 wrap), saturate needs numba; both exact."""
+    cfg = AcceleratorConfig(acc_bits=acc_bits, overflow=overflow)
+    model = _linear_model(3000, 4, -128, cfg, bias=cfg.acc_max // 3, raw=False)
+    path = mac_path(model, model.layer("fc"), int_kernel=False)
+    can_overflow = 3000 * 255 * 128 + cfg.acc_max // 3 > cfg.acc_max
+    assert path == ("numba" if overflow == "saturate" and can_overflow else "f64")
+    xs = np.random.default_rng(acc_bits).integers(0, 256, (4, 3000)).astype(np.uint8)
+    xs[0] = 255
+    for engine in (Engine(model), Engine(model, int_kernels=False), Engine(model, "torch")):
+        assert np.array_equal(engine.run(xs)["fc"].astype(np.int64), run_model_contract(model, xs)["fc"])
+
+
+@pytest.mark.parametrize("groups", [1, 2])
+@pytest.mark.parametrize("pad_value", [0, 200])
+@pytest.mark.parametrize("acc_bits, overflow", [(32, "wrap"), (20, "wrap"), (32, "saturate")])
+def test_split_convolution(groups, pad_value, acc_bits, overflow):
+    """A conv whose bound passes 2^24 is cut into input-channel chunks (float32 each, summed in float64);
+    a 20-bit accumulator wraps in the float64 epilogue."""
+    rng = np.random.default_rng(groups + pad_value)
+    cfg = AcceleratorConfig(acc_bits=acc_bits, overflow=overflow)
+    b = ModelBuilder(cfg)
+    c = 96 * groups  # 96 x 9 x 128 x 255 = 28.2 M per group: two chunks each
+    x = b.input("x", (c, 5, 5), "uint8")
+    arrays = mac_arrays(rng, cfg, 8, (8, c // groups, 3, 3), extreme=True)
+    arrays["lut"][:] = -128
+    arrays["bias"] = np.full(8, -(1 << 16))
+    y = b.conv2d("conv", x, **arrays, padding=(1, 1, 1, 1), groups=groups, pad_value=pad_value, raw=True)
+    model = b.build([y])
+    assert Engine(model).layer_paths()["conv"] == "f32-split"
+    chunks = _split_chunks(model, model.layer("conv"))
+    assert len(chunks) > 1 and all(c0 % 16 == 0 for c0, _ in chunks)  # whole blocks: onnxruntime's NCHWc
+    assert [c0 for c0, _ in chunks[1:]] == [c1 for _, c1 in chunks[:-1]] and chunks[-1][1] == c // groups
+    xs = np.full((2, c, 5, 5), 255, np.uint8)
+    xs[1] = rng.integers(0, 256, (c, 5, 5))
+    for backend in ("fast", "torch"):
+        got = Engine(model, backend).run(xs)["conv"]
+        assert np.array_equal(got.astype(np.int64), run_model_contract(model, xs)["conv"]), backend
