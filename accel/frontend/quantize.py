@@ -304,7 +304,8 @@ def assign_exponents(graph: FloatGraph, calib: Calibration, weights: dict[str, W
 
 
 def emit_integer_model(graph: FloatGraph, calib: Calibration, config: AcceleratorConfig,
-                       options: QuantizeOptions = QuantizeOptions(), *, progress: bool = False) -> Model:
+                       options: QuantizeOptions = QuantizeOptions(), *, progress: bool = False,
+                       weights: dict[str, WeightQuant] | None = None) -> Model:
     """Emit the integer model of a calibrated float graph: weights, exponents, then one layer per node.
 
     Parameters
@@ -319,6 +320,10 @@ def emit_integer_model(graph: FloatGraph, calib: Calibration, config: Accelerato
         LUT family, granularity, levels.
     progress : bool
         Show a progress bar over the layers' weight quantization.
+    weights : dict, optional
+        Node name -> :class:`~accel.frontend.weights.WeightQuant` of every MAC node, already
+        quantized (quantization-aware training brings its learned codes, LUTs and exponents);
+        default: :func:`quantize_layer_weights`.
 
     Returns
     -------
@@ -330,7 +335,8 @@ def emit_integer_model(graph: FloatGraph, calib: Calibration, config: Accelerato
     ModelImportError
         A shift that no choice of exponents makes legal (names the layer).
     """
-    weights = quantize_layer_weights(graph, config, options, progress=progress)
+    if weights is None:
+        weights = quantize_layer_weights(graph, config, options, progress=progress)
     exponents = assign_exponents(graph, calib, weights, config.requant is Requant.SHIFT)
     builder = ModelBuilder(config, metadata={
         "name": graph.name, "source": str(Path(graph.source).resolve()) if graph.source else "",
