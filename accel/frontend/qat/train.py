@@ -10,6 +10,7 @@ and proves on data that the engine gives the same logits as the trained network.
 from __future__ import annotations
 
 import io
+import pickle
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -128,8 +129,8 @@ def load_checkpoint(path: str | Path, net: QATNetwork, optimizer, opts: TrainOpt
     try:
         state = torch.load(path, weights_only=True)
         saved = state["fingerprint"]
-    except (OSError, RuntimeError, KeyError, ValueError, EOFError) as exc:
-        raise ModelError(f"{path}: not a training checkpoint of accel ({exc})") from None
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError, EOFError, pickle.UnpicklingError) as exc:
+        raise ModelError(f"{path}: not a training checkpoint of accel ({type(exc).__name__})") from None
     if saved != _fingerprint(net, opts):
         raise ConfigError(f"{path}: the checkpoint was made for another network, configuration or training "
                           f"options; rerun without --resume after deleting it")
@@ -209,14 +210,16 @@ def train(net: QATNetwork, x: np.ndarray, y: np.ndarray, opts: TrainOptions | No
     return history
 
 
-def check_export(net: QATNetwork, model: Model, x: np.ndarray, *, batch_size: int = 250) -> dict:
+def check_export(net: QATNetwork, model: Model, x: np.ndarray, y: np.ndarray | None = None, *,
+                 batch_size: int = 250) -> dict:
     """Run ``x`` through the trained network in float64 and ``model`` through the engine; compare.
 
     Returns
     -------
     dict
         ``images``, ``equal_logits`` (images whose output accumulators are all equal) and
-        ``equal_predictions`` (images with the same top-1 class).
+        ``equal_predictions`` (images with the same top-1 class); with labels ``y`` also
+        ``top1``, the engine's accuracy in percent.
     """
     from ...datapath import quantize_input
     from ...engine import Engine
@@ -230,7 +233,7 @@ def check_export(net: QATNetwork, model: Model, x: np.ndarray, *, batch_size: in
     lo, hi = model.config.act_range(True)
     dtype = next(net.parameters()).dtype
     net64 = net.to(torch.float64)
-    equal_logits = equal_pred = 0
+    equal_logits = equal_pred = correct = 0
     try:
         with torch.no_grad():
             for first in range(0, len(x), batch_size):
@@ -239,13 +242,20 @@ def check_export(net: QATNetwork, model: Model, x: np.ndarray, *, batch_size: in
                 real = net64(net64.quantize_input(xb), plan=model).numpy()
                 acc = real * acc_scale[None, :]
                 equal_logits += int(np.all(acc == ints, axis=1).sum())
-                equal_pred += int(((ints / acc_scale[None, :]).argmax(1) == real.argmax(1)).sum())
+                predicted = (ints / acc_scale[None, :]).argmax(1)
+                equal_pred += int((predicted == real.argmax(1)).sum())
+                if y is not None:
+                    correct += int((predicted == np.asarray(y[first:first + batch_size])).sum())
     finally:
         net.to(dtype)
-    return {"images": int(len(x)), "equal_logits": equal_logits, "equal_predictions": equal_pred}
+    result = {"images": int(len(x)), "equal_logits": equal_logits, "equal_predictions": equal_pred}
+    if y is not None:
+        result["top1"] = 100.0 * correct / max(len(x), 1)
+    return result
 
 
-def export(net: QATNetwork, check_x: np.ndarray | None = None) -> tuple[Model, dict | None]:
+def export(net: QATNetwork, check_x: np.ndarray | None = None,
+           check_y: np.ndarray | None = None) -> tuple[Model, dict | None]:
     """The integer model of the trained parameters, with the proof that the engine agrees on ``check_x``.
 
     Raises
@@ -256,7 +266,7 @@ def export(net: QATNetwork, check_x: np.ndarray | None = None) -> tuple[Model, d
     model = net.plan()
     result = None
     if check_x is not None:
-        result = check_export(net, model, check_x)
+        result = check_export(net, model, check_x, check_y)
         if result["equal_logits"] != result["images"]:
             raise ModelError(f"exported model: the engine's logits differ from the trained network's on "
                              f"{result['images'] - result['equal_logits']} of {result['images']} images "
