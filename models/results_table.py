@@ -36,6 +36,7 @@ from accel.frontend.quantize import (  # noqa: E402
 )
 from accel.frontend.workflow import MODELS_DIR, bundled_models  # noqa: E402
 from accel.report import Column, Table, write_json, write_text  # noqa: E402
+from accel.report.sections import carry_sections  # noqa: E402
 
 BITS = (4, 3, 2)
 GRANULARITIES = ("channel", "layer")
@@ -164,7 +165,9 @@ def write(index: dict, cells: list[dict], seconds: float) -> None:
                Column("default W4A8", **pct), Column("drop", **pct)]
     lines.append(Table(columns, table).markdown())
     # The results files are regenerated in place by design (committed, "do not edit by hand").
-    write_text(docs / "RESULTS.md", "\n".join(lines) + "\n", overwrite=True)
+    # Sections that other scripts own (bench/qat_results.py) are carried over.
+    old = (docs / "RESULTS.md").read_text() if (docs / "RESULTS.md").exists() else ""
+    write_text(docs / "RESULTS.md", carry_sections(old, "\n".join(lines) + "\n"), overwrite=True)
 
 
 if __name__ == "__main__":
