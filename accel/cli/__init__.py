@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "accel.cli.demo",
     "accel.cli.quantize_cmd",
     "accel.cli.train_cmd",
+    "accel.cli.search_cmd",
     "accel.cli.eval_cmd",
     "accel.cli.inspect_cmd",
     "accel.cli.perf_cmd",

@@ -6,7 +6,7 @@ import argparse
 
 from .args import non_negative_int, positive_int
 
-__all__ = ["register", "run"]
+__all__ = ["register", "run", "add_run_arguments"]
 
 
 def _non_negative_float(text: str) -> float:
@@ -48,10 +48,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--distill", action="store_true", help="learn from the float network's logits too")
     p.add_argument("--sparsity", type=_non_negative_float, default=0.0, metavar="L1",
                    help="weight of an L1 penalty on the activations (more zeros; default 0)")
+    add_run_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    """``--seed``, ``--resume`` and ``--force``: shared by the commands that train."""
     p.add_argument("--seed", type=non_negative_int, default=0, help="seed of the image order (default 0)")
     p.add_argument("--resume", action="store_true", help="continue from OUT.qmodel.ckpt after an interruption")
     p.add_argument("--force", action="store_true", help="overwrite OUT.qmodel if it exists")
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

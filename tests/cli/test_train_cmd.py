@@ -49,3 +49,25 @@ def test_train_bad_input(tmp_path):
     rc, _, err = accel("train", DIGITS, "--train", "digits", "--sparsity", "-1", "-o", "t.qmodel", cwd=tmp_path)
     assert rc == 2 and "expected a number of 0 or more" in err
     assert list(tmp_path.iterdir()) == []
+
+
+def test_search_precision_meets_the_budget_and_fine_tunes_exactly(tmp_path):
+    from accel.frontend.qat.precision import model_weight_bits, network_cost
+
+    rc, out, err = accel("search-precision", DIGITS, "--budget", "3bpw", "--train", "digits", "--epochs", "1",
+                         "-o", "s.qmodel", cwd=tmp_path)
+    assert rc == 0, err
+    assert re.search(r"^wrote s\.qmodel: per-layer weight bits for a budget of 3 bits per weight: [\d.]+ bits per "
+                     r"weight \(LUTs, shifts and biases included\); fine-tuned 1 epochs with self-distillation: "
+                     r"top-1 [\d.]+% on 360 test images of digits$", out.strip().splitlines()[-1])
+    assert out.splitlines()[0].split() == ["layer", "weight", "bits", "sensitivity", "(KL)"]
+    model = load_model(tmp_path / "s.qmodel")
+    assert network_cost(model, model_weight_bits(model), "bpw") <= 3.0
+    assert model.metadata["qat"]["export_check"]["equal_logits"] == 360
+    assert model.metadata["precision"]["unit"] == "bpw"
+    rc, _, err = accel("search-precision", DIGITS, "--budget", "3 bits", "-o", "x.qmodel", cwd=tmp_path)
+    assert rc == 2
+    one_line_error(err, r"budget '3 bits': expected a positive number of bits per weight")
+    rc, _, err = accel("search-precision", DIGITS, "--budget", "3", "--epochs", "2", "-o", "x.qmodel", cwd=tmp_path)
+    assert rc == 2
+    one_line_error(err, r"--epochs needs --train DATA")
