@@ -9,13 +9,24 @@ from .args import non_negative_int, positive_int
 __all__ = ["register", "run", "add_run_arguments"]
 
 
-def _non_negative_float(text: str) -> float:
+def _float(text: str) -> float:
     try:
-        value = float(text)
+        return float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
+
+
+def _non_negative_float(text: str) -> float:
+    value = _float(text)
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"{value}: expected a number of 0 or more")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value}: expected a number above 0")
     return value
 
 
@@ -43,6 +54,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"passes over the training set (default {defaults.epochs})")
     p.add_argument("--batch-size", type=positive_int, default=defaults.batch_size, metavar="N",
                    help=f"images per step (default {defaults.batch_size})")
+    p.add_argument("--lr", type=_positive_float, default=defaults.lr, metavar="RATE",
+                   help=f"Adam learning rate of the latent weights and biases (default {defaults.lr:g})")
     p.add_argument("--learn-lut", action="store_true", help="train the LUT levels (int8 codebooks) too")
     p.add_argument("--fixed-scales", action="store_true", help="keep the post-training power-of-two scales")
     p.add_argument("--distill", action="store_true", help="learn from the float network's logits too")
@@ -63,7 +76,7 @@ def run(args: argparse.Namespace) -> int:
     from ..frontend.qat import TrainOptions
     from ..frontend.qat.workflow import train_file
 
-    options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, learn_lut=args.learn_lut,
+    options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, learn_lut=args.learn_lut,
                            learn_scales=not args.fixed_scales, distill=args.distill, sparsity=args.sparsity,
                            seed=args.seed)
     _, summary = train_file(args.model, args.output, train_data=args.train, calib=args.calib,

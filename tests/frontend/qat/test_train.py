@@ -111,3 +111,22 @@ def test_resume_refuses_a_checkpoint_of_other_options(trained, digits):
 def test_bad_training_options(field, value):
     with pytest.raises(ConfigError, match=rf"^{field} "):
         TrainOptions(**{field: value})
+
+
+def test_an_l1_penalty_raises_activation_sparsity(digits):
+    """Georgiadis-style sparsification: with an L1 weight on the activations more of them are zero
+    (measured through the engine on the exported model)."""
+    from accel.perf.activations import measure_activations
+
+    train_set, test = digits
+    graph = import_onnx(MODELS_DIR / "cnn_digits.onnx")
+    zeros = []
+    for l1 in (0.0, 1.0):
+        net, _ = prepare(graph, train_set.x, default_config())
+        train(net, train_set.x, train_set.y, TrainOptions(epochs=1, sparsity=l1, lr=1e-3, seed=0))
+        model, _ = export(net)
+        x_int = quantize_input(test.x[:100], model.tensors[model.inputs[0]].exponent).astype(np.int8)
+        stats = measure_activations(model, x_int)
+        hidden = [layer.output for layer in model.layers if layer.op in ("conv2d", "linear") and not layer.attrs["raw"]]
+        zeros.append(np.mean([stats.sparsity[t] for t in hidden]))
+    assert zeros[1] > zeros[0] + 0.05
