@@ -132,7 +132,6 @@ class QATNetwork(nn.Module):
         self.latent_bias = nn.ParameterDict()
         self.lut = nn.ParameterDict()
         self.weight_log2 = nn.ParameterDict()
-        self._masks: dict[str, torch.Tensor] = {}
         for node in self.mac_nodes:
             k, q = self._key[node.name], weights[node.name]
             w = weight_tensor(node, graph.shapes[node.inputs[0]])
