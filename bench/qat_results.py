@@ -129,6 +129,8 @@ def main(argv=None) -> int:
             results["machine"] = machine
             write_json(RESULTS_JSON, results, overwrite=True)
             write_section(results)
+    if results["cells"]:
+        write_section(results)
     return 0
 
 
