@@ -10,6 +10,7 @@ and proves on data that the engine gives the same logits as the trained network.
 from __future__ import annotations
 
 import io
+import math
 import pickle
 import time
 from dataclasses import asdict, dataclass
@@ -216,6 +217,15 @@ def train(net: QATNetwork, x: np.ndarray, y: np.ndarray, opts: TrainOptions | No
     return history
 
 
+def _output_scale(model: Model, name: str) -> np.ndarray:
+    """Integer output per real unit: ``2^(e_x + e_w[n])`` for raw accumulators, ``2^e`` otherwise."""
+    last = model.producer(name)
+    if model.tensors[name].exponent is None:
+        e_x = model.tensors[last.inputs[0]].exponent
+        return np.exp2(e_x + np.asarray(last.arrays["weight_exponent"], np.float64))
+    return np.full(model.tensors[name].shape[0], math.ldexp(1.0, model.tensors[name].exponent))
+
+
 def check_export(net: QATNetwork, model: Model, x: np.ndarray, y: np.ndarray | None = None, *,
                  batch_size: int = 250) -> dict:
     """Run ``x`` through the trained network in float64 and ``model`` through the engine; compare.
@@ -232,9 +242,7 @@ def check_export(net: QATNetwork, model: Model, x: np.ndarray, y: np.ndarray | N
 
     engine = Engine(model)
     out = model.outputs[0]
-    last = model.producer(out)
-    e_x = model.tensors[last.inputs[0]].exponent
-    acc_scale = np.exp2(e_x + np.asarray(last.arrays["weight_exponent"], np.float64))
+    acc_scale = _output_scale(model, out)
     in_info = model.tensors[model.inputs[0]]
     lo, hi = model.config.act_range(True)
     dtype = next(net.parameters()).dtype
