@@ -26,8 +26,8 @@ from accel.errors import ConfigError  # noqa: E402
 from accel.frontend.calibrate import calibrate  # noqa: E402
 from accel.frontend.evaluate import evaluate  # noqa: E402
 from accel.frontend.onnx_import import import_onnx  # noqa: E402
-from accel.frontend.qat.precision import Budget, search_precision  # noqa: E402
 from accel.frontend.workflow import MODELS_DIR, bundled_models, make_config  # noqa: E402
+from accel.precision import Budget, search_precision  # noqa: E402
 from accel.report import Column, Table, write_json  # noqa: E402
 from accel.report.files import open_atomic  # noqa: E402
 from accel.report.sections import update_section  # noqa: E402

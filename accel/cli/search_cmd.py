@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..errors import UsageError
     from ..frontend.qat import TrainOptions
-    from ..frontend.qat.workflow import search_file
+    from ..precision.workflow import search_file
 
     if args.epochs > 0 and args.train is None:
         raise UsageError("--epochs needs --train DATA (the data to fine-tune on)")

@@ -52,7 +52,7 @@ def test_train_bad_input(tmp_path):
 
 
 def test_search_precision_meets_the_budget_and_fine_tunes_exactly(tmp_path):
-    from accel.frontend.qat.precision import model_weight_bits, network_cost
+    from accel.precision import model_weight_bits, network_cost
 
     rc, out, err = accel("search-precision", DIGITS, "--budget", "3bpw", "--train", "digits", "--epochs", "1",
                          "-o", "s.qmodel", cwd=tmp_path)

@@ -7,9 +7,9 @@ from accel.data import load_dataset, sample
 from accel.errors import ConfigError
 from accel.frontend.calibrate import calibrate
 from accel.frontend.onnx_import import import_onnx
-from accel.frontend.qat.precision import Budget, model_weight_bits, network_cost, search_precision
 from accel.frontend.quantize import default_config
 from accel.frontend.workflow import MODELS_DIR
+from accel.precision import Budget, model_weight_bits, network_cost, search_precision
 
 
 @pytest.mark.parametrize("text, value, unit", [("2.5", 2.5, "bpw"), ("3bpw", 3.0, "bpw"), ("12000B", 12000, "bytes"),

@@ -22,15 +22,15 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from ...config import AcceleratorConfig
-from ...datapath import quantize_input
-from ...errors import ConfigError
-from ...ir import MAC_OPS, Layer, Model
-from ...perf.footprint import weight_storage
-from ..calibrate import Calibration
-from ..graph import MAC_NODE_OPS, FloatGraph, run_float
-from ..quantize import QuantizeOptions, dequantize_output, emit_integer_model, weight_tensor
-from ..weights import WeightQuant, quantize_weights
+from ..config import AcceleratorConfig
+from ..datapath import quantize_input
+from ..errors import ConfigError
+from ..frontend.calibrate import Calibration
+from ..frontend.graph import MAC_NODE_OPS, FloatGraph, run_float
+from ..frontend.quantize import QuantizeOptions, dequantize_output, emit_integer_model, weight_tensor
+from ..frontend.weights import WeightQuant, quantize_weights
+from ..ir import MAC_OPS, Layer, Model
+from ..perf.footprint import weight_storage
 
 __all__ = ["WEIGHT_BITS", "Budget", "layer_cost_bits", "model_weight_bits", "network_cost", "search_precision",
            "PrecisionResult"]
@@ -120,7 +120,7 @@ class PrecisionResult:
 
 def _prediction_error(model: Model, x: np.ndarray, reference: np.ndarray) -> float:
     """Mean KL divergence of the model's softmax outputs from the float network's (``reference``)."""
-    from ...engine import run_model
+    from ..engine import run_model
 
     info = model.tensors[model.inputs[0]]
     lo, hi = info.range
