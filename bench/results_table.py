@@ -32,6 +32,7 @@ from accel.frontend.quantize import (
 )
 from accel.frontend.workflow import MODELS_DIR, bundled_models
 from accel.report import Column, Table, write_json, write_text
+from accel.report.sections import carry_sections
 
 ROOT = Path(__file__).resolve().parent
 
@@ -161,12 +162,10 @@ def write(index: dict, cells: list[dict], seconds: float) -> None:
                "<= 0.3?", "best W4A8 per-channel PoT", Column("drop", **pct), "<= 1.0?",
                Column("default W4A8", **pct), Column("drop", **pct)]
     lines.append(Table(columns, table).markdown())
-    # The part that bench/ptq_results.py generates (from its marker to the end) stays.
-    marker = "<!-- ptq_results:"
-    old = (docs / "RESULTS.md").read_text() if (docs / "RESULTS.md").exists() else ""
-    tail = "\n" + old[old.index(marker):] if marker in old else ""
     # The results files are regenerated in place by design (committed, "do not edit by hand").
-    write_text(docs / "RESULTS.md", "\n".join(lines) + "\n" + tail, overwrite=True)
+    # Sections that other scripts own (bench/ptq_results.py, bench/qat_results.py) are carried over.
+    old = (docs / "RESULTS.md").read_text() if (docs / "RESULTS.md").exists() else ""
+    write_text(docs / "RESULTS.md", carry_sections(old, "\n".join(lines) + "\n"), overwrite=True)
 
 
 if __name__ == "__main__":

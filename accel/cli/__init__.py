@@ -24,6 +24,8 @@ COMMAND_MODULES = [
     "accel.cli.config_cmd",
     "accel.cli.demo",
     "accel.cli.quantize_cmd",
+    "accel.cli.train_cmd",
+    "accel.cli.search_cmd",
     "accel.cli.eval_cmd",
     "accel.cli.inspect_cmd",
     "accel.cli.perf_cmd",

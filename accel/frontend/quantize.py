@@ -321,8 +321,10 @@ def emit_integer_model(graph: FloatGraph, calib: Calibration, config: Accelerato
     progress : bool
         Show a progress bar over the layers' weight quantization.
     weights : dict, optional
-        :func:`quantize_layer_weights` of ``graph``, when the caller already has them (the
-        post-training methods of :mod:`accel.frontend.ptq` correct biases against them first).
+        Node name -> :class:`~accel.frontend.weights.WeightQuant` of every MAC node, already
+        quantized, when the caller has them: the post-training methods of :mod:`accel.frontend.ptq`
+        correct biases against them first, quantization-aware training brings its learned codes,
+        LUTs and exponents; default: :func:`quantize_layer_weights`.
 
     Returns
     -------
