@@ -27,6 +27,7 @@ from accel.data import load_dataset  # noqa: E402
 from accel.frontend.onnx_import import import_onnx  # noqa: E402
 from accel.frontend.qat import TrainOptions, export, prepare, train  # noqa: E402
 from accel.frontend.workflow import MODELS_DIR, bundled_models, make_config  # noqa: E402
+from accel.ir import MAC_OPS  # noqa: E402
 from accel.perf.activations import dataset_inputs, measure_activations  # noqa: E402
 from accel.report import Column, Table, write_json  # noqa: E402
 from accel.report.sections import update_section  # noqa: E402
@@ -52,7 +53,7 @@ def main(argv=None) -> int:
         seconds = time.perf_counter() - began
         model, check = export(net, test_set.x, test_set.y)
         stats = measure_activations(model, dataset_inputs(model, data, args.images))
-        hidden = [layer.output for layer in model.layers if layer.op in ("conv2d", "linear") and not layer.attrs["raw"]]
+        hidden = [layer.output for layer in model.layers if layer.op in MAC_OPS and not layer.attrs["raw"]]
         runs[l1] = {"options": asdict(opts), "top1": check["top1"], "seconds": seconds,
                     "maps": {t: {"sparsity": stats.sparsity[t], "raw_bytes": stats.raw_bytes[t],
                                  "coded_bytes": stats.coded_bytes[t]} for t in hidden}}

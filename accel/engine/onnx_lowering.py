@@ -43,7 +43,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from ..config import Overflow, Requant, Rounding
 from ..datapath import DTYPE_RANGES, decode_weights, window_counts
-from ..ir import Layer, Model
+from ..ir import MAC_OPS, Layer, Model
 
 __all__ = ["EXACT_IN_FLOAT", "F32_EXACT_BOUND", "F64_EXACT_BOUND", "FLOAT_LOWERINGS", "MAC_PATHS",
            "exact_in_float", "layer_path", "lower_layers", "mac_path", "ONNX_OPSET", "product_bounds"]
@@ -177,7 +177,7 @@ def exact_in_float(model: Model, layer: Layer) -> bool:
 def layer_path(model: Model, layer: Layer, int_kernels: bool = True) -> str:
     """How the fast backend runs ``layer``: a :data:`MAC_PATHS` entry for conv2d/linear, else "f32"
     (its onnxruntime lowering) or "numba". ``int_kernels=False`` leaves the integer kernels out."""
-    if layer.op in ("conv2d", "linear"):
+    if layer.op in MAC_OPS:
         return mac_path(model, layer, None if int_kernels else False)
     return "f32" if exact_in_float(model, layer) else "numba"
 

@@ -24,7 +24,7 @@ import numpy as np
 from ..config import Overflow, Requant, Rounding
 from ..datapath import decode_weights
 from ..errors import ModelError
-from ..ir import Layer, Model
+from ..ir import MAC_OPS, Layer, Model
 from .onnx_lowering import F32_EXACT_BOUND, F64_EXACT_BOUND, _worst_acc, product_bounds
 
 __all__ = ["TORCH_HANDLERS", "TorchExecutor", "cuda_available"]
@@ -149,7 +149,7 @@ class TorchExecutor:
         self.model = model
         self.numba_mac = numba_mac
         self.plans = {layer.name: _MacPlan(layer, model, self.device)
-                      for layer in model.layers if layer.op in ("conv2d", "linear")}
+                      for layer in model.layers if layer.op in MAC_OPS}
 
     def device_name(self) -> str:
         import torch

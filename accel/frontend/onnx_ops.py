@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..datapath import conv_output_size
 from ..errors import ModelImportError
 from .graph import FloatNode
 
@@ -164,8 +165,8 @@ class OnnxConversion:
                 extra = (n_out - 1) * stride[ax] - span
                 if extra > 0:
                     pads[ax + 2] += extra
-        out_hw = tuple((in_hw[ax] + pads[ax] + pads[ax + 2] - dilation[ax] * (kernel[ax] - 1) - 1)
-                       // stride[ax] + 1 for ax in range(2))
+        out_hw = tuple(conv_output_size(in_hw[ax], kernel[ax], stride[ax], pads[ax], pads[ax + 2], dilation[ax])
+                       for ax in range(2))
         if min(out_hw) <= 0:
             raise self.fail(f"node {node.name!r} ({node.op_type}): window {list(kernel)} does not fit "
                             f"input {list(in_hw)}")

@@ -10,7 +10,7 @@ from accel.engine.onnx_lowering import F32_EXACT_BOUND, _split_chunks, int_kerne
 from accel.engine.torch_backend import cuda_available
 from accel.frontend import quantize_onnx
 from accel.frontend.workflow import MODELS_DIR, bundled_models
-from accel.ir import ModelBuilder
+from accel.ir import MAC_OPS, ModelBuilder
 from tests.support.strategies import mac_arrays
 
 #: "wide" marks the one layer whose bound passes 2^24: int8 where this CPU's integer kernel passed its
@@ -112,7 +112,7 @@ def test_torch_backend_paths(bundled):
     paths = Engine(model, "torch").layer_paths()
     for layer in model.layers:
         want = BUNDLED_PATHS[name][layer.name]
-        if layer.op in ("conv2d", "linear"):
+        if layer.op in MAC_OPS:
             assert paths[layer.name] == ("f64" if want == WIDE else "f32"), layer.name
         else:
             assert paths[layer.name] == "int64"

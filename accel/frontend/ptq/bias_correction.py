@@ -18,6 +18,7 @@ import math
 
 import numpy as np
 
+from ...datapath import conv_output_size
 from ...ir import Model
 from ..graph import FloatGraph, FloatNode
 from ..weights import WeightQuant
@@ -78,7 +79,7 @@ def input_means_from_batchnorm(graph: FloatGraph, node: FloatNode) -> np.ndarray
 def _tap_coverage(size: int, kernel: int, stride: int, pad_before: int, pad_after: int, dilation: int) -> np.ndarray:
     """Per kernel tap along one axis: the fraction of output positions whose input there is real
     (not padding), so that the expected error counts the padded border's zeros."""
-    n_out = (size + pad_before + pad_after - dilation * (kernel - 1) - 1) // stride + 1
+    n_out = conv_output_size(size, kernel, stride, pad_before, pad_after, dilation)
     pos = np.arange(n_out)[:, None] * stride - pad_before + np.arange(kernel)[None, :] * dilation
     return ((pos >= 0) & (pos < size)).mean(axis=0)
 

@@ -14,6 +14,7 @@ from accel.frontend.onnx_import import import_onnx
 from accel.frontend.qat import TrainOptions, export, prepare, train
 from accel.frontend.quantize import default_config
 from accel.frontend.workflow import MODELS_DIR
+from accel.ir import MAC_OPS
 
 OPTS = TrainOptions(epochs=1, learn_lut=True, seed=0)
 
@@ -127,6 +128,6 @@ def test_an_l1_penalty_raises_activation_sparsity(digits):
         model, _ = export(net)
         x_int = quantize_input(test.x[:100], model.tensors[model.inputs[0]].exponent).astype(np.int8)
         stats = measure_activations(model, x_int)
-        hidden = [layer.output for layer in model.layers if layer.op in ("conv2d", "linear") and not layer.attrs["raw"]]
+        hidden = [layer.output for layer in model.layers if layer.op in MAC_OPS and not layer.attrs["raw"]]
         zeros.append(np.mean([stats.sparsity[t] for t in hidden]))
     assert zeros[1] > zeros[0] + 0.05
