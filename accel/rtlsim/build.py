@@ -88,8 +88,8 @@ def _source_digest() -> str:
 
 def _gateware_fields(config: AcceleratorConfig) -> dict:
     d = config.to_dict()
-    return {k: d[k] for k in ("rows", "cols", "weight_bits", "act_bits", "acc_bits", "overflow", "requant",
-                              "mult_bits", "rounding")}
+    return {k: d[k] for k in ("rows", "cols", "weight_bits", "pe_kind", "act_bits", "acc_bits", "overflow",
+                              "requant", "mult_bits", "rounding")}
 
 
 @dataclass

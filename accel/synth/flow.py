@@ -217,7 +217,8 @@ def synthesize(config: AcceleratorConfig, target: Target, *, freq_mhz: float | N
     check_buildable(config)
     freq = float(freq_mhz if freq_mhz is not None else config.clock_mhz)
     tools = tool_versions(target)
-    verilog = verilog_text(config)
+    # ECP5: the PEs' product registers go into the DSPs (yosys does not absorb them itself).
+    verilog = verilog_text(config, dsp="ecp5" if target.family == "ecp5" else None)
     key_src = json.dumps({"verilog": hashlib.sha256(verilog.encode()).hexdigest(), "target": target.name,
                           "freq": freq, "tools": tools, "flow": FLOW_VERSION, "seed": _SEED}, sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
