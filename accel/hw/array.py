@@ -82,6 +82,8 @@ class SystolicArray(wiring.Component):
         The bottom row's result registers.
     done : Out(1)
         The last beat of a tile has passed PE ``(rows - 1, cols - 1)``: all results are captured.
+    done_next : Out(1)
+        ``done`` one cycle ahead (what it will be in the next cycle), for registered drain control.
     """
 
     def __init__(self, *, rows: int, cols: int, act_bits: int, acc_bits: int,
@@ -104,7 +106,7 @@ class SystolicArray(wiring.Component):
             "weight": In(data.ArrayLayout(weight_shape(self._pe_kind), self._cols)),
             "drain": In(1),
             "result": Out(data.ArrayLayout(signed(self._acc_bits), self._cols)),
-            "done": Out(1),
+            "done": Out(1), "done_next": Out(1),
         }
         if self._bias_preload:
             members["bias"] = In(data.ArrayLayout(signed(self._acc_bits), self._cols))
@@ -176,6 +178,8 @@ class SystolicArray(wiring.Component):
         # The corner PE's control_out shows the beat PE_LATENCY cycles on; its capture lands
         # PE_MAC_LATENCY cycles on: delay the flag by the difference.
         corner = pes[rows - 1][cols - 1].control_out
-        m.d.comb += self.done.eq(delayed(corner.valid & corner.last, PE_MAC_LATENCY - PE_LATENCY, "done",
-                                         reset_less=False))
+        corner_done = corner.valid & corner.last
+        ahead = PE_MAC_LATENCY - PE_LATENCY - 1  # registers between corner_done and done_next
+        m.d.comb += [self.done_next.eq(delayed(corner_done, ahead, "done_ahead", reset_less=False)),
+                     self.done.eq(delayed(corner_done, ahead + 1, "done", reset_less=False))]
         return m

@@ -175,11 +175,14 @@ class GemmCore(wiring.Component):
         is_last = Signal()
         interval = self.min_last_interval
         since_last = Signal(range(interval + 1), init=interval)
+        # since_last == interval, as a register: no counter comparison in front of the enables
+        # that data_fire/last_fire drive (hundreds of parameter registers).
+        interval_met = Signal(init=1)
         data_fire = Signal()
         last_fire = Signal()
         tile_fire = Signal()
         m.d.comb += [
-            self.data.ready.eq(held & (~is_last | (since_last == interval))),
+            self.data.ready.eq(held & (~is_last | interval_met)),
             data_fire.eq(self.data.valid & self.data.ready),
             last_fire.eq(data_fire & is_last),
             self.tile.ready.eq(~held | last_fire),
@@ -196,9 +199,9 @@ class GemmCore(wiring.Component):
             with m.If(is_last):
                 m.d.sync += held.eq(0)
         with m.If(last_fire):
-            m.d.sync += since_last.eq(1)
-        with m.Elif(since_last != interval):
-            m.d.sync += since_last.eq(since_last + 1)
+            m.d.sync += [since_last.eq(1), interval_met.eq(interval == 1)]
+        with m.Elif(~interval_met):
+            m.d.sync += [since_last.eq(since_last + 1), interval_met.eq(since_last == interval - 1)]
 
         # Decoder stage (input_latency = 1): decode codes, extend activations, register the beat.
         lut_fire = self.lut.valid & self.lut.ready
@@ -237,10 +240,14 @@ class GemmCore(wiring.Component):
         # Drain: rows cycles from `done`, bottom row first, through the requantizers.
         draining = Signal()
         drained = Signal(range(max(rows, 2)))
-        active = Signal()
+        active = Signal()  # a register: it drives every PE's drain mux (rows * cols * acc_bits loads)
         row = Signal(output_layout(cfg)["row"].shape)
-        m.d.comb += [active.eq(array.done | draining), array.drain.eq(active),
-                     row.eq(rows - 1 - Mux(array.done, 0, drained))]
+        finishing = Signal()  # the drain's last row goes out this cycle
+        m.d.comb += [finishing.eq(drained == rows - 1) if rows > 1 else finishing.eq(1),
+                     array.drain.eq(active), row.eq(rows - 1 - Mux(array.done, 0, drained))]
+        # active == done | draining, computed one cycle ahead (done_next, and draining's next value).
+        m.d.sync += active.eq(array.done_next | array.done | (draining & ~finishing)
+                              if rows > 1 else array.done_next)
         if rows > 1:
             with m.If(array.done):
                 m.d.sync += [draining.eq(1), drained.eq(1)]
