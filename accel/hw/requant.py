@@ -13,6 +13,8 @@ __all__ = ["CLAMP_BITS", "Requantizer", "requant_latency"]
 
 #: Width of the clamp bounds ``lo``/``hi``: int8 and uint8 ranges fit in signed 10 bits.
 CLAMP_BITS = 10
+#: Width in which the clamp compares a value (the bounds and the bounds minus one fit).
+_NEAR_BITS = CLAMP_BITS + 2
 
 
 def requant_latency(requant: Requant | str) -> int:
@@ -100,7 +102,7 @@ class Requantizer(wiring.Component):
 
         # Stage: bias (wrapping at acc_bits, as the contract's wrap-mode sum). The biased accumulator
         # travels on with the parameters (a raw output emits it); so do lo - 1 and hi - 1, for the clamp.
-        lo_less, hi_less = Signal(wide), Signal(wide)
+        lo_less, hi_less = Signal(signed(_NEAR_BITS)), Signal(signed(_NEAR_BITS))
         m.d.comb += [lo_less.eq(self.lo - 1), hi_less.eq(self.hi - 1)]
         p = stage("b", {"shift": self.shift, "mult": self.mult, "valid": self.valid_in, "raw": self.raw,
                         "lo": self.lo, "hi": self.hi, "lo_less": lo_less, "hi_less": hi_less,
@@ -131,14 +133,19 @@ class Requantizer(wiring.Component):
         up = Signal()
         m.d.comb += [floor.eq(twice[1:].as_signed()),
                      up.eq(twice[0] if self._rounding is Rounding.HALF_UP else 0)]
-        lo_wide, hi_wide = Signal(wide), Signal(wide)
-        m.d.comb += [lo_wide.eq(p["lo"]), hi_wide.eq(p["hi"])]
+        # The bounds fit in _NEAR_BITS signed bits: a floor outside that range is beyond both (by its
+        # sign), one inside compares on its low bits only (short carry chains, no wide comparator).
+        near = Signal()
+        low = Signal(signed(_NEAR_BITS))
+        top = floor[_NEAR_BITS - 1:]
+        m.d.comb += [near.eq((top == 0) | (top == (1 << len(top)) - 1)), low.eq(floor[:_NEAR_BITS].as_signed())]
+        negative = floor[-1]
         rounded = Signal(wide, reset_less=True)
         above = Signal(reset_less=True)
         below = Signal(reset_less=True)
         m.d.sync += [rounded.eq(floor + up),
-                     above.eq(Mux(up, floor > p["hi_less"], floor > hi_wide)),
-                     below.eq(Mux(up, floor < p["lo_less"], floor < lo_wide))]
+                     above.eq(Mux(near, Mux(up, low > p["hi_less"], low > p["hi"]), ~negative)),
+                     below.eq(Mux(near, Mux(up, low < p["lo_less"], low < p["lo"]), negative))]
         p = stage("r", p)
 
         # Stage: clamp (or pass the biased accumulator): one level of selection.
