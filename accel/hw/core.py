@@ -192,7 +192,7 @@ class GemmCore(wiring.Component):
         # A tile beat is taken only with no tile held or with the held tile's last data beat.
         with m.If(tile_fire):
             depth = self.tile.payload.depth
-            m.d.sync += [feed.eq(self.tile.payload), held.eq(1), first.eq(1),
+            m.d.sync += [held.eq(1), first.eq(1),
                          remaining.eq(depth - 1), is_last.eq(depth == 1)]
         with m.Elif(data_fire):
             m.d.sync += [remaining.eq(remaining - 1), is_last.eq(remaining == 1), first.eq(0)]
@@ -220,17 +220,29 @@ class GemmCore(wiring.Component):
             array.control.last.eq(is_last),
         ]
         m.d.comb += array.act.eq(act)
+        # The tile's parameters: the payload is copied every cycle (no enable), and the copy is taken
+        # into `feed` one cycle after the tile beat, under a registered enable: no input-to-enable path
+        # drives the hundreds of parameter registers. `feed` holds the tile from 2 cycles after its tile
+        # beat (when its first beat reaches the array, at the earliest) until 2 cycles after the next one
+        # (that is, after its own last beat: the next tile beat comes with it at the earliest).
+        staged = Signal(tile_layout(cfg), reset_less=True)
+        take = Signal()
+        m.d.sync += [staged.eq(self.tile.payload), take.eq(tile_fire)]
+        with m.If(take):
+            m.d.sync += feed.eq(staged)
         if preload:
-            bias = Signal(data.ArrayLayout(signed(cfg.acc_bits), cols), reset_less=True)
-            m.d.sync += bias.eq(feed.bias)
-            m.d.comb += array.bias.eq(bias)
+            m.d.comb += array.bias.eq(feed.bias)
 
-        # Requantization parameters of the tile whose last beat went in: used by its drain.
+        # Requantization parameters of the tile whose last beat went in, taken the cycle after it (a
+        # registered enable), from `feed`, which holds that tile until then; used by its drain, which
+        # starts capture_latency + 1 >= 3 cycles after the last beat.
         rq_shift = Signal(data.ArrayLayout(unsigned(shift_bits(cfg)), cols))
         rq_bias = None if preload else Signal(data.ArrayLayout(signed(cfg.acc_bits), cols))
         rq_mult = (Signal(data.ArrayLayout(unsigned(cfg.mult_bits), cols))
                    if cfg.requant is Requant.MULTIPLY_SHIFT else None)
-        with m.If(last_fire):
+        last_taken = Signal()
+        m.d.sync += last_taken.eq(last_fire)
+        with m.If(last_taken):
             m.d.sync += rq_shift.eq(feed.shift)
             if rq_bias is not None:
                 m.d.sync += rq_bias.eq(feed.bias)
