@@ -1,4 +1,5 @@
-"""``accel rtl generate`` and ``accel rtl verify``: Verilog for a configuration; a model's layers on the RTL."""
+"""``accel rtl generate``, ``verify`` and ``synth``: Verilog for a configuration; a model's layers on the RTL;
+area and Fmax on an FPGA."""
 
 from __future__ import annotations
 
@@ -45,6 +46,24 @@ def register(sub: argparse._SubParsersAction) -> None:
                                                     "on every run)")
     v.add_argument("--force", action="store_true", help="replace an existing --cycles file")
     v.set_defaults(func=run_verify)
+    from ..synth.targets import TARGETS
+
+    s = rtl.add_parser("synth", help="synthesize and place-and-route the core: area and Fmax on an FPGA",
+                       description="Synthesize the core with yosys and place and route it with nextpnr "
+                                   "(YoWASP builds from PyPI): LUTs, flip-flops, carry cells, DSPs, RAMs, I/O, "
+                                   "Fmax and the critical path. ECP5 runs out of context (no I/O buffers); "
+                                   "iCE40 wraps the core in a five-pin scan wrapper. Results are cached "
+                                   "under the user cache by the Verilog, target and tool versions.")
+    s.add_argument("--config", metavar="CFG.toml", help="accelerator configuration (default: the defaults)")
+    s.add_argument("--target", choices=list(TARGETS), default="ecp5-85k", help="FPGA (default ecp5-85k)")
+    s.add_argument("--top", choices=["core"], default="core", help="top level to synthesize (default core)")
+    s.add_argument("--freq", type=float, metavar="MHZ", help="clock constraint (default: the config's clock_mhz)")
+    s.add_argument("-o", "--output", metavar="DIR", help="also write synth-<target>.json and .md to DIR")
+    s.add_argument("--json", action="store_true", help="print the results as one JSON object")
+    s.add_argument("--force", action="store_true", help="replace existing files in DIR")
+    s.add_argument("--build-dir", metavar="DIR", help="cache folder (default $ACCEL_CACHE_DIR, else "
+                                                      "$XDG_CACHE_HOME/accel or ~/.cache/accel)")
+    s.set_defaults(func=run_synth)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
 
@@ -112,3 +131,31 @@ def run_verify(args: argparse.Namespace) -> int:
     if waves_path:
         print(f"waveform: {waves_path}")
     return 0 if ok else 1
+
+
+def run_synth(args: argparse.Namespace) -> int:
+    from ..config import load_config
+    from ..report import check_output_dir, write_text
+    from ..synth import get_target, result_table, synthesize
+
+    if args.force and not args.output:
+        raise UsageError("--force replaces files in -o DIR; give -o DIR")
+    if args.freq is not None and not args.freq > 0:
+        raise UsageError(f"--freq {args.freq:g}: expected a clock above 0 MHz")
+    config = load_config(args.config)
+    target = get_target(args.target)
+    names = [f"synth-{target.name}.json", f"synth-{target.name}.md"]
+    paths = check_output_dir(args.output, names, overwrite=args.force) if args.output else None
+    result = synthesize(config, target, freq_mhz=args.freq, cache=args.build_dir, progress=sys.stderr.isatty())
+    table = result_table(result)
+    title = (f"{result.array} core on {result.device}"
+             f"{' (out of context)' if result.out_of_context else ''}{' [cached]' if result.cached else ''}")
+    if paths:
+        write_text(paths[0], json.dumps(result.to_dict(), indent=2) + "\n", overwrite=args.force)
+        write_text(paths[1], f"# {title}\n\n{table.markdown()}\n", overwrite=args.force)
+    if args.json:
+        print(json.dumps(result.to_dict()))
+    else:
+        print(title)
+        print(table.text())
+    return 0

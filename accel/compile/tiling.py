@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from ..config import AcceleratorConfig, LutScope
+from ..datapath import pe_decodable
 from ..errors import ModelError
 from ..hw.params import DEPTH_BITS
 from .lower import GemmProblem
@@ -58,7 +59,8 @@ def plan_tiles(problems: list[GemmProblem], config: AcceleratorConfig) -> TilePl
     Raises
     ------
     ModelError
-        A reduction longer than the core's tile depth counter (``2**16 - 1``), or an empty one.
+        A reduction longer than the core's tile depth counter (``2**16 - 1``), or an empty one; a LUT
+        value that the config's PE kind cannot decode (:func:`accel.datapath.pe_decodable`).
     """
     plan = TilePlan(config, list(problems))
     rows, cols = config.rows, config.cols
@@ -67,6 +69,12 @@ def plan_tiles(problems: list[GemmProblem], config: AcceleratorConfig) -> TilePl
         if not 1 <= prob.depth < (1 << DEPTH_BITS):
             raise ModelError(f"layer {prob.name!r}: reduction of {prob.depth} does not fit a tile "
                              f"(1..{(1 << DEPTH_BITS) - 1})")
+        undecodable = ~pe_decodable(prob.lut, config.pe_kind)
+        if undecodable.any():
+            value = int(prob.lut[undecodable][0])
+            raise ModelError(f"layer {prob.name!r}: field 'lut': value {value} cannot be decoded by the "
+                             f"config's {config.pe_kind.value!r} PEs (pe_kind 'shift': 0 or +-2^e; "
+                             f"'shift_add': at most two powers of two); quantize for this pe_kind")
         per_channel = prob.lut.shape[0] > 1
         if per_channel and config.lut_scope is not LutScope.CHANNEL:
             raise ModelError(f"layer {prob.name!r}: field 'lut': one table per channel needs "

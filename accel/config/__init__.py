@@ -4,7 +4,17 @@ The gateware, the engine, the performance model and the compiler all take this
 object; none of them re-derives a width or a mode on its own.
 """
 
-from .accelerator import AcceleratorConfig, EnergyTable, LutScope, Overflow, Requant, Rounding, load_config, save_config
+from .accelerator import (
+    AcceleratorConfig,
+    EnergyTable,
+    LutScope,
+    Overflow,
+    PeKind,
+    Requant,
+    Rounding,
+    load_config,
+    save_config,
+)
 
-__all__ = ["AcceleratorConfig", "EnergyTable", "LutScope", "Overflow", "Requant", "Rounding",
+__all__ = ["AcceleratorConfig", "EnergyTable", "LutScope", "Overflow", "PeKind", "Requant", "Rounding",
            "load_config", "save_config"]

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..errors import ConfigError
 
-__all__ = ["Overflow", "Rounding", "Requant", "LutScope", "EnergyTable", "AcceleratorConfig",
+__all__ = ["Overflow", "Rounding", "Requant", "LutScope", "PeKind", "EnergyTable", "AcceleratorConfig",
            "load_config", "save_config"]
 
 
@@ -39,6 +39,13 @@ class LutScope(str, enum.Enum):
     """Whether one weight LUT serves a whole layer or each output channel has its own."""
     LAYER = "layer"
     CHANNEL = "channel"
+
+
+class PeKind(str, enum.Enum):
+    """How a processing element turns a LUT value into a product (the values stay int8 weights)."""
+    GENERAL = "general"      #: any int8 value: a multiplier
+    SHIFT = "shift"          #: 0 or +-2^e: a shifter (power-of-two LUTs)
+    SHIFT_ADD = "shift_add"  #: 0, +-2^a or +-(2^a + 2^b): two shifts and an add (APoT LUTs)
 
 
 def _check_int(owner: str, name: str, value: Any, lo: int, hi: int) -> int:
@@ -115,6 +122,10 @@ class AcceleratorConfig:
     lut_scope : LutScope
         ``channel`` (default: one LUT per output channel, loaded into that column's
         decoder; a layer may still share one table) or ``layer`` (one LUT per layer).
+    pe_kind : PeKind
+        ``general`` (default: a multiplier per PE), ``shift`` (LUT values 0 or +-2^e) or
+        ``shift_add`` (0, +-2^a, +-(2^a + 2^b)): what the PEs can decode
+        (:func:`accel.datapath.pe_decodable`); the front end fits its LUTs to it.
     act_bits : int
         Activation width, 2..8; activations are int8 or uint8 on the datapath.
     acc_bits : int
@@ -147,6 +158,7 @@ class AcceleratorConfig:
     # so it costs only loading, and it keeps W4A8 (and W3A8) within a point of float on
     # every bundled model where a shared table does not (docs/RESULTS.md).
     lut_scope: LutScope = LutScope.CHANNEL
+    pe_kind: PeKind = PeKind.GENERAL
     act_bits: int = 8
     acc_bits: int = 32
     overflow: Overflow = Overflow.WRAP
@@ -172,7 +184,7 @@ class AcceleratorConfig:
         _check_int(own, "acc_bits", self.acc_bits, 8, 32)
         # mult_bits <= 31 keeps acc * M + 2^(s-1) inside int64 for every executor.
         _check_int(own, "mult_bits", self.mult_bits, 1, 31)
-        for name, kind in (("lut_scope", LutScope), ("overflow", Overflow),
+        for name, kind in (("lut_scope", LutScope), ("pe_kind", PeKind), ("overflow", Overflow),
                            ("requant", Requant), ("rounding", Rounding)):
             object.__setattr__(self, name, _check_enum(own, name, getattr(self, name), kind))
         object.__setattr__(self, "clock_mhz", _check_float(own, "clock_mhz", self.clock_mhz, 1e-3, 1e5))

@@ -35,13 +35,16 @@ from .limits import (
     ADD_INPUT_SHIFT_MAX,
     ADD_SHIFT_MAX,
     DTYPE_RANGES,
+    PE_TERMS,
     POOL_MULT_BITS,
     POOL_SHIFT_MAX,
     max_pool_padding_fits,
+    pe_decodable,
 )
 
 __all__ = ["ADD_INPUT_SHIFT_MAX", "ADD_SHIFT_MAX", "DTYPE_RANGES", "POOL_MULT_BITS", "POOL_SHIFT_MAX",
            "accumulate", "add", "avg_pool", "clamp", "concat", "conv2d", "conv_gemm_groups", "window_counts",
            "conv_output_size", "decode_weights", "global_avg_pool", "im2col", "linear",
-           "matmul_requant", "max_pool", "max_pool_padding_fits", "quantize_input", "requantize",
+           "matmul_requant", "max_pool", "max_pool_padding_fits", "PE_TERMS", "pe_decodable", "quantize_input",
+           "requantize",
            "rshift_round", "saturate", "wrap"]

@@ -38,6 +38,12 @@ The families (:data:`FAMILIES`):
     searched (``floor(log2(max|level| / max|w|))`` and its neighbours) for the
     least squared error.
 
+Multiplier-free PEs (``AcceleratorConfig.pe_kind``) decode only some int8 values
+(:func:`accel.datapath.pe_decodable`): :data:`PE_FAMILIES` lists the families each
+kind accepts, and for ``shift``/``shift_add`` ``pot`` and ``apot`` fit a power-of-two
+``alpha`` to their raw shapes (``alpha * 2^-j``, ``alpha * (p1 + p2)``), so every level is
+``+-2^e`` (or a sum of two): exact in the PE's shifts.
+
 Measured on the bundled models' weights at 4 bits, per-channel exponents and a
 shared LUT, ``mse`` has the highest SQNR of all families (docs/QUANTIZATION.md,
 "LUT families"), so it is :data:`DEFAULT_FAMILY`.
@@ -52,9 +58,9 @@ import numpy as np
 
 from ..errors import ConfigError
 
-__all__ = ["FAMILIES", "DEFAULT_FAMILY", "family_levels", "uniform_levels", "pot_levels", "apot_levels",
-           "pwlq_levels", "pwlq_breakpoint", "PWLQ_RULES", "mse_levels", "user_levels", "nearest_codes",
-           "squared_error"]
+__all__ = ["FAMILIES", "DEFAULT_FAMILY", "PE_FAMILIES", "family_levels", "uniform_levels", "pot_levels",
+           "apot_levels", "pwlq_levels", "pwlq_breakpoint", "PWLQ_RULES", "mse_levels", "user_levels",
+           "nearest_codes", "squared_error"]
 
 #: Names of the LUT families (the values ``accel quantize --lut`` accepts).
 FAMILIES = ("uniform", "pot", "apot", "pwlq", "pwlq_gauss", "pwlq_laplace", "mse", "user")
@@ -65,6 +71,8 @@ PWLQ_RULES = {
 }
 #: The best general-purpose family at 4-bit weights (highest SQNR on the bundled models).
 DEFAULT_FAMILY = "mse"
+#: The families whose levels each PE kind can decode (``user`` when its levels are decodable).
+PE_FAMILIES = {"general": FAMILIES, "shift": ("pot", "user"), "shift_add": ("pot", "apot", "user")}
 
 _SEARCH_POINTS = 8192  # the parameter searches run on at most this many (quantile) samples
 
@@ -182,8 +190,9 @@ def pot_levels(x: np.ndarray, n_levels: int) -> np.ndarray:
     return _best_alpha(x, np.concatenate([-mags, [0.0], mags]))
 
 
-def _apot_magnitudes(n_mags: int) -> np.ndarray:
-    """The ``n_mags`` largest nonzero APoT magnitudes (normalized to a largest of 1)."""
+def _apot_magnitudes(n_mags: int, normalize: bool = True) -> np.ndarray:
+    """The ``n_mags`` largest nonzero APoT magnitudes (normalized to a largest of 1, or the raw
+    sums ``p1 + p2`` with ``p1 <= 1``)."""
     bits = max(1, math.ceil(math.log2(n_mags + 1)))  # magnitude bits (zero included)
     k1 = (bits + 1) // 2
     k2 = bits - k1
@@ -191,7 +200,7 @@ def _apot_magnitudes(n_mags: int) -> np.ndarray:
     t2 = np.array([0.0] + [2.0 ** -(2 * j + 1) for j in range((1 << k2) - 1)])
     mags = np.unique((t1[:, None] + t2[None, :]).ravel())
     mags = mags[mags > 0][::-1][:n_mags]
-    return mags / mags.max()
+    return mags / mags.max() if normalize else mags
 
 
 def apot_levels(x: np.ndarray, n_levels: int) -> np.ndarray:
@@ -358,7 +367,25 @@ _FAMILY_FUNCS: dict[str, Callable[[np.ndarray, int], np.ndarray]] = {
 }
 
 
-def family_levels(family: str, x: np.ndarray, n_levels: int, user_lut: np.ndarray | None = None) -> np.ndarray:
+def _power_of_two_alpha(x: np.ndarray, raw_shape: np.ndarray) -> np.ndarray:
+    """Levels ``round(2^k * raw_shape)`` for the ``k`` in 0..6 with the least squared error on ``x``
+    (``raw_shape``: powers of two, or sums of two, largest magnitude at most 1.5)."""
+    xs = _search_sample(x)
+    candidates = [_snap(2.0 ** k * raw_shape) for k in range(7)]
+    return min(candidates, key=lambda lv: squared_error(xs, lv))
+
+
+def _shift_levels(family: str, x: np.ndarray, n_levels: int) -> np.ndarray:
+    """``pot`` / ``apot`` levels that shift / shift-add PEs decode exactly (power-of-two ``alpha``)."""
+    if n_levels == 2:
+        return _power_of_two_alpha(x, np.array([-1.0, 1.0]))
+    m = (n_levels - 1) // 2
+    mags = 2.0 ** -np.arange(m) if family == "pot" else _apot_magnitudes(m, normalize=False)
+    return _power_of_two_alpha(x, np.concatenate([-mags, [0.0], mags]))
+
+
+def family_levels(family: str, x: np.ndarray, n_levels: int, user_lut: np.ndarray | None = None,
+                  pe_kind: str = "general") -> np.ndarray:
     """The sorted distinct int8 levels of ``family`` fitted to the scaled weights ``x``.
 
     Parameters
@@ -371,6 +398,9 @@ def family_levels(family: str, x: np.ndarray, n_levels: int, user_lut: np.ndarra
         At most this many levels.
     user_lut : numpy.ndarray, optional
         The levels of the ``user`` family.
+    pe_kind : str
+        The PEs' kind (``AcceleratorConfig.pe_kind``): ``shift``/``shift_add`` fit ``pot``/``apot``
+        with a power-of-two ``alpha`` (see :data:`PE_FAMILIES`).
 
     Returns
     -------
@@ -379,4 +409,6 @@ def family_levels(family: str, x: np.ndarray, n_levels: int, user_lut: np.ndarra
     """
     if family == "user":
         return user_levels(x, n_levels, user_lut)
+    if pe_kind != "general" and family in ("pot", "apot"):
+        return _shift_levels(family, np.asarray(x, np.float64).ravel(), n_levels)
     return _FAMILY_FUNCS[family](np.asarray(x, np.float64).ravel(), n_levels)

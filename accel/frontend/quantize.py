@@ -139,7 +139,7 @@ def _quantize_weights(weights, node_name, config, options, power_of_two):
     return quantize_weights(weights, family=options.lut, weight_bits=config.weight_bits,
                             granularity=options.granularity, lut_scope=config.lut_scope.value,
                             levels=options.levels, user_lut=user_lut, power_of_two=power_of_two,
-                            name=node_name)
+                            name=node_name, pe_kind=config.pe_kind.value)
 
 
 class _Groups:
@@ -492,6 +492,14 @@ def _add_mac(builder: ModelBuilder, output: str, op: str, name: str, x: str, att
     return builder.add_layer(name, op, [x], full, arrays, dtype=dtype, exponent=kw["exponent"], output=output)
 
 
+def _check_pe_kind(config: AcceleratorConfig, options: QuantizeOptions) -> None:
+    """The LUT family (and a user LUT) must be one that the config's PEs decode."""
+    from .weights import check_pe_family
+
+    user = None if options.user_lut is None else np.round(np.asarray(options.user_lut, np.float64)).astype(np.int64)
+    check_pe_family(options.lut, config.pe_kind.value, user)
+
+
 def quantize_graph(graph: FloatGraph, calib_x: np.ndarray, config: AcceleratorConfig | None = None,
                    options: QuantizeOptions = QuantizeOptions(), *, progress: bool = False) -> Model:
     """Calibrate ``graph`` on ``calib_x`` and lower it to an integer model.
@@ -512,6 +520,7 @@ def quantize_graph(graph: FloatGraph, calib_x: np.ndarray, config: AcceleratorCo
     accel.ir.Model
     """
     config = config or default_config()
+    _check_pe_kind(config, options)
     calib = calibrate(graph, calib_x, method=options.calib_method, act_bits=config.act_bits,
                       size=options.calib_size, seed=options.seed, progress=progress)
     return emit_integer_model(graph, calib, config, options, progress=progress)
@@ -548,6 +557,7 @@ def quantize_onnx(path: str | os.PathLike, calib: str | os.PathLike | np.ndarray
     from ..data import load_dataset
     from .onnx_import import import_onnx
 
+    _check_pe_kind(config or default_config(), options)  # before the import and calibration work
     graph = import_onnx(path)
     x = calib if isinstance(calib, np.ndarray) else load_dataset(calib, "calib").x
     return quantize_graph(graph, x, config, options, progress=progress)

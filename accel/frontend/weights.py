@@ -43,10 +43,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..datapath import pe_decodable
 from ..errors import ConfigError, ModelImportError
-from .lut import DEFAULT_FAMILY, FAMILIES, family_levels, nearest_codes, squared_error
+from .lut import DEFAULT_FAMILY, FAMILIES, PE_FAMILIES, family_levels, nearest_codes, squared_error
 
-__all__ = ["GRANULARITIES", "LUT_SCOPES", "MAX_EXPONENT_SPREAD", "WeightQuant", "quantize_weights"]
+__all__ = ["GRANULARITIES", "LUT_SCOPES", "MAX_EXPONENT_SPREAD", "WeightQuant", "check_pe_family",
+           "quantize_weights"]
 
 GRANULARITIES = ("layer", "channel")
 LUT_SCOPES = ("layer", "channel")
@@ -108,9 +110,26 @@ class WeightQuant:
 # The quantizer
 
 
-def _check_args(family, weight_bits, granularity, lut_scope, levels, user_lut, name):
+def check_pe_family(family: str, pe_kind: str, user_lut=None) -> None:
+    """:class:`ConfigError` (one line) unless the ``pe_kind`` PEs decode ``family`` (and every level
+    of a ``user`` LUT); checked before any import or calibration work."""
+    if pe_kind not in PE_FAMILIES:
+        raise ConfigError(f"pe_kind {pe_kind!r} is not one of {', '.join(PE_FAMILIES)}")
+    if family not in PE_FAMILIES[pe_kind]:
+        raise ConfigError(f"LUT family {family!r} cannot be decoded by the {pe_kind!r} PEs (config.pe_kind); "
+                          f"use --lut {' or '.join(PE_FAMILIES[pe_kind])}")
+    if family == "user" and user_lut is not None:
+        u = np.asarray(user_lut)
+        bad = u[~pe_decodable(u, pe_kind)] if np.issubdtype(u.dtype, np.integer) else u[:0]
+        if bad.size:
+            raise ConfigError(f"user_lut level {int(bad[0])} cannot be decoded by the {pe_kind!r} PEs "
+                              f"(config.pe_kind): 'shift' takes 0 and +-2^e, 'shift_add' sums of two")
+
+
+def _check_args(family, weight_bits, granularity, lut_scope, levels, user_lut, name, pe_kind="general"):
     if family not in FAMILIES:
         raise ConfigError(f"layer {name!r}: LUT family {family!r} is not one of {', '.join(FAMILIES)}")
+    check_pe_family(family, pe_kind)
     if isinstance(weight_bits, bool) or not isinstance(weight_bits, (int, np.integer)) or not 2 <= weight_bits <= 8:
         raise ConfigError(f"layer {name!r}: weight_bits {weight_bits!r}, expected an integer in 2..8")
     if granularity not in GRANULARITIES:
@@ -136,6 +155,7 @@ def _check_args(family, weight_bits, granularity, lut_scope, levels, user_lut, n
                               f"{n_levels}")
         if not np.any(u != 0):
             raise ConfigError(f"layer {name!r}: user_lut holds only zeros")
+        check_pe_family(family, pe_kind, np.round(u).astype(np.int64))
     return entries, n_levels
 
 
@@ -162,19 +182,19 @@ def _channel_scales(flat: np.ndarray, granularity: str, power_of_two: bool, top:
     return factor
 
 
-def _fit_table(family: str, x: np.ndarray, n_levels: int) -> tuple[np.ndarray, int]:
+def _fit_table(family: str, x: np.ndarray, n_levels: int, pe_kind: str = "general") -> tuple[np.ndarray, int]:
     """Levels for ``x`` and the number of doublings of its scale (finer exponents) that were taken.
 
     While the largest level is below 64 the weights are scaled by 2 more (the
     exponent one finer) and the table refitted, kept when the error (in the
     weights' own units) is smaller: the table then uses the int8 range.
     """
-    lv = family_levels(family, x, n_levels)
+    lv = family_levels(family, x, n_levels, pe_kind=pe_kind)
     err = squared_error(x, lv)
     d = 0
     while np.abs(lv).max() < 64 and d < 6 and err > 0:
         x2 = x * 2.0 ** (d + 1)
-        lv2 = family_levels(family, x2, n_levels)
+        lv2 = family_levels(family, x2, n_levels, pe_kind=pe_kind)
         err2 = squared_error(x2, lv2) / 4.0 ** (d + 1)
         if err2 >= err:  # only a strictly smaller error justifies a longer shift
             break
@@ -216,7 +236,7 @@ def _user_factors(flat, granularity, power_of_two, lv):
 def quantize_weights(weights: np.ndarray, *, family: str = DEFAULT_FAMILY, weight_bits: int = 4,
                      granularity: str = "channel", lut_scope: str = "layer", levels: int | None = None,
                      user_lut: np.ndarray | None = None, power_of_two: bool = True,
-                     name: str = "weights") -> WeightQuant:
+                     name: str = "weights", pe_kind: str = "general") -> WeightQuant:
     """Quantize a float weight tensor (output channel first) onto LUT codes + per-channel steps.
 
     Parameters
@@ -242,6 +262,9 @@ def quantize_weights(weights: np.ndarray, *, family: str = DEFAULT_FAMILY, weigh
         ``False``: the ``multiply_shift`` baseline, ``step[n]`` is a free float.
     name : str
         The layer's name, for error messages.
+    pe_kind : str
+        The PEs' kind (``AcceleratorConfig.pe_kind``): the family must be one that it decodes
+        (:data:`~accel.frontend.lut.PE_FAMILIES`), and its levels are fitted to be decodable.
 
     Returns
     -------
@@ -265,7 +288,7 @@ def quantize_weights(weights: np.ndarray, *, family: str = DEFAULT_FAMILY, weigh
     >>> bool(10 * np.log10((w ** 2).sum() / (err ** 2).sum()) > 18)  # weight SQNR in dB
     True
     """
-    entries, n_levels = _check_args(family, weight_bits, granularity, lut_scope, levels, user_lut, name)
+    entries, n_levels = _check_args(family, weight_bits, granularity, lut_scope, levels, user_lut, name, pe_kind)
     try:
         w = np.asarray(weights, np.float64)
     except (TypeError, ValueError) as exc:
@@ -288,16 +311,17 @@ def quantize_weights(weights: np.ndarray, *, family: str = DEFAULT_FAMILY, weigh
         factor = _channel_scales(flat, granularity, power_of_two, _INT8_TOP if power_of_two else 127.0)
         scaled = flat * factor[:, None]
         if lut_scope == "layer":
-            lv, d = _fit_table(family, scaled.ravel(), n_levels)
+            lv, d = _fit_table(family, scaled.ravel(), n_levels, pe_kind)
             level_rows = [lv]
             factor = factor * 2.0 ** d
         else:
-            fits = [_fit_table(family, scaled[i], n_levels) for i in range(n)]
+            fits = [_fit_table(family, scaled[i], n_levels, pe_kind) for i in range(n)]
             doublings = np.array([d for _, d in fits])
             level_rows = [lv for lv, _ in fits]
             if granularity == "layer":  # one exponent for the layer: the doublings all channels accept
                 d = int(doublings.min())
-                level_rows = [lv if doublings[i] == d else family_levels(family, scaled[i] * 2.0 ** d, n_levels)
+                level_rows = [lv if doublings[i] == d
+                              else family_levels(family, scaled[i] * 2.0 ** d, n_levels, pe_kind=pe_kind)
                               for i, lv in enumerate(level_rows)]
                 doublings[:] = d
             factor = factor * 2.0 ** doublings

@@ -6,9 +6,10 @@ from amaranth.hdl import Module, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..config import Overflow
-from .params import LUT_VALUE_BITS, MAX_ARRAY_SIDE, check_field, product_bits, silenced_on_error
-from .pe import PE_LATENCY, ProcessingElement, pe_control_layout
+from ..config import Overflow, PeKind
+from .params import MAX_ARRAY_SIDE, check_field, product_bits, silenced_on_error
+from .pe import PE_LATENCY, PE_MAC_LATENCY, ProcessingElement, pe_control_layout
+from .pekind import weight_shape
 
 __all__ = ["SystolicArray", "array_capture_latency", "array_drain_cycles", "array_skew"]
 
@@ -19,12 +20,12 @@ def array_skew(row: int, col: int) -> int:
 
 
 def array_capture_latency(rows: int, cols: int) -> int:
-    """Cycles from the last beat of a tile at the inputs to ``done``: ``rows + cols - 1``.
+    """Cycles from the last beat of a tile at the inputs to ``done``: ``rows + cols``.
 
     The beat reaches the last PE after :func:`array_skew` ``(rows - 1, cols - 1)``
-    cycles, and ``done`` is that PE's registered output.
+    cycles, and that PE has captured it :data:`~accel.hw.pe.PE_MAC_LATENCY` cycles later.
     """
-    return array_skew(rows - 1, cols - 1) + PE_LATENCY
+    return array_skew(rows - 1, cols - 1) + PE_MAC_LATENCY
 
 
 def array_drain_cycles(rows: int) -> int:
@@ -43,7 +44,8 @@ class SystolicArray(wiring.Component):
     ``j`` registers, then one register per hop). A new beat may enter every cycle.
 
     Results: each PE captures its sum when the ``last`` beat of a tile passes
-    through it. ``done`` rises :attr:`capture_latency` cycles after the last beat
+    through it (:data:`~accel.hw.pe.PE_MAC_LATENCY` cycles after it reached the PE).
+    ``done`` rises :attr:`capture_latency` cycles after the last beat
     entered, when every PE has captured. Then ``drain`` shifts the result
     registers of every column down one row per cycle; ``result`` shows the
     bottom row, so ``rows`` drain cycles give rows ``rows - 1, ..., 0``.
@@ -59,6 +61,10 @@ class SystolicArray(wiring.Component):
     bias_preload : bool
         PEs start from the bias, which flows down the columns with the weights
         (see :class:`ProcessingElement`); without it there is no ``bias`` input.
+    pe_kind : PeKind
+        The PEs' kind; ``weight`` carries its decoded weights (:func:`~accel.hw.pekind.weight_shape`).
+    dsp : {None, "ecp5"}
+        FPGA synthesis only: the PEs' DSP primitive (see :class:`ProcessingElement`).
 
     Members
     -------
@@ -76,10 +82,13 @@ class SystolicArray(wiring.Component):
         The bottom row's result registers.
     done : Out(1)
         The last beat of a tile has passed PE ``(rows - 1, cols - 1)``: all results are captured.
+    done_next : Out(1)
+        ``done`` one cycle ahead (what it will be in the next cycle), for registered drain control.
     """
 
     def __init__(self, *, rows: int, cols: int, act_bits: int, acc_bits: int,
-                 overflow: Overflow | str = Overflow.WRAP, bias_preload: bool = True):
+                 overflow: Overflow | str = Overflow.WRAP, bias_preload: bool = True,
+                 pe_kind: PeKind | str = PeKind.GENERAL, dsp: str | None = None):
         with silenced_on_error(self):
             self._rows = check_field("rows", rows, 1, MAX_ARRAY_SIDE)
             self._cols = check_field("cols", cols, 1, MAX_ARRAY_SIDE)
@@ -89,13 +98,15 @@ class SystolicArray(wiring.Component):
                                          f"the accumulator must hold one product: at least {need} bits")
             self._overflow = Overflow(overflow)
         self._bias_preload = bool(bias_preload)
+        self._dsp = dsp
+        self._pe_kind = PeKind(pe_kind)
         members = {
             "act": In(data.ArrayLayout(signed(self._act_bits + 1), self._rows)),
             "control": In(pe_control_layout()),
-            "weight": In(data.ArrayLayout(signed(LUT_VALUE_BITS), self._cols)),
+            "weight": In(data.ArrayLayout(weight_shape(self._pe_kind), self._cols)),
             "drain": In(1),
             "result": Out(data.ArrayLayout(signed(self._acc_bits), self._cols)),
-            "done": Out(1),
+            "done": Out(1), "done_next": Out(1),
         }
         if self._bias_preload:
             members["bias"] = In(data.ArrayLayout(signed(self._acc_bits), self._cols))
@@ -135,7 +146,8 @@ class SystolicArray(wiring.Component):
             return value
 
         pes = [[ProcessingElement(act_bits=self._act_bits, acc_bits=self._acc_bits, overflow=self._overflow,
-                                  bias_preload=self._bias_preload) for _ in range(cols)] for _ in range(rows)]
+                                  bias_preload=self._bias_preload, pe_kind=self._pe_kind, dsp=self._dsp)
+                for _ in range(cols)] for _ in range(rows)]
         for i in range(rows):
             for j in range(cols):
                 m.submodules[f"pe_{i}_{j}"] = pes[i][j]
@@ -163,6 +175,11 @@ class SystolicArray(wiring.Component):
         for i in range(rows):
             for j in range(cols):
                 m.d.comb += pes[i][j].drain.eq(self.drain)
+        # The corner PE's control_out shows the beat PE_LATENCY cycles on; its capture lands
+        # PE_MAC_LATENCY cycles on: delay the flag by the difference.
         corner = pes[rows - 1][cols - 1].control_out
-        m.d.comb += self.done.eq(corner.valid & corner.last)
+        corner_done = corner.valid & corner.last
+        ahead = PE_MAC_LATENCY - PE_LATENCY - 1  # registers between corner_done and done_next
+        m.d.comb += [self.done_next.eq(delayed(corner_done, ahead, "done_ahead", reset_less=False)),
+                     self.done.eq(delayed(corner_done, ahead + 1, "done", reset_less=False))]
         return m

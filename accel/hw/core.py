@@ -67,12 +67,12 @@ class GemmCore(wiring.Component):
       next tile is accepted together with the last data beat of the current one,
       so consecutive tiles stream without a bubble;
     * the last data beat of a tile waits until :attr:`min_last_interval`
-      (``2 * rows + cols - 1``) cycles have passed since the previous tile's
+      (``2 * rows + cols``) cycles have passed since the previous tile's
       last beat (its results must have left the drain chain);
     * the last output beat of a tile comes :attr:`output_latency`
-      (``2 * rows + cols - 1 + requant latency``) cycles after its last data beat;
+      (``2 * rows + cols + requant latency``) cycles after its last data beat;
       so a tile of depth ``K`` that does not wait takes
-      :meth:`tile_cycles` ``= K + 2 * rows + cols - 1 + requant latency`` cycles,
+      :meth:`tile_cycles` ``= K + 2 * rows + cols + requant latency`` cycles,
       first data beat to last output beat, both counted.
 
     ``out`` has no back-pressure (``always_ready``): the consumer takes every beat.
@@ -86,6 +86,9 @@ class GemmCore(wiring.Component):
     ----------
     config : AcceleratorConfig
         Array size, widths and modes. Checked by :func:`~accel.hw.params.check_buildable`.
+    dsp : {None, "ecp5"}
+        FPGA synthesis only: the PEs instantiate the family's DSP primitive for their product
+        register (see :class:`~accel.hw.pe.ProcessingElement`); same function and cycles.
 
     Members
     -------
@@ -98,9 +101,10 @@ class GemmCore(wiring.Component):
         A tile is held, in the array, or draining.
     """
 
-    def __init__(self, config: AcceleratorConfig):
+    def __init__(self, config: AcceleratorConfig, *, dsp: str | None = None):
         with silenced_on_error(self):
             self._config = check_buildable(config)
+        self._dsp = dsp
         self._timing = CoreTiming.from_config(config)
         super().__init__({
             "lut": In(stream.Signature(lut_layout(config))),
@@ -131,7 +135,7 @@ class GemmCore(wiring.Component):
 
     @property
     def min_last_interval(self) -> int:
-        """Least cycles between the last data beats of consecutive tiles: ``2 * rows + cols - 1``."""
+        """Least cycles between the last data beats of consecutive tiles: ``2 * rows + cols``."""
         return self._timing.min_last_interval
 
     @property
@@ -151,43 +155,53 @@ class GemmCore(wiring.Component):
         # bias is added once per output after the array (no bias register in the 64 PEs).
         preload = cfg.overflow is Overflow.SATURATE
         array = SystolicArray(rows=cfg.rows, cols=cfg.cols, act_bits=cfg.act_bits, acc_bits=cfg.acc_bits,
-                              overflow=cfg.overflow, bias_preload=preload)
+                              overflow=cfg.overflow, bias_preload=preload, pe_kind=cfg.pe_kind, dsp=self._dsp)
         requants = [Requantizer(acc_bits=cfg.acc_bits, requant=cfg.requant, mult_bits=cfg.mult_bits,
                                 shift_bits=shift_bits(cfg), rounding=cfg.rounding) for _ in range(cols)]
         m.submodules.array = array
-        decoders = [WeightDecoder(weight_bits=cfg.weight_bits) for _ in range(cols)]
+        decoders = [WeightDecoder(weight_bits=cfg.weight_bits, pe_kind=cfg.pe_kind) for _ in range(cols)]
         for j, dec in enumerate(decoders):
             m.submodules[f"decoder_{j}"] = dec
         for j, rq in enumerate(requants):
             m.submodules[f"requant_{j}"] = rq
 
-        # Feeding: one tile held at a time; its data beats are counted against its depth.
+        # Feeding: one tile held at a time; its data beats are counted down from its depth. The flags
+        # `first` and `is_last` are registers (set from the count before it reaches them), so that no
+        # counter's carry chain lies in front of the ready/enable logic.
         held = Signal()
         feed = Signal(tile_layout(cfg))
-        k = Signal(DEPTH_BITS)
+        remaining = Signal(DEPTH_BITS)  # data beats after the next one (wraps like the depth field)
+        first = Signal()
+        is_last = Signal()
         interval = self.min_last_interval
         since_last = Signal(range(interval + 1), init=interval)
-        is_last = Signal()
+        # since_last == interval, as a register: no counter comparison in front of the enables
+        # that data_fire/last_fire drive (hundreds of parameter registers).
+        interval_met = Signal(init=1)
         data_fire = Signal()
         last_fire = Signal()
+        tile_fire = Signal()
         m.d.comb += [
-            is_last.eq((k + 1)[:DEPTH_BITS] == feed.depth),
-            self.data.ready.eq(held & (~is_last | (since_last == interval))),
+            self.data.ready.eq(held & (~is_last | interval_met)),
             data_fire.eq(self.data.valid & self.data.ready),
             last_fire.eq(data_fire & is_last),
             self.tile.ready.eq(~held | last_fire),
+            tile_fire.eq(self.tile.valid & self.tile.ready),
             self.lut.ready.eq(~held),
         ]
-        with m.If(self.tile.valid & self.tile.ready):
-            m.d.sync += [feed.eq(self.tile.payload), held.eq(1)]
-        with m.Elif(last_fire):
-            m.d.sync += held.eq(0)
-        with m.If(data_fire):
-            m.d.sync += k.eq(Mux(is_last, 0, k + 1))
+        # A tile beat is taken only with no tile held or with the held tile's last data beat.
+        with m.If(tile_fire):
+            depth = self.tile.payload.depth
+            m.d.sync += [held.eq(1), first.eq(1),
+                         remaining.eq(depth - 1), is_last.eq(depth == 1)]
+        with m.Elif(data_fire):
+            m.d.sync += [remaining.eq(remaining - 1), is_last.eq(remaining == 1), first.eq(0)]
+            with m.If(is_last):
+                m.d.sync += held.eq(0)
         with m.If(last_fire):
-            m.d.sync += since_last.eq(1)
-        with m.Elif(since_last != interval):
-            m.d.sync += since_last.eq(since_last + 1)
+            m.d.sync += [since_last.eq(1), interval_met.eq(interval == 1)]
+        with m.Elif(~interval_met):
+            m.d.sync += [since_last.eq(since_last + 1), interval_met.eq(since_last == interval - 1)]
 
         # Decoder stage (input_latency = 1): decode codes, extend activations, register the beat.
         lut_fire = self.lut.valid & self.lut.ready
@@ -202,21 +216,33 @@ class GemmCore(wiring.Component):
             m.d.sync += act[i].eq(Mux(self.layer.act_signed, raw_act.as_signed(), raw_act))
         m.d.sync += [
             array.control.valid.eq(data_fire),
-            array.control.first.eq(~k.any()),
+            array.control.first.eq(first),
             array.control.last.eq(is_last),
         ]
         m.d.comb += array.act.eq(act)
+        # The tile's parameters: the payload is copied every cycle (no enable), and the copy is taken
+        # into `feed` one cycle after the tile beat, under a registered enable: no input-to-enable path
+        # drives the hundreds of parameter registers. `feed` holds the tile from 2 cycles after its tile
+        # beat (when its first beat reaches the array, at the earliest) until 2 cycles after the next one
+        # (that is, after its own last beat: the next tile beat comes with it at the earliest).
+        staged = Signal(tile_layout(cfg), reset_less=True)
+        take = Signal()
+        m.d.sync += [staged.eq(self.tile.payload), take.eq(tile_fire)]
+        with m.If(take):
+            m.d.sync += feed.eq(staged)
         if preload:
-            bias = Signal(data.ArrayLayout(signed(cfg.acc_bits), cols), reset_less=True)
-            m.d.sync += bias.eq(feed.bias)
-            m.d.comb += array.bias.eq(bias)
+            m.d.comb += array.bias.eq(feed.bias)
 
-        # Requantization parameters of the tile whose last beat went in: used by its drain.
+        # Requantization parameters of the tile whose last beat went in, taken the cycle after it (a
+        # registered enable), from `feed`, which holds that tile until then; used by its drain, which
+        # starts capture_latency + 1 >= 3 cycles after the last beat.
         rq_shift = Signal(data.ArrayLayout(unsigned(shift_bits(cfg)), cols))
         rq_bias = None if preload else Signal(data.ArrayLayout(signed(cfg.acc_bits), cols))
         rq_mult = (Signal(data.ArrayLayout(unsigned(cfg.mult_bits), cols))
                    if cfg.requant is Requant.MULTIPLY_SHIFT else None)
-        with m.If(last_fire):
+        last_taken = Signal()
+        m.d.sync += last_taken.eq(last_fire)
+        with m.If(last_taken):
             m.d.sync += rq_shift.eq(feed.shift)
             if rq_bias is not None:
                 m.d.sync += rq_bias.eq(feed.bias)
@@ -226,10 +252,14 @@ class GemmCore(wiring.Component):
         # Drain: rows cycles from `done`, bottom row first, through the requantizers.
         draining = Signal()
         drained = Signal(range(max(rows, 2)))
-        active = Signal()
+        active = Signal()  # a register: it drives every PE's drain mux (rows * cols * acc_bits loads)
         row = Signal(output_layout(cfg)["row"].shape)
-        m.d.comb += [active.eq(array.done | draining), array.drain.eq(active),
-                     row.eq(rows - 1 - Mux(array.done, 0, drained))]
+        finishing = Signal()  # the drain's last row goes out this cycle
+        m.d.comb += [finishing.eq(drained == rows - 1) if rows > 1 else finishing.eq(1),
+                     array.drain.eq(active), row.eq(rows - 1 - Mux(array.done, 0, drained))]
+        # active == done | draining, computed one cycle ahead (done_next, and draining's next value).
+        m.d.sync += active.eq(array.done_next | array.done | (draining & ~finishing)
+                              if rows > 1 else array.done_next)
         if rows > 1:
             with m.If(array.done):
                 m.d.sync += [draining.eq(1), drained.eq(1)]
@@ -238,10 +268,9 @@ class GemmCore(wiring.Component):
                 with m.If(drained == rows - 1):
                     m.d.sync += draining.eq(0)
         for j, rq in enumerate(requants):
-            if preload:
-                m.d.comb += rq.acc.eq(array.result[j])
-            else:  # wrap(bias + wrap(sum)) == wrap(bias + sum)
-                m.d.comb += rq.acc.eq((array.result[j] + rq_bias[j])[:cfg.acc_bits].as_signed())
+            m.d.comb += rq.acc.eq(array.result[j])
+            if not preload:  # the lane adds it: wrap(bias + wrap(sum)) == wrap(bias + sum)
+                m.d.comb += rq.bias.eq(rq_bias[j])
             m.d.comb += [rq.valid_in.eq(active), rq.shift.eq(rq_shift[j]),
                          rq.lo.eq(self.layer.lo), rq.hi.eq(self.layer.hi), rq.raw.eq(self.layer.raw),
                          self.out.payload.values[j].eq(rq.value)]

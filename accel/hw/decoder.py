@@ -7,7 +7,9 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from ..config import PeKind
 from .params import LUT_VALUE_BITS, check_field, silenced_on_error
+from .pekind import encode_weight, weight_shape
 
 __all__ = ["DECODER_LATENCY", "lut_write_layout", "WeightDecoder"]
 
@@ -32,6 +34,9 @@ class WeightDecoder(wiring.Component):
     ----------
     weight_bits : int
         Width of a code, 1..8.
+    pe_kind : PeKind
+        The PEs the weights go to: the table stores each int8 value in their encoding
+        (:func:`~accel.hw.pekind.encode_weight`, applied on write).
 
     Members
     -------
@@ -39,18 +44,19 @@ class WeightDecoder(wiring.Component):
         LUT writes, one entry per beat.
     code : In(unsigned(weight_bits))
         The code to decode.
-    weight : Out(signed(8))
-        ``T[code]`` of the previous cycle.
+    weight : Out(weight_shape(pe_kind))
+        ``T[code]`` of the previous cycle (``signed(8)`` for the general PE).
     """
 
-    def __init__(self, *, weight_bits: int):
+    def __init__(self, *, weight_bits: int, pe_kind: PeKind | str = PeKind.GENERAL):
         with silenced_on_error(self):
             self._weight_bits = check_field("weight_bits", weight_bits, 1, LUT_VALUE_BITS,
                                             "a LUT index wider than an int8 code")
+            self._pe_kind = PeKind(pe_kind)
         super().__init__({
             "write": In(stream.Signature(lut_write_layout(self._weight_bits), always_ready=True)),
             "code": In(unsigned(self._weight_bits)),
-            "weight": Out(signed(LUT_VALUE_BITS)),
+            "weight": Out(weight_shape(self._pe_kind)),
         })
 
     @property
@@ -70,13 +76,13 @@ class WeightDecoder(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         # A memory rather than an array of registers keeps the Verilog of 256-entry tables small.
-        m.submodules.table = table = Memory(shape=signed(LUT_VALUE_BITS), depth=self.entries, init=[])
+        m.submodules.table = table = Memory(shape=weight_shape(self._pe_kind), depth=self.entries, init=[])
         write = table.write_port()
         read = table.read_port(domain="sync")  # not transparent: a write shows from the next cycle
         m.d.comb += [
             write.en.eq(self.write.valid),
             write.addr.eq(self.write.payload.index),
-            write.data.eq(self.write.payload.value),
+            write.data.eq(encode_weight(m, self.write.payload.value, self._pe_kind)),
             read.addr.eq(self.code),
             self.weight.eq(read.data),
         ]

@@ -6,13 +6,22 @@ from amaranth.hdl import Module, Mux, Signal, signed
 from amaranth.lib import data, wiring
 from amaranth.lib.wiring import In, Out
 
-from ..config import Overflow
+from ..config import Overflow, PeKind
 from .params import LUT_VALUE_BITS, check_field, product_bits, silenced_on_error
+from .pekind import pe_product, weight_shape
 
-__all__ = ["PE_LATENCY", "pe_control_layout", "ProcessingElement"]
+__all__ = ["PE_LATENCY", "PE_MAC_LATENCY", "DSP_FAMILIES", "pe_control_layout", "ProcessingElement"]
+
+#: FPGA families whose DSP primitive a PE can instantiate for synthesis (``dsp=``).
+DSP_FAMILIES = ("ecp5",)
 
 #: Cycles from a beat at a PE's inputs to it leaving at its outputs (one register per hop).
 PE_LATENCY = 1
+
+#: Cycles from a beat at a PE's inputs to its product in ``acc`` (and a captured ``result``):
+#: a product register (the multiplier's own output register on an FPGA DSP), then the accumulator.
+#: The register keeps the multiplier and the accumulator's carry chain in different cycles.
+PE_MAC_LATENCY = 2
 
 
 def pe_control_layout() -> data.StructLayout:
@@ -23,7 +32,7 @@ def pe_control_layout() -> data.StructLayout:
 class ProcessingElement(wiring.Component):
     """Output-stationary MAC cell of the systolic array.
 
-    Each cycle with ``control_in.valid`` it adds ``act_in * weight_in`` to its
+    Each beat with ``control_in.valid`` adds ``act_in * weight_in`` to its
     accumulator; with ``control_in.first`` the accumulator starts from
     ``bias_in`` instead (the bias preload: ``acc = bias + w * x``). In
     ``saturate`` mode the sum is clamped to the ``acc_bits`` range after every
@@ -32,7 +41,10 @@ class ProcessingElement(wiring.Component):
     otherwise a stage of the column's drain chain: with ``drain`` it takes
     ``result_in`` (the result of the PE above). A capture wins over a drain.
     Activations, control, weights and bias are passed on registered (one cycle
-    per hop); the accumulator updates at the end of the cycle that sees the beat.
+    per hop, :attr:`latency`). The product is registered first and the
+    accumulator adds it one cycle later, with the beat's registered control and
+    bias (the same registers that pass them on): ``acc`` and a captured
+    ``result`` show a beat :attr:`mac_latency` (2) cycles after it was at the inputs.
 
     Parameters
     ----------
@@ -48,6 +60,14 @@ class ProcessingElement(wiring.Component):
         bias comes first). Without it the sum starts from 0 and the bias is
         added after the array (exact for ``wrap``, whose sum is order-free),
         and the PE has no bias ports or register.
+    pe_kind : PeKind
+        ``general`` multiplies; ``shift`` and ``shift_add`` shift (and add) the activation
+        by the decoded weight's exponents (:mod:`accel.hw.pekind`); same timing.
+    dsp : {None, "ecp5"}
+        For FPGA synthesis only (general PEs): build the product register as the output register of the
+        family's DSP primitive (ECP5 ``MULT18X18D`` with ``REG_OUTPUT``), which yosys does not
+        infer; the multiplier's array then ends in a register inside the DSP. The function and
+        timing are those of the portable product register (simulation uses ``dsp=None``).
 
     Members
     -------
@@ -55,8 +75,8 @@ class ProcessingElement(wiring.Component):
         Activation from the west, passed east.
     control_in, control_out : In/Out(pe_control_layout())
         Beat flags, travelling with the activation.
-    weight_in, weight_out : In/Out(signed(8))
-        Decoded weight from the north, passed south.
+    weight_in, weight_out : In/Out(weight_shape(pe_kind))
+        Decoded weight from the north, passed south (``signed(8)`` for the general PE).
     bias_in, bias_out : In/Out(signed(acc_bits))
         Bias of the column, used with ``first``, passed south (only with ``bias_preload``).
     result_in : In(signed(acc_bits))
@@ -70,7 +90,13 @@ class ProcessingElement(wiring.Component):
     """
 
     def __init__(self, *, act_bits: int, acc_bits: int, overflow: Overflow | str = Overflow.WRAP,
-                 bias_preload: bool = True):
+                 bias_preload: bool = True, pe_kind: PeKind | str = PeKind.GENERAL, dsp: str | None = None):
+        if dsp is not None and dsp not in DSP_FAMILIES:
+            self._MustUse__silence = True  # never elaborated: the error says why
+            raise ValueError(f"dsp: {dsp!r} is not a DSP family the PE can instantiate; expected None or "
+                             f"one of {', '.join(DSP_FAMILIES)}")
+        self._dsp = dsp
+        self._pe_kind = PeKind(pe_kind)
         with silenced_on_error(self):
             self._act_bits = check_field("act_bits", act_bits, 1, 8)
             need = product_bits(self._act_bits)
@@ -83,7 +109,7 @@ class ProcessingElement(wiring.Component):
         members = {
             "act_in": In(act), "act_out": Out(act),
             "control_in": In(pe_control_layout()), "control_out": Out(pe_control_layout()),
-            "weight_in": In(signed(LUT_VALUE_BITS)), "weight_out": Out(signed(LUT_VALUE_BITS)),
+            "weight_in": In(weight_shape(self._pe_kind)), "weight_out": Out(weight_shape(self._pe_kind)),
             "result_in": In(acc), "drain": In(1), "result": Out(acc),
             "acc": Out(acc),
         }
@@ -109,16 +135,44 @@ class ProcessingElement(wiring.Component):
         """Cycles from a beat at the inputs to it leaving at the outputs (and to ``acc``): :data:`PE_LATENCY`."""
         return PE_LATENCY
 
+    @property
+    def mac_latency(self) -> int:
+        """Cycles from a beat at the inputs to its sum in ``acc`` or a captured ``result``: :data:`PE_MAC_LATENCY`."""
+        return PE_MAC_LATENCY
+
     def elaborate(self, platform):
         m = Module()
         lo, hi = -(1 << (self._acc_bits - 1)), (1 << (self._acc_bits - 1)) - 1
-        product = Signal(signed(self._act_bits + 1 + LUT_VALUE_BITS))
+        # Data registers have no reset (only the control flags do): this halves the logic a
+        # simulator evaluates per PE and cycle, and a tile's first beat overwrites them anyway.
+        acc = Signal.like(self.acc, reset_less=True, name="acc_reg")
+        result = Signal.like(self.result, reset_less=True, name="result_reg")
+        act_out = Signal.like(self.act_out, reset_less=True, name="act_reg")
+        weight_out = Signal.like(self.weight_out, reset_less=True, name="weight_reg")
+        product = Signal(signed(self._act_bits + 1 + LUT_VALUE_BITS), reset_less=True, name="product_reg")
+        if self._dsp == "ecp5" and self._pe_kind is PeKind.GENERAL:
+            m.submodules.multiplier = _ecp5_registered_multiply(self.act_in, self.weight_in, product)
+        else:
+            m.d.sync += product.eq(pe_product(self.act_in, self.weight_in, self._pe_kind))
+        m.d.sync += [
+            act_out.eq(self.act_in),
+            self.control_out.eq(self.control_in),
+            weight_out.eq(self.weight_in),
+        ]
+        m.d.comb += [self.acc.eq(acc), self.result.eq(result), self.act_out.eq(act_out),
+                     self.weight_out.eq(weight_out)]
+        start = 0
+        if self._bias_preload:
+            bias_out = Signal.like(self.bias_out, reset_less=True, name="bias_reg")
+            m.d.sync += bias_out.eq(self.bias_in)
+            m.d.comb += self.bias_out.eq(bias_out)
+            start = bias_out
+
+        # Accumulate stage: the beat's control and bias one cycle on (control_out, bias_out) meet its product.
+        beat = self.control_out
         total = Signal(signed(self._acc_bits + 2))
         following = Signal(signed(self._acc_bits))
-        m.d.comb += [
-            product.eq(self.act_in * self.weight_in),
-            total.eq(Mux(self.control_in.first, self.bias_in if self._bias_preload else 0, self.acc) + product),
-        ]
+        m.d.comb += total.eq(Mux(beat.first, start, acc) + product)
         if self._overflow is Overflow.WRAP:
             m.d.comb += following.eq(total[:self._acc_bits].as_signed())
         else:
@@ -128,27 +182,28 @@ class ProcessingElement(wiring.Component):
                 m.d.comb += following.eq(lo)
             with m.Else():
                 m.d.comb += following.eq(total)
-        # Data registers have no reset (only the control flags do): this halves the logic a
-        # simulator evaluates per PE and cycle, and a tile's first beat overwrites them anyway.
-        acc = Signal.like(self.acc, reset_less=True, name="acc_reg")
-        result = Signal.like(self.result, reset_less=True, name="result_reg")
-        act_out = Signal.like(self.act_out, reset_less=True, name="act_reg")
-        weight_out = Signal.like(self.weight_out, reset_less=True, name="weight_reg")
-        with m.If(self.control_in.valid):
+        with m.If(beat.valid):
             m.d.sync += acc.eq(following)
-        with m.If(self.control_in.valid & self.control_in.last):
+        with m.If(beat.valid & beat.last):
             m.d.sync += result.eq(following)
         with m.Elif(self.drain):
             m.d.sync += result.eq(self.result_in)
-        m.d.sync += [
-            act_out.eq(self.act_in),
-            self.control_out.eq(self.control_in),
-            weight_out.eq(self.weight_in),
-        ]
-        m.d.comb += [self.acc.eq(acc), self.result.eq(result), self.act_out.eq(act_out),
-                     self.weight_out.eq(weight_out)]
-        if self._bias_preload:
-            bias_out = Signal.like(self.bias_out, reset_less=True, name="bias_reg")
-            m.d.sync += bias_out.eq(self.bias_in)
-            m.d.comb += self.bias_out.eq(bias_out)
         return m
+
+
+def _ecp5_registered_multiply(a, b, product):
+    """ECP5 ``MULT18X18D``: ``product`` = ``a * b`` (signed), registered in the DSP (``REG_OUTPUT``)."""
+    from amaranth.hdl import ClockSignal, Instance
+
+    a18, b18, p36 = Signal(signed(18)), Signal(signed(18)), Signal(signed(36))
+    ports = {f"i_A{i}": a18[i] for i in range(18)}
+    ports.update({f"i_B{i}": b18[i] for i in range(18)})
+    ports.update({f"i_C{i}": 0 for i in range(18)})
+    ports.update({f"o_P{i}": p36[i] for i in range(36)})
+    inst = Instance("MULT18X18D", p_REG_OUTPUT_CLK="CLK0", p_REG_OUTPUT_CE="CE0", p_REG_OUTPUT_RST="RST0",
+                    p_GSR="DISABLED", i_CLK0=ClockSignal(), i_CE0=1, i_RST0=0, i_SIGNEDA=1, i_SIGNEDB=1,
+                    i_SOURCEA=0, i_SOURCEB=0, **ports)
+    m = Module()
+    m.submodules.dsp = inst
+    m.d.comb += [a18.eq(a), b18.eq(b), product.eq(p36[:len(product)].as_signed())]
+    return m

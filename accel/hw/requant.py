@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -13,21 +13,29 @@ __all__ = ["CLAMP_BITS", "Requantizer", "requant_latency"]
 
 #: Width of the clamp bounds ``lo``/``hi``: int8 and uint8 ranges fit in signed 10 bits.
 CLAMP_BITS = 10
+#: Width in which the clamp compares a value (the bounds and the bounds minus one fit).
+_NEAR_BITS = CLAMP_BITS + 2
 
 
 def requant_latency(requant: Requant | str) -> int:
-    """Pipeline stages of a :class:`Requantizer`: [multiply,] rounding shift, clamp."""
-    return 3 if Requant(requant) is Requant.MULTIPLY_SHIFT else 2
+    """Pipeline stages of a :class:`Requantizer`: bias, [multiply,] shift, round, clamp."""
+    return 5 if Requant(requant) is Requant.MULTIPLY_SHIFT else 4
 
 
 class Requantizer(wiring.Component):
-    """One output lane: ``y = clamp(rshift_round(acc [* mult], shift), lo, hi)``, or ``acc`` when ``raw``.
+    """One output lane: ``y = clamp(rshift_round(s [* mult], shift), lo, hi)`` with ``s = wrap(acc + bias)``,
+    or ``s`` when ``raw``.
 
-    Fully pipelined: one value per cycle, :attr:`latency` cycles (2 for ``shift``,
-    3 for ``multiply_shift``). ``shift``, ``mult``, ``lo``, ``hi`` and ``raw`` are
-    sampled with ``acc``; ``valid_in`` travels with the value to ``valid_out``.
-    ``half_up`` rounding adds ``2^(shift-1)`` before the arithmetic shift (the
-    addition is wide enough never to overflow); ``floor`` shifts only.
+    Fully pipelined: one value per cycle, :attr:`latency` cycles (4 for ``shift``,
+    5 for ``multiply_shift``), one carry chain or barrel shifter per stage so that
+    the lane keeps up with the array's clock: the bias addition (``acc_bits``
+    wrapping: the wrap-mode core adds the bias here, after the order-free sum),
+    the optional multiply, the shift, the rounding, the clamp. ``bias``, ``shift``,
+    ``mult``, ``lo``, ``hi`` and ``raw`` are sampled with ``acc``; ``valid_in``
+    travels with the value to ``valid_out``. ``half_up`` rounding uses
+    ``rshift_round(v, s) = (v >> s) + bit s-1 of v`` (the contract's
+    ``(v + 2^(s-1)) >> s`` without its wide addition before the shift);
+    ``floor`` shifts only.
 
     Parameters
     ----------
@@ -45,6 +53,8 @@ class Requantizer(wiring.Component):
     Members
     -------
     acc : In(signed(acc_bits))
+    bias : In(signed(acc_bits))
+        Added to ``acc`` (wrapping) first; 0 where the PEs started from the bias.
     valid_in : In(1)
     shift : In(unsigned(shift_bits))
     mult : In(unsigned(mult_bits))
@@ -66,7 +76,7 @@ class Requantizer(wiring.Component):
             self._shift_bits = check_field("shift_bits", shift_bits, 1, 6)
             self._rounding = Rounding(rounding)
         super().__init__({
-            "acc": In(signed(self._acc_bits)), "valid_in": In(1),
+            "acc": In(signed(self._acc_bits)), "bias": In(signed(self._acc_bits)), "valid_in": In(1),
             "shift": In(unsigned(self._shift_bits)), "mult": In(unsigned(self._mult_bits)),
             "lo": In(signed(CLAMP_BITS)), "hi": In(signed(CLAMP_BITS)), "raw": In(1),
             "value": Out(signed(self._acc_bits)), "valid_out": Out(1),
@@ -81,43 +91,64 @@ class Requantizer(wiring.Component):
         m = Module()
         multiply = self._requant is Requant.MULTIPLY_SHIFT
         scaled_bits = self._acc_bits + (self._mult_bits + 1 if multiply else 0)
+        wide = signed(max(scaled_bits, (1 << self._shift_bits) - 1) + 2)
+
+        def stage(name, values: dict) -> dict:
+            """Register ``values`` for the next stage. Data registers have no reset (only ``valid``
+            has): less logic per cycle in simulation."""
+            regs = {k: Signal.like(v, name=f"{name}_{k}", reset_less=k != "valid") for k, v in values.items()}
+            m.d.sync += [regs[k].eq(v) for k, v in values.items()]
+            return regs
+
+        # Stage: bias (wrapping at acc_bits, as the contract's wrap-mode sum). The biased accumulator
+        # travels on with the parameters (a raw output emits it); so do lo - 1 and hi - 1, for the clamp.
+        lo_less, hi_less = Signal(signed(_NEAR_BITS)), Signal(signed(_NEAR_BITS))
+        m.d.comb += [lo_less.eq(self.lo - 1), hi_less.eq(self.hi - 1)]
+        p = stage("b", {"shift": self.shift, "mult": self.mult, "valid": self.valid_in, "raw": self.raw,
+                        "lo": self.lo, "hi": self.hi, "lo_less": lo_less, "hi_less": hi_less,
+                        "biased": (self.acc + self.bias)[:self._acc_bits].as_signed()})
 
         # Stage: optional multiply.
-        # Data registers have no reset (only `valid` has): less logic per cycle in simulation.
-        scaled = Signal(signed(scaled_bits), reset_less=True)
-        shift = Signal(unsigned(self._shift_bits), reset_less=True)
-        keep = [self.acc, self.valid_in, self.lo, self.hi, self.raw]
+        scaled = Signal(signed(scaled_bits))
         if multiply:
-            stage = [Signal.like(v, name=f"m_{i}", reset_less=i != 1) for i, v in enumerate(keep)]
-            m.d.sync += [scaled.eq(self.acc * self.mult), shift.eq(self.shift)]
-            m.d.sync += [s.eq(v) for s, v in zip(stage, keep)]
-            keep = stage
+            product = Signal(signed(scaled_bits), reset_less=True)
+            m.d.sync += product.eq(p["biased"] * p["mult"])
+            m.d.comb += scaled.eq(product)
+            p = stage("m", p)
         else:
-            m.d.comb += [scaled.eq(self.acc), shift.eq(self.shift)]
+            m.d.comb += scaled.eq(p["biased"])
 
-        # Stage: rounding right shift.
+        # Stage: shift. twice = (scaled << 1) >> shift: its top bits are scaled >> shift (floor) and its
+        # bit 0 is bit shift-1 of scaled (0 for shift = 0), the rounding increment of half_up.
         # Operands are extended to one width explicitly (Verilator -Wall WIDTH lint).
-        # scaled + 2^(shift-1) for the largest shift the port can carry, without overflow.
-        wide = signed(max(scaled_bits, (1 << self._shift_bits) - 1) + 1)
-        scaled_wide = Signal(wide)
-        shifted = Signal(wide, reset_less=True)
-        m.d.comb += scaled_wide.eq(scaled)
-        if self._rounding is Rounding.HALF_UP:
-            # 2^(shift-1) for shift > 0, else 0.
-            half = Signal(wide)
-            rounded = Signal(wide)
-            m.d.comb += [half.eq(((Const(1, 1) << shift) >> 1)[:len(half)]),
-                         rounded.eq(scaled_wide + half)]
-            m.d.sync += shifted.eq(rounded >> shift)
-        else:
-            m.d.sync += shifted.eq(scaled_wide >> shift)
-        stage = [Signal.like(v, name=f"s_{i}", reset_less=i != 1) for i, v in enumerate(keep)]
-        m.d.sync += [s.eq(v) for s, v in zip(stage, keep)]
-        acc, valid, lo, hi, raw = stage
+        twice_in = Signal(wide)
+        twice = Signal(wide, reset_less=True)
+        m.d.comb += twice_in.eq(scaled)
+        m.d.sync += twice.eq((twice_in << 1)[:len(twice_in)].as_signed() >> p["shift"])
+        p = stage("s", p)
 
-        # Stage: clamp (or pass the raw accumulator).
-        lo_wide, hi_wide = Signal(wide), Signal(wide)
-        m.d.comb += [lo_wide.eq(lo), hi_wide.eq(hi)]
-        clamped = Mux(shifted > hi_wide, hi_wide, Mux(shifted < lo_wide, lo_wide, shifted))
-        m.d.sync += [self.value.eq(Mux(raw, acc, clamped)), self.valid_out.eq(valid)]
+        # Stage: round, and compare for the clamp in parallel (no carry chain after another):
+        # y = floor + r with r in {0, 1}, so y > hi iff floor > hi - r, and y < lo iff floor < lo - r.
+        floor = Signal(wide)
+        up = Signal()
+        m.d.comb += [floor.eq(twice[1:].as_signed()),
+                     up.eq(twice[0] if self._rounding is Rounding.HALF_UP else 0)]
+        # The bounds fit in _NEAR_BITS signed bits: a floor outside that range is beyond both (by its
+        # sign), one inside compares on its low bits only (short carry chains, no wide comparator).
+        near = Signal()
+        low = Signal(signed(_NEAR_BITS))
+        top = floor[_NEAR_BITS - 1:]
+        m.d.comb += [near.eq((top == 0) | (top == (1 << len(top)) - 1)), low.eq(floor[:_NEAR_BITS].as_signed())]
+        negative = floor[-1]
+        rounded = Signal(wide, reset_less=True)
+        above = Signal(reset_less=True)
+        below = Signal(reset_less=True)
+        m.d.sync += [rounded.eq(floor + up),
+                     above.eq(Mux(near, Mux(up, low > p["hi_less"], low > p["hi"]), ~negative)),
+                     below.eq(Mux(near, Mux(up, low < p["lo_less"], low < p["lo"]), negative))]
+        p = stage("r", p)
+
+        # Stage: clamp (or pass the biased accumulator): one level of selection.
+        clamped = Mux(above, p["hi"], Mux(below, p["lo"], rounded))
+        m.d.sync += [self.value.eq(Mux(p["raw"], p["biased"], clamped)), self.valid_out.eq(p["valid"])]
         return m

@@ -20,11 +20,12 @@ __all__ = ["TOP_NAME", "verilog_text", "port_description", "generate_verilog"]
 TOP_NAME = "accel_gemm_core"
 
 
-def verilog_text(config: AcceleratorConfig) -> str:
-    """The Verilog of :class:`GemmCore` for ``config`` (checked before elaboration)."""
+def verilog_text(config: AcceleratorConfig, *, dsp: str | None = None) -> str:
+    """The Verilog of :class:`GemmCore` for ``config`` (checked before elaboration); ``dsp`` names an
+    FPGA family whose DSP primitive the PEs instantiate (synthesis only, see :class:`GemmCore`)."""
     from amaranth.hdl import Const, Value
 
-    core = GemmCore(config)
+    core = GemmCore(config, dsp=dsp)
     # `out` is always ready: its constant `ready` is no port.
     ports = [Value.cast(value) for _, _, value in core.signature.flatten(core)
              if not isinstance(value, Const)]

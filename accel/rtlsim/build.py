@@ -27,7 +27,7 @@ from ..errors import ToolError
 from ..hw.params import check_buildable
 from .tools import activate_simulators, require_simulator
 
-__all__ = ["SIMULATORS", "HARNESS_LIMITS", "LINT_WAIVERS", "CACHE_ENV", "cache_dir", "SimBuild",
+__all__ = ["SIMULATORS", "HARNESS_LIMITS", "LINT_WAIVERS", "CACHE_ENV", "cache_dir", "cache_subdir", "SimBuild",
            "build_simulation", "lint_verilog"]
 
 SIMULATORS = ("verilator", "icarus")
@@ -59,6 +59,17 @@ def cache_dir(override: str | os.PathLike | None = None) -> Path:
     return path.expanduser().absolute()
 
 
+def cache_subdir(cache: str | os.PathLike | None, name: str, what: str) -> Path:
+    """``<cache>/<name>``, created if missing; :class:`ToolError` saying how to move an unwritable cache."""
+    folder = cache_dir(cache) / name
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ToolError(f"{folder}: cannot create the {what} cache ({exc.strerror}); set {CACHE_ENV} "
+                        f"or --build-dir to a writable folder") from None
+    return folder
+
+
 def _harness_source() -> bytes:
     return (resources.files("accel.rtlsim") / "hdl" / HARNESS).read_bytes()
 
@@ -77,8 +88,8 @@ def _source_digest() -> str:
 
 def _gateware_fields(config: AcceleratorConfig) -> dict:
     d = config.to_dict()
-    return {k: d[k] for k in ("rows", "cols", "weight_bits", "act_bits", "acc_bits", "overflow", "requant",
-                              "mult_bits", "rounding")}
+    return {k: d[k] for k in ("rows", "cols", "weight_bits", "pe_kind", "act_bits", "acc_bits", "overflow",
+                              "requant", "mult_bits", "rounding")}
 
 
 @dataclass
@@ -159,11 +170,7 @@ def build_simulation(config: AcceleratorConfig, sim: str = "verilator", *, waves
     built = SimBuild(config, sim, waves, builds / name, cache)
     if _reuse(built.build_dir):
         return built
-    try:
-        builds.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise ToolError(f"{builds}: cannot create the simulator cache ({exc.strerror}); set {CACHE_ENV} "
-                        f"or --build-dir to a writable folder") from None
+    cache_subdir(cache, "rtlsim", "simulator")
     with FileLock(str(builds / f"{name}.lock")):
         if _reuse(built.build_dir):  # another process built it while we waited
             return built

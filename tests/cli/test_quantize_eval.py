@@ -156,3 +156,20 @@ def test_eval_reports_the_engine_and_backends_agree(tmp_path):
         rc, out, err = accel("eval", "d.qmodel", "--data", "digits", "--backend", "cuda", cwd=tmp_path)
         assert rc == 2
         one_line_error(err, "backend cuda: PyTorch sees no CUDA device")
+
+
+def test_quantize_fits_the_lut_family_to_the_pe_kind(tmp_path):
+    (tmp_path / "shift.toml").write_text('pe_kind = "shift"\n')
+    rc, out, err = accel("quantize", DIGITS, "--config", "shift.toml", "-o", "mse.qmodel", cwd=tmp_path)
+    assert rc == 2 and not (tmp_path / "mse.qmodel").exists()
+    one_line_error(err, r"LUT family 'mse' cannot be decoded by the 'shift' PEs \(config\.pe_kind\); "
+                        r"use --lut pot or user$")
+    rc, out, err = accel("quantize", DIGITS, "--config", "shift.toml", "--lut", "pot", "-o", "pot.qmodel",
+                         cwd=tmp_path)
+    assert rc == 0, err
+    from accel.datapath import pe_decodable
+    from accel.ir import load_model
+
+    model = load_model(tmp_path / "pot.qmodel")
+    assert model.config.pe_kind.value == "shift"
+    assert all(pe_decodable(layer.arrays["lut"], "shift").all() for layer in model.layers if "lut" in layer.arrays)

@@ -104,6 +104,21 @@ def test_plan_rejects_a_reduction_longer_than_the_depth_counter():
         plan_tiles(problems, cfg)
 
 
+@pytest.mark.parametrize("pe_kind,bad", [("shift", 3), ("shift_add", 7)])
+def test_plan_refuses_a_lut_value_the_pe_kind_cannot_decode(pe_kind, bad):
+    cfg = AcceleratorConfig(pe_kind=pe_kind)
+    b = ModelBuilder(cfg)
+    x = b.input("x", (4,), "int8")
+    lut = np.array([[0, 1, -2, 64, -128, 96 if pe_kind == "shift_add" else 4, bad] + [0] * 9])
+    y = b.linear("fc", x, codes=np.zeros((1, 4), np.uint8), lut=lut, bias=np.zeros(1, int), shift=np.zeros(1, int))
+    model = b.build([y])
+    problems = lower_layer(model, model.layers[0], np.zeros((1, 4), int))
+    with pytest.raises(ModelError, match=rf"^layer 'fc': field 'lut': value {bad} cannot be decoded by the "
+                                         rf"config's '{pe_kind}' PEs"):
+        plan_tiles(problems, cfg)
+    assert plan_tiles(problems, cfg.replace(pe_kind="general")).tiles
+
+
 @pytest.mark.parametrize("rows,cols", [(3, 2), (8, 8), (1, 5)])
 def test_packed_outputs_unpack_to_the_results(rows, cols):
     # pack_outputs (what the checker expects) and unpack_outputs (what the core returned) are inverses.

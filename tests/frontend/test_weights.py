@@ -223,3 +223,34 @@ def test_invariants_on_random_tensors(seed, family, bits, granularity, lut_scope
     q = quantize_weights(w, family=family, weight_bits=bits, granularity=granularity, lut_scope=lut_scope,
                          levels=levels, user_lut=user, power_of_two=power_of_two, name="layer")
     check_invariants(q, w, bits, levels or (1 << bits), power_of_two)
+
+
+# --- LUT families for multiplier-free PEs (config.pe_kind) ----------------------------------------
+
+@pytest.mark.parametrize("pe_kind,family", [("shift", "pot"), ("shift_add", "pot"), ("shift_add", "apot")])
+@pytest.mark.parametrize("lut_scope,levels", [("layer", None), ("channel", None), ("channel", 5)])
+def test_multiplier_free_pe_kinds_get_decodable_luts(pe_kind, family, lut_scope, levels):
+    from accel.datapath import pe_decodable
+
+    w = np.random.default_rng(8).normal(size=(6, 3, 3, 3)) * np.array([0.1, 1, 3, 0.01, 0.5, 2])[:, None, None, None]
+    q = quantize_weights(w, family=family, lut_scope=lut_scope, levels=levels, pe_kind=pe_kind)
+    assert pe_decodable(q.lut, pe_kind).all()
+    err = q.dequantize() - w
+    # Exact powers of two cost a few dB against the free-alpha fit of the general PE (9.6-17.7 dB here).
+    assert 10 * np.log10((w ** 2).sum() / (err ** 2).sum()) > 9
+    if family == "pot" and pe_kind == "shift" and lut_scope == "layer":
+        assert set(np.unique(q.lut).tolist()) <= {0, 1, 2, 4, 8, 16, 32, 64, -1, -2, -4, -8, -16, -32, -64, -128}
+
+
+@pytest.mark.parametrize("pe_kind,family", [("shift", "mse"), ("shift", "apot"), ("shift_add", "uniform")])
+def test_a_family_the_pe_kind_cannot_decode_is_refused_in_one_line(pe_kind, family):
+    with pytest.raises(ConfigError, match=rf"^LUT family '{family}' cannot be decoded by the '{pe_kind}' PEs "
+                                          r"\(config\.pe_kind\); use --lut pot or "):
+        quantize_weights(np.ones((2, 3)), family=family, pe_kind=pe_kind)
+
+
+def test_a_user_lut_the_pe_kind_cannot_decode_is_refused():
+    with pytest.raises(ConfigError, match=r"^user_lut level 3 cannot be decoded by the 'shift' PEs"):
+        quantize_weights(np.ones((2, 3)), family="user", user_lut=np.array([-4, 0, 3]), pe_kind="shift")
+    q = quantize_weights(np.ones((2, 3)), family="user", user_lut=np.array([-4, 0, 3]), pe_kind="shift_add")
+    assert set(np.unique(q.lut).tolist()) <= {-4, 0, 3}

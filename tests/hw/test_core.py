@@ -7,6 +7,7 @@ from amaranth.hdl import Fragment
 
 from accel.compile import plan_tiles, schedule, unpack_outputs
 from accel.config import AcceleratorConfig
+from accel.datapath import pe_decodable
 from accel.errors import ConfigError
 from accel.hw import GemmCore, Requantizer, SystolicArray, WeightDecoder, check_buildable
 from accel.hw.params import mark_unelaborated
@@ -55,7 +56,7 @@ def test_core_accumulator_overflow_in_both_modes(overflow):
 
 
 def test_core_short_tiles_wait_for_the_drain():
-    # depth 1..3 is shorter than 2 * rows + cols - 1: the last beats wait (schedule says how long).
+    # depth 1..3 is shorter than 2 * rows + cols: the last beats wait (schedule says how long).
     rng = np.random.default_rng(11)
     cfg = AcceleratorConfig(rows=3, cols=2)
     problems = [random_problem(rng, cfg, pixels=7, depth=d, channels=3) for d in (1, 2, 3)]
@@ -69,8 +70,8 @@ def test_core_timing_properties_agree_with_the_components():
     core = GemmCore(cfg)
     mark_unelaborated(core)
     t = CoreTiming.from_config(cfg)
-    assert core.min_last_interval == 2 * 4 + 3 - 1 == t.min_last_interval
-    assert core.output_latency == t.min_last_interval + 3
+    assert core.min_last_interval == 2 * 4 + 3 == t.min_last_interval
+    assert core.output_latency == t.min_last_interval + 5  # multiply_shift: 5 requant stages
     assert core.tile_cycles(10) == 10 + core.output_latency
 
 
@@ -103,3 +104,25 @@ def test_configs_the_gateware_cannot_build_fail_before_elaboration(changes, fiel
 def test_zero_rows_is_rejected_by_the_configuration():
     with pytest.raises(ConfigError, match=r"^config\.rows: 0 is out of range"):
         AcceleratorConfig(rows=0)
+
+
+@pytest.mark.parametrize("pe_kind", ["shift", "shift_add"])
+def test_multiplier_free_pe_kinds_match_the_contract(pe_kind):
+    # Every value the kind decodes appears: the LUT rows cycle through all of them.
+    rng = np.random.default_rng(21)
+    cfg = AcceleratorConfig(rows=3, cols=4, pe_kind=pe_kind)
+    for lut in ("random", "extreme", "min"):
+        for overflow in ("wrap", "saturate"):
+            c = cfg.replace(overflow=overflow, acc_bits=16 if overflow == "saturate" else 32)
+            prob = random_problem(rng, c, pixels=7, depth=int(rng.integers(1, 50)), channels=6,
+                                  signed=bool(rng.random() < 0.5), lut=lut, raw=bool(rng.random() < 0.3))
+            _check(c, [prob])
+    # Every value the kind decodes, one LUT row per channel, against every activation extreme.
+    values = np.arange(-128, 128)
+    values = values[pe_decodable(values, pe_kind)]
+    rows = -(-values.size // 16)
+    prob = random_problem(rng, cfg, pixels=6, depth=16, channels=rows, signed=True, raw=True)
+    prob.lut = np.resize(values, (rows, 16))
+    prob.codes = np.tile(np.arange(16, dtype=np.uint8), (rows, 1))
+    prob.act[:2] = [[-128] * 16, [127] * 16]
+    _check(cfg, [prob])

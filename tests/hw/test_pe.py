@@ -33,7 +33,8 @@ def test_pe_accumulates_like_the_contract(overflow, acc_bits, signed):
                 ctx.set(dut.control_in, {"valid": 1, "first": k == 0, "last": k == len(x) - 1})
                 await ctx.tick()
             ctx.set(dut.control_in, {"valid": 0, "first": 0, "last": 0})
-            await ctx.tick()  # an idle cycle leaves the result alone
+            for _ in range(dut.mac_latency):  # the last beat lands; then idle cycles leave it alone
+                await ctx.tick()
             results.append((ctx.get(dut.result), ctx.get(dut.acc)))
 
     sim = Simulator(dut)
@@ -59,13 +60,16 @@ def test_pe_drain_takes_the_result_from_above_and_capture_wins():
         ctx.set(dut.weight_in, -5)
         ctx.set(dut.bias_in, 100)
         await ctx.tick()
+        seen.append(ctx.get(dut.result))  # the product is registered: the drain still shifts
+        ctx.set(dut.control_in, {"valid": 0, "first": 0, "last": 0})
+        await ctx.tick()  # the beat reaches the accumulator: its capture wins over the drain
         seen.append(ctx.get(dut.result))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    assert seen == [1234, 85]
+    assert seen == [1234, 1234, 85] and dut.mac_latency == 2
 
 
 def test_pe_rejects_an_accumulator_narrower_than_one_product():

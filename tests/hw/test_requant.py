@@ -20,22 +20,31 @@ def test_requantizer_matches_the_contract(requant, rounding, acc_bits):
     rng = np.random.default_rng(acc_bits)
     dut = Requantizer(acc_bits=acc_bits, requant=requant, mult_bits=16, shift_bits=shift_bits(cfg),
                       rounding=rounding)
-    n = 300
+    n = 400
     lo_acc, hi_acc = cfg.acc_min, cfg.acc_max
-    acc = np.concatenate([rng.integers(lo_acc, hi_acc + 1, n - 8),
+    # Rounded values on both sides of the clamp bounds and of the clamp's short compare window (2^11).
+    edges = np.array([v for e in (128, 255, 256, 2047, 2048, 2049) for v in (e - 1, e, e + 1, -e - 1, -e, 1 - e)])
+    edge_acc = (edges * 4 + rng.integers(-2, 3, edges.size)).clip(lo_acc, hi_acc)
+    acc = np.concatenate([rng.integers(lo_acc, hi_acc + 1, n - 8 - edges.size), edge_acc,
                           [lo_acc, hi_acc, 0, -1, 1, lo_acc + 1, hi_acc - 1, 2]])
     shift = rng.integers(0, cfg.max_shift + 1, n)
     shift[:20] = np.arange(20) % (cfg.max_shift + 1)
+    shift[n - 8 - edges.size:n - 8] = 2
     mult = rng.integers(0, 1 << 16, n)
     mult[:4] = [0, 1, (1 << 16) - 1, 1 << 15]
     clamp = [CLAMPS[i] for i in rng.integers(0, len(CLAMPS), n)]
     raw = rng.random(n) < 0.1
+    bias = rng.integers(lo_acc, hi_acc + 1, n)
+    bias[: n // 2] = 0  # the saturate-mode core, whose PEs started from the bias
+    bias[n - 8 - edges.size:n - 8] = 0  # the edge cases as they are
+    mult[n - 8 - edges.size:n - 8] = 1
     outs = []
 
     async def bench(ctx):
         for i in range(n + dut.latency):
             if i < n:
                 ctx.set(dut.acc, int(acc[i]))
+                ctx.set(dut.bias, int(bias[i]))
                 ctx.set(dut.shift, int(shift[i]))
                 ctx.set(dut.mult, int(mult[i]))
                 ctx.set(dut.lo, clamp[i][0])
@@ -54,8 +63,9 @@ def test_requantizer_matches_the_contract(requant, rounding, acc_bits):
     sim.run()
     lo = np.array([c[0] for c in clamp])
     hi = np.array([c[1] for c in clamp])
-    expect = datapath.requantize(acc, shift, mult, lo, hi, cfg)
-    expect = np.where(raw, acc, expect)
+    biased = datapath.wrap(acc + bias, acc_bits)
+    expect = datapath.requantize(biased, shift, mult, lo, hi, cfg)
+    expect = np.where(raw, biased, expect)
     assert len(outs) == n
     bad = np.flatnonzero(np.array(outs) != expect)
     assert bad.size == 0, (f"lane value {bad[0]}: acc={acc[bad[0]]} shift={shift[bad[0]]} mult={mult[bad[0]]} "
@@ -63,7 +73,7 @@ def test_requantizer_matches_the_contract(requant, rounding, acc_bits):
 
 
 def test_requantizer_latency_is_documented():
-    for requant, latency in (("shift", 2), ("multiply_shift", 3)):
+    for requant, latency in (("shift", 4), ("multiply_shift", 5)):
         lane = Requantizer(acc_bits=32, requant=requant)
         mark_unelaborated(lane)  # built only to read a property
         assert lane.latency == latency

@@ -37,7 +37,7 @@ def test_generated_verilog_passes_verilator_lint_with_the_waivers(config, tmp_pa
     desc = json.loads(paths["json"].read_text())
     names = {p["name"] for p in desc["ports"]}
     assert {"clk", "rst", "lut__payload", "tile__ready", "data__valid", "out__payload", "layer"} <= names
-    assert desc["timing"]["min_last_interval"] == 2 * config.rows + config.cols - 1
+    assert desc["timing"]["min_last_interval"] == 2 * config.rows + config.cols
     clean = _lint(paths["verilog"], LINT_WAIVERS)
     assert clean.returncode == 0, clean.stderr[-3000:]
     assert "%Warning" not in clean.stderr
@@ -51,3 +51,17 @@ def test_generation_refuses_a_config_the_gateware_cannot_build(tmp_path):
     with pytest.raises(ConfigError, match=r"^config\.acc_bits: the gateware cannot build 12"):
         generate_verilog(AcceleratorConfig(acc_bits=12), tmp_path)
     assert not list(tmp_path.iterdir())
+
+
+def test_ecp5_dsp_variant_registers_each_product_inside_a_mult18x18d():
+    from accel.hw import ProcessingElement
+    from accel.hw.verilog import verilog_text
+
+    cfg = AcceleratorConfig(rows=2, cols=3)
+    portable, dsp = verilog_text(cfg), verilog_text(cfg, dsp="ecp5")
+    assert "MULT18X18D" not in portable
+    assert dsp.count("MULT18X18D ") == 6 and dsp.count('.REG_OUTPUT_CLK("CLK0")') == 6
+    ports = [line for line in portable.splitlines() if line.lstrip().startswith(("input", "output"))]
+    assert ports[:15] == [line for line in dsp.splitlines() if line.lstrip().startswith(("input", "output"))][:15]
+    with pytest.raises(ValueError, match="dsp: 'xilinx' is not a DSP family the PE can instantiate"):
+        ProcessingElement(act_bits=8, acc_bits=32, dsp="xilinx")

@@ -4,8 +4,9 @@ Default (``make test``): the default 8x8 array on both simulators (random tiles
 with signed/unsigned activations, random and extreme LUTs, raw outputs; whole
 conv and linear layers; every MAC layer of a real trained network), plus an
 odd configuration (2x3, 16-bit saturating accumulators, multiply-shift, floor,
-per-channel LUTs) under Icarus. ``ACCEL_FULL=1`` adds the sweep over arrays
-1x1, 2x3, 4x4, 8x8, 16x16 with random configurations on both simulators.
+per-channel LUTs) under Icarus, and the shift and shift-add PE kinds (4x4) on
+both. ``ACCEL_FULL=1`` adds the sweep over arrays 1x1, 2x3, 4x4, 8x8, 16x16 with
+random configurations on both simulators.
 ``ACCEL_WAVES=1`` records waveforms (FST under Icarus, VCD under Verilator) in
 the run folder under the cache's ``runs/`` (``accel.rtlsim.cache_dir``).
 """
@@ -116,6 +117,14 @@ def test_odd_configuration_under_icarus():
     cfg = AcceleratorConfig(rows=2, cols=3, acc_bits=16, overflow="saturate", requant="multiply_shift",
                             rounding="floor", lut_scope="channel", mult_bits=12)
     check_random_problems(cfg, "icarus", np.random.default_rng(7), SAMPLES)
+
+
+@pytest.mark.parametrize("sim", SIMS)
+@pytest.mark.parametrize("pe_kind", ["shift", "shift_add"])
+def test_multiplier_free_pe_kinds_bit_exact(sim, pe_kind):
+    # LUTs drawn from the values the kind decodes; results and cycles exact, as for the general PE.
+    check_random_problems(AcceleratorConfig(rows=4, cols=4, pe_kind=pe_kind), sim,
+                          np.random.default_rng(40 + len(pe_kind)), SAMPLES)
 
 
 def test_checker_reports_a_wrong_expectation_with_its_place():

@@ -7,7 +7,8 @@ import numpy as np
 from hypothesis import strategies as st
 
 from accel.compile import GemmProblem
-from accel.config import AcceleratorConfig, LutScope, Requant
+from accel.config import AcceleratorConfig, LutScope, PeKind, Requant
+from accel.datapath import pe_decodable
 from accel.ir import ModelBuilder
 
 
@@ -139,12 +140,17 @@ CLAMPS = [(-128, 127), (0, 255), (0, 127), (0, 48)]  # int8, uint8, ReLU, ReLU6 
 
 
 def random_lut(rng, config: AcceleratorConfig, rows: int, kind: str = "random") -> np.ndarray:
+    """Random LUT values that the config's PEs decode (``accel.datapath.pe_decodable``)."""
     e = config.lut_entries
-    if kind == "extreme":
-        return rng.choice([-128, 127], (rows, e))
+    values = np.arange(-128, 128)
+    values = values[pe_decodable(values, config.pe_kind)]
+    if kind == "extreme":  # the largest magnitudes the PE decodes, both signs
+        return rng.choice([-128, int(values.max())], (rows, e))
     if kind == "min":
         return np.full((rows, e), -128)
-    return rng.integers(-128, 128, (rows, e))
+    if config.pe_kind is PeKind.GENERAL:
+        return rng.integers(-128, 128, (rows, e))
+    return rng.choice(values, (rows, e))
 
 
 def random_problem(rng, config: AcceleratorConfig, *, pixels: int, depth: int, channels: int,

@@ -1,0 +1,97 @@
+"""``accel rtl synth``: yosys + nextpnr on small configurations, results, cache, no-fit and tool errors."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from accel.config import AcceleratorConfig
+from accel.errors import ToolError, UsageError
+from accel.hw.verilog import port_description
+from accel.synth import TARGETS, FitError, get_target, synthesize
+from accel.synth.flow import _tool
+
+SMALL = AcceleratorConfig(rows=2, cols=2)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """One cache for the module: the first run of a key synthesizes, a repeat reads the cache."""
+    return tmp_path_factory.mktemp("synth-cache")
+
+
+def accel(*args, env_cache=None):
+    env = None
+    if env_cache is not None:
+        import os
+
+        env = {**os.environ, "ACCEL_CACHE_DIR": str(env_cache)}
+    return subprocess.run([sys.executable, "-m", "accel", *args], capture_output=True, text=True,
+                          timeout=600, env=env)
+
+
+def test_unknown_target_names_the_known_ones():
+    with pytest.raises(UsageError, match="unknown FPGA target 'ecp5-12k'; expected one of ecp5-25k"):
+        get_target("ecp5-12k")
+
+
+def test_missing_tool_names_the_install_command():
+    with pytest.raises(ToolError, match=r"yowasp-nextpnr-xilinx not found: install it with "
+                                        r"`pip install yowasp-nextpnr-xilinx`"):
+        _tool("yowasp-nextpnr-xilinx")
+
+
+@pytest.mark.synthesis
+def test_ecp5_out_of_context_reports_area_fmax_and_path(cache, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("rows = 2\ncols = 2\n")
+    out = accel("rtl", "synth", "--config", str(cfg), "--target", "ecp5-25k", "--json", "-o",
+                str(tmp_path / "rep"), env_cache=cache)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert (r["target"], r["device"], r["array"], r["out_of_context"], r["io"]) == (
+        "ecp5-25k", "LFE5U-25F", "2x2", True, 0)
+    assert r["dsp"] == 4  # one 9x8 multiplier per PE
+    assert r["port_bits"] == sum(p["width"] for p in port_description(SMALL)["ports"])
+    assert r["luts"] > 0 and r["ffs"] > 0 and r["carry"] > 0
+    assert 0 < r["logic_cells"][0] < r["logic_cells"][1] == 24288
+    assert r["constraint_mhz"] == SMALL.clock_mhz and r["fmax_mhz"]["clk"] > 10
+    path = r["critical_path"]
+    assert path["from"] and path["to"] and path["delay_ns"] == pytest.approx(
+        path["logic_ns"] + path["routing_ns"], abs=0.01)
+    assert 1000 / r["fmax_mhz"]["clk"] == pytest.approx(path["delay_ns"], rel=0.05)
+    assert json.loads((tmp_path / "rep" / "synth-ecp5-25k.json").read_text())["luts"] == r["luts"]
+    # The same key again: from the cache; the report files are not replaced without --force.
+    again = synthesize(SMALL, TARGETS["ecp5-25k"], cache=cache)
+    assert again.cached and again.luts == r["luts"]
+    refused = accel("rtl", "synth", "--config", str(cfg), "--target", "ecp5-25k", "-o", str(tmp_path / "rep"),
+                    env_cache=cache)
+    assert refused.returncode == 2 and "synth-ecp5-25k.json" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    text = accel("rtl", "synth", "--config", str(cfg), "--target", "ecp5-25k", env_cache=cache)
+    assert "2x2 core on LFE5U-25F (out of context) [cached]" in text.stdout and "Fmax clk" in text.stdout
+
+
+@pytest.mark.synthesis
+def test_design_that_does_not_fit_names_the_resource(cache):
+    # Nine multipliers for the eight DSPs of an iCE40 UP5K.
+    with pytest.raises(FitError, match=r"the 3x3 core for iCE40UP5K \(SG48\) does not fit: "
+                                       r"DSP multipliers \(ICESTORM_DSP\): 9 of 8"):
+        synthesize(AcceleratorConfig(rows=3, cols=3), TARGETS["ice40-up5k"], cache=cache)
+
+
+@pytest.mark.synthesis
+@pytest.mark.slow
+def test_ice40_scan_wrapper_places_in_five_pins(cache):
+    r = synthesize(SMALL, TARGETS["ice40-up5k"], cache=cache)
+    assert r.io == 5 and not r.out_of_context  # clk, rst, scan_in, capture, scan_out
+    assert r.wrapper_ffs == r.port_bits and r.ffs > r.wrapper_ffs
+    assert r.dsp == 4 and r.fmax_mhz["clk"] > 5
+
+
+@pytest.mark.synthesis
+@pytest.mark.slow
+def test_default_8x8_on_ecp5_85k():
+    r = synthesize(AcceleratorConfig(), TARGETS["ecp5-85k"])  # the user cache: docs/FPGA.md's numbers
+    assert r.dsp == 64 and r.fmax_mhz["clk"] > 0
