@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["positive_int", "non_negative_int"]
+__all__ = ["positive_int", "non_negative_int", "positive_float", "non_negative_float"]
+
+
+def _parse(text: str, kind: type, what: str):
+    try:
+        return kind(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid {what} {text!r}") from None
 
 
 def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid integer {text!r}") from None
+    return _parse(text, int, "integer")
 
 
 def positive_int(text: str) -> int:
@@ -27,4 +31,20 @@ def non_negative_int(text: str) -> int:
     value = _int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"{value}: expected an integer of 0 or more")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A number above 0 (learning rates, clock constraints); ``nan`` is refused."""
+    value = _parse(text, float, "number")
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{value}: expected a number above 0")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """A number of 0 or more (penalty weights); ``nan`` is refused."""
+    value = _parse(text, float, "number")
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{value}: expected a number of 0 or more")
     return value

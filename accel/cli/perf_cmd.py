@@ -7,6 +7,8 @@ import csv
 import json
 import sys
 
+from .args import positive_int
+
 __all__ = ["register", "run"]
 
 
@@ -21,7 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "weight_bits and requant must be the model's")
     p.add_argument("--data", metavar="DATA", help="mnist5k, digits or an .npz: measure activations on its "
                    "test images through the engine")
-    p.add_argument("--images", type=int, default=100, metavar="N", help="images of --data (default 100)")
+    p.add_argument("--images", type=positive_int, default=100, metavar="N", help="images of --data (default 100)")
     p.add_argument("--gate-zero-macs", action="store_true",
                    help="MACs with a zero activation cost no multiply/add energy")
     p.add_argument("--compare", action="store_true", help="also price plain int8 weights with "

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..report import Column, Table, check_output
-from .args import positive_int
+from .args import positive_float, positive_int
 
 __all__ = ["register"]
 
@@ -57,7 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     s.add_argument("--config", metavar="CFG.toml", help="accelerator configuration (default: the defaults)")
     s.add_argument("--target", choices=list(TARGETS), default="ecp5-85k", help="FPGA (default ecp5-85k)")
     s.add_argument("--top", choices=["core"], default="core", help="top level to synthesize (default core)")
-    s.add_argument("--freq", type=float, metavar="MHZ", help="clock constraint (default: the config's clock_mhz)")
+    s.add_argument("--freq", type=positive_float, metavar="MHZ",
+                   help="clock constraint (default: the config's clock_mhz)")
     s.add_argument("-o", "--output", metavar="DIR", help="also write synth-<target>.json and .md to DIR")
     s.add_argument("--json", action="store_true", help="print the results as one JSON object")
     s.add_argument("--force", action="store_true", help="replace existing files in DIR")

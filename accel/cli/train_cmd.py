@@ -4,30 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from .args import non_negative_int, positive_int
+from .args import non_negative_float, non_negative_int, positive_float, positive_int
 
 __all__ = ["register", "run", "add_run_arguments"]
-
-
-def _float(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid number {text!r}") from None
-
-
-def _non_negative_float(text: str) -> float:
-    value = _float(text)
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{value}: expected a number of 0 or more")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    value = _float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"{value}: expected a number above 0")
-    return value
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -54,12 +33,12 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"passes over the training set (default {defaults.epochs})")
     p.add_argument("--batch-size", type=positive_int, default=defaults.batch_size, metavar="N",
                    help=f"images per step (default {defaults.batch_size})")
-    p.add_argument("--lr", type=_positive_float, default=defaults.lr, metavar="RATE",
+    p.add_argument("--lr", type=positive_float, default=defaults.lr, metavar="RATE",
                    help=f"Adam learning rate of the latent weights and biases (default {defaults.lr:g})")
     p.add_argument("--learn-lut", action="store_true", help="train the LUT levels (int8 codebooks) too")
     p.add_argument("--fixed-scales", action="store_true", help="keep the post-training power-of-two scales")
     p.add_argument("--distill", action="store_true", help="learn from the float network's logits too")
-    p.add_argument("--sparsity", type=_non_negative_float, default=0.0, metavar="L1",
+    p.add_argument("--sparsity", type=non_negative_float, default=0.0, metavar="L1",
                    help="weight of an L1 penalty on the activations (more zeros; default 0)")
     add_run_arguments(p)
     p.set_defaults(func=run)
