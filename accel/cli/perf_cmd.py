@@ -7,6 +7,7 @@ import csv
 import json
 import sys
 
+from ..report import Table
 from .args import positive_int
 
 __all__ = ["register", "run"]
@@ -35,27 +36,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _print_table(header, rows) -> None:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(header)]
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths)))
-
-
 def run(args: argparse.Namespace) -> int:
     from ..config import load_config
-    from ..errors import DataError
     from ..ir import load_model
     from ..perf import check_compatible, estimate
     from ..perf.compare import LAYER_HEADER, TOTALS_HEADER, compare, layer_rows, totals_row
+    from ..perf.plot import check_plot_path, plot_network
 
+    if args.plot:
+        check_plot_path(args.plot)
     model = load_model(args.model)
     config = load_config(args.config) if args.config else model.config
     check_compatible(model, config, args.config or "config")
     stats = None
     if args.data:
-        if args.images < 1:
-            raise DataError(f"--images: expected at least 1, got {args.images}")
         from ..perf.activations import dataset_inputs, measure_activations
 
         stats = measure_activations(model, dataset_inputs(model, args.data, args.images))
@@ -65,8 +59,6 @@ def run(args: argparse.Namespace) -> int:
         designs = [estimate(model, config, stats, gate_zero_macs=args.gate_zero_macs)]
     perf = designs[0]
     if args.plot:
-        from ..perf.plot import plot_network
-
         plot_network(perf, args.plot)
     if args.json:
         print(json.dumps({**perf.to_dict(), "compare": [d.totals() for d in designs[1:]]}, indent=1))
@@ -80,9 +72,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"{args.model} on {cfg.rows}x{cfg.cols} at {cfg.clock_mhz:g} MHz, activation coding "
               f"{'on' if cfg.activation_coding else 'off'}"
               + (f", activations of {stats.images} images of {args.data}" if stats else ""))
-        _print_table(LAYER_HEADER, layer_rows(perf))
+        print(Table(LAYER_HEADER, layer_rows(perf)).text())
         print()
-        _print_table(TOTALS_HEADER, [totals_row(d) for d in designs])
+        print(Table(TOTALS_HEADER, [totals_row(d) for d in designs]).text())
         if args.plot:
             print(f"wrote {args.plot}")
     return 0

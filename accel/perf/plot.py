@@ -2,20 +2,29 @@
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
 from ..errors import AccelError
+from ..report.files import write_bytes
 from .network import ENERGY_PARTS, NetworkPerf
 
-__all__ = ["plot_network"]
+__all__ = ["check_plot_path", "plot_network"]
 
 
-def plot_network(perf: NetworkPerf, path: str | os.PathLike, title: str = "") -> Path:
-    """Stacked bars per layer: compute and stall cycles; energy by component. Refuses to overwrite."""
+def check_plot_path(path: str | os.PathLike) -> Path:
+    """The chart's destination, refused when a file is there (checked before any work)."""
     path = Path(path)
     if path.exists():
         raise AccelError(f"{path}: already exists; refusing to overwrite it")
+    return path
+
+
+def plot_network(perf: NetworkPerf, path: str | os.PathLike, title: str = "") -> Path:
+    """Stacked bars per layer: compute and stall cycles; energy by component. Written atomically;
+    refuses to overwrite."""
+    path = check_plot_path(path)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -40,6 +49,7 @@ def plot_network(perf: NetworkPerf, path: str | os.PathLike, title: str = "") ->
     ax_e.set_xticks(list(x), names, rotation=60, ha="right", fontsize="small")
     fig.suptitle(title or f"{perf.label}: {perf.cycles:,} cycles, {perf.energy_uj:.3f} uJ per inference")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    png = io.BytesIO()
+    fig.savefig(png, format="png", dpi=100)
     plt.close(fig)
-    return path
+    return write_bytes(path, png.getvalue())
