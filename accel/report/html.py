@@ -94,7 +94,12 @@ def _cell(value, fmt: str) -> str:
 
 
 def _param_text(value) -> str:
-    return value if isinstance(value, str) else repr(value) if not isinstance(value, list) else ",".join(map(str, value))
+    """An axis value as a user wrote it: strings bare, lists comma-separated."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return ",".join(map(str, value))
+    return repr(value)
 
 
 def _points_table(points: list[SweepPoint], axes: list[str], on_front: dict[str, list[str]]) -> str:

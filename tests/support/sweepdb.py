@@ -75,8 +75,8 @@ def hand_made_points() -> list[dict]:
         cycles = 40_000 * 8 // rows_
         synth = {"lut4": 900 * rows_ // 4 + 50 * bits, "dsp": 0, "fmax_mhz": 110.0 + i} if rows_ != 4 else {}
         rows.append(point("cnn_digits", {"lut": lut, "weight_bits": bits, "rows": rows_, "cols": rows_},
-                          accuracy=acc, float_accuracy=98.5, cycles=cycles, energy_uj=0.02 * cycles / 1000 + 0.01 * bits,
-                          bits_per_weight=bits + 0.05, seconds=2.0 + i, **synth))
+                          accuracy=acc, float_accuracy=98.5, cycles=cycles, bits_per_weight=bits + 0.05,
+                          energy_uj=0.02 * cycles / 1000 + 0.01 * bits, seconds=2.0 + i, **synth))
         rows.append(point("cnn_mnist", {"lut": lut, "weight_bits": bits, "rows": rows_, "cols": rows_},
                           accuracy=acc - 1.0, float_accuracy=97.8, cycles=3 * cycles, energy_uj=0.06 * cycles / 1000,
                           bits_per_weight=bits + 0.02, seconds=5.0 + i))
