@@ -109,7 +109,10 @@ def _points_table(points: list[SweepPoint], axes: list[str], on_front: dict[str,
     heads.append('<th data-col="front" data-type="text">Pareto front of</th>')
     rows = []
     for p in points:
-        cells = [f"<td>{escape(p.model)}</td>", f'<td><code>{p.short_key}</code></td>']
+        key = f"<code>{p.short_key}</code>"
+        if p.key in on_front:  # a link to its configuration below
+            key = f'<a href="#point-{p.short_key}">{key}</a>'
+        cells = [f"<td>{escape(p.model)}</td>", f"<td>{key}</td>"]
         for a in axes:
             value = p.params.get(a)
             text = "" if value is None else _param_text(value)
@@ -156,6 +159,7 @@ table.sortable th { cursor: pointer; background: #f0f0f0; user-select: none; }
 th[aria-sort=ascending]::after { content: " ▲"; } th[aria-sort=descending]::after { content: " ▼"; }
 img.plot { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
 pre { background: #f6f6f6; padding: 0.6em; overflow-x: auto; font-size: 0.85em; }
+pre.command { white-space: pre-wrap; overflow-wrap: anywhere; }
 section.pareto-point { border-top: 1px solid #ddd; margin-top: 1em; }
 .note { color: #a40; }
 """
@@ -236,7 +240,7 @@ def render_report(*, title: str, summary: str, plots: list[PlotImage], points: l
                                               for s in sweeps) + "</p>")
     parts.append("<h2>Pareto fronts</h2>")
     if not plots:
-        parts.append("<p>No point has been measured yet: nothing to plot.</p>")
+        parts.append("<p>No point has both an accuracy and a cost yet: nothing to plot.</p>")
     for plot in plots:
         data = base64.b64encode(plot.png).decode("ascii")
         parts.append(f'<figure><img class="plot" alt="{escape(plot.title)}" src="data:image/png;base64,{data}">'

@@ -85,3 +85,27 @@ def hand_made_points() -> list[dict]:
     rows.append(point("cnn_digits", {"lut": "pot", "weight_bits": 9}, status="invalid",
                       error="weight_bits 9: expected 2..8"))
     return rows
+
+
+def real_point(folder: Path) -> dict:
+    """One point measured for real: the bundled cnn_digits quantized with the defaults, its top-1
+    through the engine on the digits test split, cycles and energy from the performance model."""
+    from accel.frontend.calibrate import DEFAULT_CALIB_SIZE, DEFAULT_METHOD
+    from accel.frontend.quantize import DEFAULT_GRANULARITY, DEFAULT_LUT
+    from accel.frontend.workflow import MODELS_DIR, evaluate_file, quantize_file
+    from accel.perf import estimate
+
+    model, _ = quantize_file(MODELS_DIR / "cnn_digits.onnx", Path(folder) / "real.qmodel", calib="digits")
+    result = evaluate_file(Path(folder) / "real.qmodel", "digits")
+    perf = estimate(model)
+    config = model.config.to_dict()
+    energy = config.pop("energy")
+    row = point("cnn_digits", {"lut": DEFAULT_LUT, "real": True}, accuracy=result.quant_top1,
+                float_accuracy=result.float_top1, cycles=perf.cycles, energy_uj=perf.energy_uj,
+                bits_per_weight=perf.bits_per_weight, seconds=1.0)
+    row["accelerator_toml"] = tomli_w.dumps({**config, "energy": energy})
+    row["quantize_json"] = json.dumps({"lut": DEFAULT_LUT, "granularity": DEFAULT_GRANULARITY,
+                                       "calib_method": DEFAULT_METHOD, "calib_size": DEFAULT_CALIB_SIZE,
+                                       "calib_seed": 0, "cle": False, "bias_correction": None, "adaround": False,
+                                       "calib": "digits"})
+    return row
