@@ -33,11 +33,15 @@ METRIC_COLUMNS = (
     ("seconds", "seconds", "{:.1f}"),
 )
 
-# The front-end options of a point (``quantize_json``) and the ``accel quantize`` flag of each.
-_VALUE_FLAGS = {"calib": "--calib", "lut": "--lut", "granularity": "--granularity", "levels": "--levels",
-                "calib_method": "--calib-method", "calib_size": "--calib-size", "calib_seed": "--seed",
-                "seed": "--seed", "weight_bits": "--weight-bits", "act_bits": "--act-bits", "lut_scope": "--lut-scope"}
-_SWITCHES = {"cle": "--cle", "adaround": "--adaround"}
+# The front-end options of a point (``quantize_json``), in the order of the command line, and the
+# ``accel quantize`` flag of each: "value" flags take the option's value, "switch" flags none.
+_FLAGS = (("calib", "--calib", "value"), ("lut", "--lut", "value"), ("user_lut", "--user-lut", "levels"),
+          ("granularity", "--granularity", "value"), ("levels", "--levels", "value"),
+          ("weight_bits", "--weight-bits", "value"), ("act_bits", "--act-bits", "value"),
+          ("lut_scope", "--lut-scope", "value"), ("calib_method", "--calib-method", "value"),
+          ("calib_size", "--calib-size", "value"), ("calib_seed", "--seed", "value"), ("seed", "--seed", "value"),
+          ("cle", "--cle", "switch"), ("bias_correction", "--bias-correction", "mode"),
+          ("adaround", "--adaround", "switch"), ("adaround_iters", "--adaround-iters", "adaround"))
 
 
 @dataclass(frozen=True)
@@ -62,28 +66,23 @@ class ParetoEntry:
 def quantize_command(model_path: str, quantize: dict, config_path: str, output: str) -> tuple[str, list[str]]:
     """The ``accel quantize`` command line of a point, and the options it could not express.
 
-    >>> quantize_command("m.onnx", {"lut": "pot", "cle": True, "bias_correction": "auto", "adaround": False,
-    ...                             "adaround_iters": 500}, "p.toml", "p.qmodel")[0]
+    >>> quantize_command("m.onnx", {"adaround": False, "adaround_iters": 500, "bias_correction": "auto",
+    ...                             "cle": True, "lut": "pot"}, "p.toml", "p.qmodel")[0]
     'accel quantize m.onnx --config p.toml --lut pot --cle --bias-correction auto -o p.qmodel'
     """
     args = ["accel", "quantize", model_path, "--config", config_path]
-    unknown = []
-    for name, value in quantize.items():
-        if value is None or value is False:
-            continue
-        if name in _VALUE_FLAGS:
-            args += [_VALUE_FLAGS[name], str(value)]
-        elif name in _SWITCHES:
-            args.append(_SWITCHES[name])
-        elif name == "user_lut":
-            args.append("--user-lut=" + ",".join(str(v) for v in value))  # "=": the first level may be negative
-        elif name == "bias_correction":
-            args += ["--bias-correction"] + ([] if value is True else [str(value)])
-        elif name == "adaround_iters":
-            if quantize.get("adaround"):
-                args += ["--adaround-iters", str(value)]
+    for name, flag, kind in _FLAGS:
+        value = quantize.get(name)
+        if value is None or value is False or (kind == "adaround" and not quantize.get("adaround")):
+            continue  # off, the default, or AdaRound's iterations without AdaRound
+        if kind == "switch" or (kind == "mode" and value is True):
+            args.append(flag)
+        elif kind == "levels":
+            args.append(f"{flag}=" + ",".join(str(v) for v in value))  # "=": the first level may be negative
         else:
-            unknown.append(f"{name}={value!r}")
+            args += [flag, str(value)]
+    known = {name for name, _, _ in _FLAGS}
+    unknown = [f"{name}={value!r}" for name, value in quantize.items() if name not in known and value is not None]
     return shlex.join([*args, "-o", output]), unknown
 
 

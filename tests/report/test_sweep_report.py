@@ -9,16 +9,22 @@ from tests.support.sweepdb import hand_made_points, point, write_db
 
 
 def test_command_line_of_every_kind_of_option():
-    command, unknown = quantize_command(
-        "my model.onnx", {"lut": "user", "user_lut": [-64, -8, 0, 8, 64], "granularity": "layer", "levels": 4,
-                          "calib": "digits", "calib_method": "mse", "calib_size": 128, "calib_seed": 3,
-                          "cle": False, "bias_correction": True, "adaround": True, "adaround_iters": 50,
-                          "teacher": "big.onnx"},
-        "cfg.toml", "p.qmodel")
-    assert command == ("accel quantize 'my model.onnx' --config cfg.toml --lut user --user-lut=-64,-8,0,8,64 "
-                       "--granularity layer --levels 4 --calib digits --calib-method mse --calib-size 128 --seed 3 "
-                       "--bias-correction --adaround --adaround-iters 50 -o p.qmodel")
-    assert unknown == ["teacher='big.onnx'"]
+    options = {"lut": "user", "user_lut": [-64, -8, 0, 8, 64], "granularity": "layer", "levels": 4,
+               "calib": "digits", "calib_method": "mse", "calib_size": 128, "calib_seed": 3, "cle": False,
+               "bias_correction": True, "adaround": True, "adaround_iters": 50, "teacher": "big.onnx"}
+    expected = ("accel quantize 'my model.onnx' --config cfg.toml --calib digits --lut user --user-lut=-64,-8,0,8,64 "
+                "--granularity layer --levels 4 --calib-method mse --calib-size 128 --seed 3 --bias-correction "
+                "--adaround --adaround-iters 50 -o p.qmodel")
+    # The flags come in one order whatever the order of the JSON (the sweep sorts its keys).
+    for order in (options, dict(sorted(options.items())), dict(reversed(options.items()))):
+        assert quantize_command("my model.onnx", order, "cfg.toml", "p.qmodel") == (expected, ["teacher='big.onnx'"])
+
+
+def test_options_that_are_off_give_no_flag():
+    command, unknown = quantize_command("m.onnx", {"lut": "pot", "cle": False, "bias_correction": None,
+                                                   "adaround": False, "adaround_iters": 500, "levels": None},
+                                        "c.toml", "o.qmodel")
+    assert (command, unknown) == ("accel quantize m.onnx --config c.toml --lut pot -o o.qmodel", [])
 
 
 def test_only_failed_points_give_a_page_without_plots(tmp_path):
