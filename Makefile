@@ -10,6 +10,7 @@ PYTEST_ARGS ?=
 
 setup: $(STAMP)
 	@bash scripts/ensure_iverilog.sh
+	@bash scripts/ensure_chromium.sh
 
 $(STAMP): requirements.txt pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -5,7 +5,7 @@ The CLI turns any :class:`AccelError` into one line on stderr and exit status 2.
 
 __all__ = ["AccelError", "ConfigError", "ModelFormatError", "ModelError", "DataError",
            "ModelImportError", "ToolError", "OutputError",
-           "UsageError"]
+           "UsageError", "ResultsError"]
 
 
 class AccelError(Exception):
@@ -43,3 +43,8 @@ class OutputError(AccelError):
 
 class UsageError(AccelError):
     """Command-line options that contradict each other (an option that would have no effect)."""
+
+
+class ResultsError(AccelError):
+    """A results file to read (a sweep's SQLite database) is missing, not of the expected schema,
+    or holds a malformed row."""
