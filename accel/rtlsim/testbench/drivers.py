@@ -114,7 +114,7 @@ class CoreDriver:
 
     def set_layer(self, *, lo: int = -128, hi: int = 127, raw: bool = False, act_signed: bool = True) -> None:
         """Settings of the ``layer`` port for the next job: clamp bounds, raw accumulators, activation type."""
-        from ..datapath.limits import DTYPE_RANGES
+        from ...datapath.limits import DTYPE_RANGES
 
         low, high = DTYPE_RANGES["int8"][0], DTYPE_RANGES["uint8"][1]
         if not low <= lo <= hi <= high:
