@@ -56,11 +56,14 @@ def test_notebook_runs_top_to_bottom(path, tmp_path):
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     client = NotebookClient(nb, timeout=CELL_TIMEOUT_S, kernel_name="python3",
                             resources={"metadata": {"path": str(tmp_path)}})
+    failure = None
     try:
         client.execute(env=env)
     except CellExecutionError as exc:
         index, source = _failing_cell(nb)
-        trace = _ANSI.sub("", exc.traceback or "")
-        pytest.fail(f"{path.name}: cell {index} failed with {exc.ename}: {exc.evalue}\n--- cell source ---\n"
-                    f"{source}\n--- traceback (end) ---\n{trace[-3000:]}", pytrace=False)
+        trace = _ANSI.sub("", exc.traceback or "").split("------------------\n")[-1]  # nbclient repeats the source
+        failure = (f"{path.name}: cell {index} failed with {exc.ename}: {exc.evalue}\n--- cell {index} ---\n"
+                   f"{source}\n--- traceback (end) ---\n{trace[-3000:]}")
+    if failure:  # outside the except block, so that pytest shows this and not nbclient's coloured chain
+        pytest.fail(failure, pytrace=False)
     assert sorted(p.name for p in NOTEBOOK_DIR.iterdir()) == before, f"{path.name} wrote into {NOTEBOOK_DIR}"
