@@ -92,6 +92,7 @@ class CoreDriver:
         self._lut = None          # the table the next tile computes with
         self._lut_pending = False  # a load_lut since the last tile
         self._layer = {"lo": -128, "hi": 127, "raw": False, "act_signed": True}
+        self.last_times: RunTimes | None = None  #: wall-clock seconds of the last :meth:`run`
 
     async def reset(self) -> None:
         """Bring the handshake to idle: ``start`` low, no job finishing.
