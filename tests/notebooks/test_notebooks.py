@@ -27,6 +27,16 @@ def _ids(paths):
     return [p.stem for p in paths]
 
 
+def _runs(paths):
+    """One case per notebook, with the pytest marks its metadata names (``"accel": {"pytest_marks": [...]}``:
+    ``cocotb`` for a notebook that runs a simulator), so that ``-m "not cocotb"`` leaves it out too."""
+    cases = []
+    for path in paths:
+        marks = nbformat.read(path, as_version=4).metadata.get("accel", {}).get("pytest_marks", [])
+        cases.append(pytest.param(path, id=path.stem, marks=[getattr(pytest.mark, m) for m in marks]))
+    return cases
+
+
 def test_the_notebooks_folder_holds_the_tutorials():
     assert {"01_quantize_your_model", "03_drive_the_mac_array_with_cocotb"} <= {p.stem for p in NOTEBOOKS}
 
@@ -48,7 +58,7 @@ def _failing_cell(nb) -> tuple[int, str]:
     return -1, "(not found)"
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=_ids(NOTEBOOKS))
+@pytest.mark.parametrize("path", _runs(NOTEBOOKS))
 def test_notebook_runs_top_to_bottom(path, tmp_path):
     nb = nbformat.read(path, as_version=4)
     before = sorted(p.name for p in NOTEBOOK_DIR.iterdir())
