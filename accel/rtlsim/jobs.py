@@ -24,7 +24,7 @@ from ..compile.images import hex_to_bits, words_to_hex
 from ..errors import ToolError
 from .build import HARNESS_LIMITS, SimBuild
 
-__all__ = ["TESTBENCH", "JobResult", "run_jobs", "run_plan", "waves_file"]
+__all__ = ["TESTBENCH", "JobResult", "run_jobs", "run_plan", "run_testbench", "waves_file"]
 
 #: The cocotb test module (package data of accel, imported by the simulator's Python).
 TESTBENCH = "accel.rtlsim.testbench.accel_tb"
@@ -103,19 +103,10 @@ def run_jobs(build: SimBuild, jobs: list[tuple[str, TilePlan, list[np.ndarray] |
             job_dirs.append(d)
             job_plans.append(part)
     (run_dir / "jobs.json").write_text(json.dumps([str(d) for d in job_dirs]))
-    runner = build.runner()
-    test_dir = run_dir / "run"
-    test_dir.mkdir()
     log = run_dir / "sim.log"
-    # The build folder is shared and read-only here: the Icarus waveform goes to this run's folder.
-    plusargs = [f"+dumpfile_path={waves_file(run_dir, 'icarus')}"] if build.waves and build.sim == "icarus" else []
     failed = None
     try:
-        runner.test(test_module=TESTBENCH, hdl_toplevel="accel_harness", hdl_toplevel_lang="verilog",
-                    build_dir=str(build.build_dir), test_dir=str(test_dir),
-                    extra_env={"ACCEL_JOBS": str(run_dir / "jobs.json")}, plusargs=plusargs,
-                    waves=build.waves, timescale=("1ns", "1ps") if build.sim == "icarus" else None,
-                    log_file=str(log))
+        run_testbench(build, TESTBENCH, run_dir, extra_env={"ACCEL_JOBS": str(run_dir / "jobs.json")})
     except SystemExit as exc:  # a failing cocotb test under pytest; the per-job results still count
         failed = exc
     out_width = CoreLayout.from_config(build.config).output_width
@@ -136,6 +127,29 @@ def run_jobs(build: SimBuild, jobs: list[tuple[str, TilePlan, list[np.ndarray] |
     if not build.waves and work is None:
         shutil.rmtree(run_dir, ignore_errors=True)
     return results
+
+
+def run_testbench(build: SimBuild, test_module: str, run_dir: str | os.PathLike, *,
+                  extra_env: dict[str, str] | None = None) -> Path:
+    """Run the cocotb module ``test_module`` on the harness of ``build``, in ``run_dir/run``.
+
+    The module must be importable by the simulator's Python (it gets this process's
+    ``sys.path``); it drives ``accel_harness`` (for example with
+    :class:`accel.rtlsim.testbench.drivers.CoreDriver`). The log goes to
+    ``run_dir/sim.log``, waveforms (with ``build.waves``) to :func:`waves_file`.
+    Returns the results file (JUnit XML). Raises ``SystemExit`` when a test fails
+    under pytest (cocotb's runner does).
+    """
+    run_dir = Path(run_dir)
+    test_dir = run_dir / "run"
+    test_dir.mkdir(parents=True, exist_ok=True)
+    # The build folder is shared and read-only here: the Icarus waveform goes to this run's folder.
+    plusargs = [f"+dumpfile_path={waves_file(run_dir, 'icarus')}"] if build.waves and build.sim == "icarus" else []
+    return build.runner().test(
+        test_module=test_module, hdl_toplevel="accel_harness", hdl_toplevel_lang="verilog",
+        build_dir=str(build.build_dir), test_dir=str(test_dir), extra_env=dict(extra_env or {}), plusargs=plusargs,
+        waves=build.waves, timescale=("1ns", "1ps") if build.sim == "icarus" else None,
+        log_file=str(run_dir / "sim.log"))
 
 
 def run_plan(build: SimBuild, plan: TilePlan, name: str = "plan",
