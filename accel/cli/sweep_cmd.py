@@ -45,12 +45,12 @@ def run(args: argparse.Namespace) -> int:
         check_scheduler_address(args.scheduler)
         if args.workers != 1:
             raise UsageError("--workers sizes the local cluster; with --scheduler the cluster's own workers run")
+    spec = load_spec(args.sweep)
     # Dask's scheduler logs every client and worker at INFO (its import sets that level): keep the
     # user's stderr for the progress bar and for warnings.
     import distributed  # noqa: F401
 
     logging.getLogger("distributed").setLevel(logging.WARNING)
-    spec = load_spec(args.sweep)
     db = Path(args.db) if args.db else DEFAULT_DB
     if args.db is None:
         db.parent.mkdir(exist_ok=True)
