@@ -38,7 +38,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import UsageError
-    from ..sweep import load_points, load_spec, run_sweep
+    from ..sweep import load_points, load_spec, open_db, run_sweep
     from ..sweep.runner import check_scheduler_address
 
     if args.scheduler is not None:
@@ -46,14 +46,20 @@ def run(args: argparse.Namespace) -> int:
         if args.workers != 1:
             raise UsageError("--workers sizes the local cluster; with --scheduler the cluster's own workers run")
     spec = load_spec(args.sweep)
+    db = Path(args.db) if args.db else DEFAULT_DB
+    if args.db is None:
+        try:
+            db.parent.mkdir(exist_ok=True)
+        except OSError:
+            pass  # open_db says what is wrong with the folder
+    open_db(db).close()  # a bad database is one line now, not after the cluster has started
     # Dask's scheduler logs every client and worker at INFO (its import sets that level): keep the
     # user's stderr for the progress bar and for warnings.
     import distributed  # noqa: F401
 
     logging.getLogger("distributed").setLevel(logging.WARNING)
-    db = Path(args.db) if args.db else DEFAULT_DB
-    if args.db is None:
-        db.parent.mkdir(exist_ok=True)
+    # ... and at shutdown the nanny warns of each worker it stops the hard way, after the last point.
+    logging.getLogger("distributed.nanny").setLevel(logging.ERROR)
     summary = run_sweep(spec, db, scheduler=args.scheduler, workers=args.workers, limit=args.limit, progress=True)
     if args.json:
         print(json.dumps(summary.to_dict()))

@@ -184,12 +184,12 @@ def run_sweep(spec: SweepSpec, db_path: str | os.PathLike, *, scheduler: str | N
         raise UsageError(f"--workers {workers}: expected at least one worker")
     from ..frontend.quantize import source_sha256
 
-    model_hash, version = source_sha256(spec.model_path), code_version()
-    if not model_hash:
-        raise ModelImportError(f"{spec.model_path}: cannot read the model")
-    planned = plan_points(spec, model_hash, version, limit)
     conn = open_db(db_path)
     try:
+        model_hash, version = source_sha256(spec.model_path), code_version()
+        if not model_hash:
+            raise ModelImportError(f"{spec.model_path}: cannot read the model")
+        planned = plan_points(spec, model_hash, version, limit)
         record_sweep(conn, spec.name, spec.text, _now())
         finished = finished_keys(conn, [p.key for p in planned])
         todo = [p for p in planned if p.key not in finished]

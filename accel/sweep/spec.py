@@ -88,14 +88,15 @@ class SweepSpec:
     seed: int = 0
 
     def points(self) -> list[dict]:
-        """The points: every combination of the grid, each with every random sample (drawn with
-        ``seed``, one value per random axis); duplicates dropped, order kept."""
+        """The points: every combination of the grid, each with ``samples`` random draws of its own
+        (one value per random axis, from one generator seeded with ``seed``); duplicates dropped,
+        order kept."""
         grid_keys = list(self.grid)
         grid = [dict(zip(grid_keys, values)) for values in itertools.product(*(self.grid[k] for k in grid_keys))]
         rng = random.Random(self.seed)
-        draws = [{k: rng.choice(self.random[k]) for k in self.random} for _ in range(self.samples)] or [{}]
         points, seen = [], set()
         for base in grid:
+            draws = [{k: rng.choice(self.random[k]) for k in self.random} for _ in range(self.samples)] or [{}]
             for draw in draws:
                 point = {**base, **draw}
                 text = json.dumps(point, sort_keys=True)
