@@ -27,8 +27,8 @@ __all__ = ["SweepSummary", "PlannedPoint", "plan_points", "run_sweep", "code_ver
            "check_scheduler_address"]
 
 _log = logging.getLogger(__name__)
-#: ``tcp://HOST:PORT`` (or tls://, ucx://, inproc:// as Dask accepts them).
-_SCHEDULER = re.compile(r"^(tcp|tls|ucx|inproc)://[^\s:/]+:\d{1,5}$")
+#: ``tcp://HOST:PORT`` (or tls://, ucx://): an address another process can reach.
+_SCHEDULER = re.compile(r"^(tcp|tls|ucx)://[^\s:/]+:\d{1,5}$")
 
 
 @dataclass

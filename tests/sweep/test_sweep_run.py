@@ -66,7 +66,8 @@ def test_small_sweep_writes_plausible_rows_and_a_rerun_skips_them(tmp_path):
     # error and do not stop the sweep.
     from dask.distributed import LocalCluster
 
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, protocol="tcp",
+                      host="127.0.0.1", dashboard_address=None) as cluster:
         rest = sweep_json(spec, "--db", db, "--scheduler", cluster.scheduler_address)
     assert rest == {**rest, "points_total": 8, "points_skipped_as_done": 4, "points_computed": 3,
                     "points_failed": 3, "points_done": 3, "points_invalid": 2}
