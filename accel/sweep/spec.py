@@ -318,7 +318,11 @@ def resolve_point(spec: SweepSpec, point: dict) -> ResolvedPoint:
         from ..hw.params import check_buildable
 
         check_buildable(config)
-    return ResolvedPoint(config=config, quantize={**options, "calib": spec.calib}, synth=synth, target=spec.target)
+    # The accelerator fields that `accel quantize` also takes as options are repeated here, so that the
+    # front-end options of a row read as one `accel quantize` command line.
+    repeated = {"weight_bits": config.weight_bits, "act_bits": config.act_bits, "lut_scope": config.lut_scope.value}
+    return ResolvedPoint(config=config, quantize={**options, **repeated, "calib": spec.calib}, synth=synth,
+                         target=spec.target)
 
 
 def quantize_kwargs(options: dict) -> dict:

@@ -56,11 +56,16 @@ def test_small_sweep_writes_plausible_rows_and_a_rerun_skips_them(tmp_path):
         assert config["pe_kind"] == p["params"]["pe_kind"] and config["weight_bits"] == 4
         assert p["quantize"]["lut"] == p["params"]["lut"] and p["quantize"]["levels"] == 8
         assert p["quantize"]["calib"] == "digits" and p["sweep"] == "small" and p["model"] == "cnn_digits"
+        assert p["quantize"]["lut_scope"] == config["lut_scope"] == "channel" and p["quantize"]["weight_bits"] == 4
 
     again = sweep_json(spec, "--db", db, "--limit", "4")
     assert again["points_skipped_as_done"] == again["points_total"] == 4 and again["points_computed"] == 0
     assert {p["key"]: p["finished_at"] for p in load_points(db)} == {p["key"]: p["finished_at"] for p in
                                                                     points.values()}
+    code, out, err = accel("sweep", spec, "--db", db, "--limit", "4")  # the table, without --json
+    assert code == 0, err
+    assert "lut=mse pe_kind=shift" in out and "cannot be decoded by the 'shift' PEs" in out
+    assert f"sweep small: 4 points in {db}: 3 done (4 finished before this run), 1 invalid, 0 failed" in out
 
     # The rest, on a cluster of our own through --scheduler: failing points are recorded with their
     # error and do not stop the sweep.
