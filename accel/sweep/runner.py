@@ -94,7 +94,9 @@ def plan_points(spec: SweepSpec, model_hash: str, version: str, limit: int | Non
         except (AccelError, TypeError, ValueError) as exc:
             resolved, why = None, one_line(exc)
         if resolved is None:
-            canonical = {"sweep": spec.name, "invalid": params}
+            # keyed by what made it invalid: its axes over the base tables (fix a base field and it is new)
+            canonical = {"sweep": spec.name, "invalid": params, "accelerator": spec.accelerator,
+                         "quantize": spec.quantize, "synth": spec.synth and spec.target}
             accelerator, quantize = "", {}
         else:
             canonical = resolved.canonical(spec)

@@ -136,3 +136,17 @@ def test_cli_errors_are_one_line(tmp_path, args, pattern):
     code, out, err = accel("sweep", *args, cwd=tmp_path)
     assert code == 2 and out == ""
     one_line_error(err, pattern)
+
+
+@pytest.mark.synthesis
+@pytest.mark.slow
+def test_synthesis_adds_area_and_fmax(tmp_path):
+    spec, db = tmp_path / "synth.toml", tmp_path / "y.db"
+    spec.write_text('name = "synth"\nmodel = "cnn_digits"\neval_images = 50\nsynth = true\ntarget = "ecp5-25k"\n'
+                    '[accelerator]\nrows = 2\ncols = 2\n[grid]\nacc_bits = [32, 12]\n')
+    summary = sweep_json(spec, "--db", db)
+    assert (summary["points_done"], summary["points_invalid"]) == (1, 1)
+    (done,) = [p for p in load_points(db) if p["status"] == "done"]
+    assert done["lut4"] > 0 and done["dsp"] >= 0 and done["fmax_mhz"] > 0
+    (invalid,) = [p for p in load_points(db) if p["status"] == "invalid"]
+    assert "the gateware cannot build 12" in invalid["error"]
