@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import functools
 import time
+from collections import OrderedDict
 
-__all__ = ["measure_point", "one_line"]
+__all__ = ["HARDWARE_ONLY", "measure_point", "one_line"]
 
 
 def one_line(exc: BaseException, limit: int = 400) -> str:
@@ -50,6 +51,15 @@ def _test_set(data: str, eval_images: int | None):
     return Dataset(test.name, test.split, test.x[:eval_images], test.y[:eval_images])
 
 
+#: AcceleratorConfig fields that only the performance model and the gateware read: the front end and the
+#: engine never do, so the integer model and its accuracy do not depend on them, and points that differ
+#: only here (an array-size axis) share one quantization and evaluation in a worker.
+#: tests/sweep/test_point.py holds a shared point to the same point measured afresh.
+HARDWARE_ONLY = frozenset({"rows", "cols", "clock_mhz", "weight_buffer_bytes", "act_buffer_bytes", "out_buffer_bytes",
+                           "vector_lanes", "vector_latency", "dram_bytes_per_cycle", "activation_coding", "energy"})
+_MODELS: OrderedDict = OrderedDict()
+
+
 def _quantize(task: dict):
     from ..config import AcceleratorConfig
     from ..frontend.ptq.pipeline import PTQOptions, quantize_graph_ptq
@@ -70,15 +80,35 @@ def _quantize(task: dict):
     return config, graph, model
 
 
-def _measure(task: dict) -> dict:
+def _quantize_and_evaluate(task: dict):
+    """The integer model of ``task`` and its top-1 and float top-1, shared by the points that differ only
+    in :data:`HARDWARE_ONLY` fields (the last few kept per worker)."""
     from ..frontend.evaluate import evaluate
-    from ..perf import estimate
+    from .store import canonical_json
 
-    config, graph, model = _quantize(task)
+    accelerator = {k: v for k, v in task["accelerator"].items() if k not in HARDWARE_ONLY}
+    key = canonical_json({"model_hash": task["model_hash"], "data": task["data"], "eval_images": task["eval_images"],
+                          "quantize": task["quantize"], "accelerator": accelerator})
+    if key in _MODELS:
+        _MODELS.move_to_end(key)
+        return _MODELS[key]
+    _, graph, model = _quantize(task)
     result = evaluate(model, _test_set(task["data"], task["eval_images"]), graph=graph,
                       onnx_path=task["model_path"], sqnr=False, where=task["model"])
-    cost = estimate(model)
-    row = {"accuracy": result.quant_top1, "float_accuracy": result.float_top1, "cycles": int(cost.cycles),
+    _MODELS[key] = model, result.quant_top1, result.float_top1
+    while len(_MODELS) > 4:
+        _MODELS.popitem(last=False)
+    return _MODELS[key]
+
+
+def _measure(task: dict) -> dict:
+    from ..config import AcceleratorConfig
+    from ..perf import estimate
+
+    config = AcceleratorConfig.from_dict(task["accelerator"])
+    model, accuracy, float_accuracy = _quantize_and_evaluate(task)
+    cost = estimate(model, config)  # this point's array, clock, buffers and energy table
+    row = {"accuracy": accuracy, "float_accuracy": float_accuracy, "cycles": int(cost.cycles),
            "energy_uj": float(cost.energy_uj), "bits_per_weight": float(cost.bits_per_weight)}
     if task["synth"]:
         from ..synth import get_target, synthesize
