@@ -13,7 +13,7 @@ import functools
 import time
 from collections import OrderedDict
 
-__all__ = ["HARDWARE_ONLY", "measure_point", "one_line"]
+__all__ = ["HARDWARE_ONLY", "measure_point", "one_line", "quantization_key"]
 
 
 def one_line(exc: BaseException, limit: int = 400) -> str:
@@ -80,15 +80,21 @@ def _quantize(task: dict):
     return config, graph, model
 
 
+def quantization_key(task: dict) -> str:
+    """What the integer model and its accuracy depend on: the task without its :data:`HARDWARE_ONLY` fields."""
+    from .store import canonical_json
+
+    accelerator = {k: v for k, v in task["accelerator"].items() if k not in HARDWARE_ONLY}
+    return canonical_json({"model_hash": task["model_hash"], "data": task["data"], "eval_images": task["eval_images"],
+                           "quantize": task["quantize"], "accelerator": accelerator})
+
+
 def _quantize_and_evaluate(task: dict):
     """The integer model of ``task`` and its top-1 and float top-1, shared by the points that differ only
     in :data:`HARDWARE_ONLY` fields (the last few kept per worker)."""
     from ..frontend.evaluate import evaluate
-    from .store import canonical_json
 
-    accelerator = {k: v for k, v in task["accelerator"].items() if k not in HARDWARE_ONLY}
-    key = canonical_json({"model_hash": task["model_hash"], "data": task["data"], "eval_images": task["eval_images"],
-                          "quantize": task["quantize"], "accelerator": accelerator})
+    key = quantization_key(task)
     if key in _MODELS:
         _MODELS.move_to_end(key)
         return _MODELS[key]

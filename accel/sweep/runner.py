@@ -225,13 +225,20 @@ def _run_tasks(conn, points: list[PlannedPoint], scheduler, workers, counts, bar
     """Submit the points to the cluster and commit each row as its future completes."""
     from dask.distributed import as_completed
 
-    from .point import measure_point
+    from .point import measure_point, quantization_key
 
     by_key = {}
     with _Cluster(scheduler, workers) as client:
+        # Points that share a quantization go preferably to one worker, which then quantizes once
+        # (a preference: an idle worker still takes them).
+        client.wait_for_workers(1)
+        addresses = sorted(client.scheduler_info()["workers"])
+        groups: dict[str, str] = {}
         futures = []
         for point in points:
-            future = client.submit(measure_point, point.task, key=f"accel-sweep-{point.key}")
+            group = groups.setdefault(quantization_key(point.task), addresses[len(groups) % len(addresses)])
+            future = client.submit(measure_point, point.task, key=f"accel-sweep-{point.key}", workers=[group],
+                                   allow_other_workers=True)
             by_key[future.key] = point
             futures.append(future)
         for future in as_completed(futures):
