@@ -146,3 +146,16 @@ def test_schema_is_the_published_one():
     assert points == ["key", "sweep", "model", "status", "error", "params_json", "accelerator_toml", "quantize_json",
                       "accuracy", "float_accuracy", "cycles", "energy_uj", "bits_per_weight", "lut4", "dsp",
                       "fmax_mhz", "seconds", "finished_at", "code_version", "model_hash"]
+
+
+def test_code_version_names_the_commit_in_a_checkout():
+    import re
+    from pathlib import Path
+
+    import accel
+    from accel.sweep import code_version
+
+    version = code_version()
+    assert version.startswith(accel.__version__)
+    if (Path(accel.__file__).parents[1] / ".git").exists():
+        assert re.fullmatch(re.escape(accel.__version__) + r"\+g[0-9a-f]{40,64}", version)
