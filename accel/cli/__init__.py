@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "accel.cli.inspect_cmd",
     "accel.cli.perf_cmd",
     "accel.cli.rtl_cmd",
+    "accel.cli.sweep_cmd",
     "accel.cli.report_cmd",
 ]
 

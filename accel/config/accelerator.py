@@ -243,6 +243,14 @@ class AcceleratorConfig:
             out[f.name] = value
         return out
 
+    def to_toml(self) -> str:
+        """The configuration as TOML that :func:`load_config` (``--config``) reads back (energy table last)."""
+        import tomli_w
+
+        data = self.to_dict()
+        energy = data.pop("energy")
+        return tomli_w.dumps({**data, "energy": energy})
+
     @classmethod
     def from_dict(cls, data: dict[str, Any], source: str = "config") -> "AcceleratorConfig":
         """Build from a plain mapping (as read from TOML or a model manifest).
@@ -314,10 +322,6 @@ def load_config(path: str | os.PathLike | None) -> AcceleratorConfig:
 def save_config(config: AcceleratorConfig, path: str | os.PathLike, overwrite: bool = False) -> Path:
     """Write ``config`` as TOML, atomically. Refuses to replace an existing file unless ``overwrite``
     (:class:`~accel.errors.OutputError`, as for a missing or read-only folder)."""
-    import tomli_w
-
     from ..report.files import write_text
 
-    data = config.to_dict()
-    energy = data.pop("energy")
-    return write_text(path, tomli_w.dumps({**data, "energy": energy}), overwrite=overwrite)
+    return write_text(path, config.to_toml(), overwrite=overwrite)

@@ -12,7 +12,7 @@ from tests.support.models import small_resnet
 def test_help_lists_commands():
     out = accel("--help")
     assert out.returncode == 0
-    for command in ("config", "demo", "quantize", "eval", "inspect"):
+    for command in ("config", "demo", "quantize", "eval", "inspect", "sweep"):
         assert f"    {command} " in out.stdout
 
 
