@@ -7,33 +7,13 @@ import json
 import sqlite3
 from pathlib import Path
 
-import tomli_w
-
 from accel.config import AcceleratorConfig
-
-#: The sweep database's fixed schema (the contract between accel sweep and accel report).
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS sweeps (name TEXT PRIMARY KEY, spec_toml TEXT NOT NULL, created_at TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS points (
-  key TEXT PRIMARY KEY, sweep TEXT NOT NULL, model TEXT NOT NULL,
-  status TEXT NOT NULL,
-  error TEXT,
-  params_json TEXT NOT NULL,
-  accelerator_toml TEXT NOT NULL,
-  quantize_json TEXT NOT NULL,
-  accuracy REAL, float_accuracy REAL,
-  cycles INTEGER, energy_uj REAL, bits_per_weight REAL,
-  lut4 INTEGER, dsp INTEGER, fmax_mhz REAL,
-  seconds REAL, finished_at TEXT, code_version TEXT, model_hash TEXT
-);
-"""
+from accel.sweep.store import SCHEMA
 
 
 def accelerator_toml(**fields) -> str:
     """A full configuration as the sweep stores it (every field, the energy table last)."""
-    data = AcceleratorConfig(**fields).to_dict() if fields else AcceleratorConfig().to_dict()
-    energy = data.pop("energy")
-    return tomli_w.dumps({**data, "energy": energy})
+    return AcceleratorConfig(**fields).to_toml()
 
 
 def point(model: str, params: dict, status: str = "done", error: str | None = None, **metrics) -> dict:
@@ -98,12 +78,10 @@ def real_point(folder: Path) -> dict:
     model, _ = quantize_file(MODELS_DIR / "cnn_digits.onnx", Path(folder) / "real.qmodel", calib="digits")
     result = evaluate_file(Path(folder) / "real.qmodel", "digits")
     perf = estimate(model)
-    config = model.config.to_dict()
-    energy = config.pop("energy")
     row = point("cnn_digits", {"lut": DEFAULT_LUT, "real": True}, accuracy=result.quant_top1,
                 float_accuracy=result.float_top1, cycles=perf.cycles, energy_uj=perf.energy_uj,
                 bits_per_weight=perf.bits_per_weight, seconds=1.0)
-    row["accelerator_toml"] = tomli_w.dumps({**config, "energy": energy})
+    row["accelerator_toml"] = model.config.to_toml()
     row["quantize_json"] = json.dumps({"lut": DEFAULT_LUT, "granularity": DEFAULT_GRANULARITY,
                                        "calib_method": DEFAULT_METHOD, "calib_size": DEFAULT_CALIB_SIZE,
                                        "calib_seed": 0, "cle": False, "bias_correction": None, "adaround": False,
