@@ -5,7 +5,12 @@
 2. the conv/linear layers of one of them run on the generated Verilog under a real
    simulator and are compared with the engine bit for bit, with their cycles held to
    the cycle schedule (:func:`rtl_check`);
-3. the report is written once, at the end: ``demo_report.md`` and ``demo_report.json``, with the
+3. the cycles and energy of every layer of that model come from the performance model, and the
+   core's area and Fmax on an ECP5-85k from the synthesis cache when ``accel rtl synth`` has run
+   (:func:`area_from_cache`; the demo never starts a place-and-route);
+4. a small sweep (:data:`DEMO_SWEEP`: LUT family x weight bits x array size on cnn_digits) runs on
+   Dask into ``sweep.db`` and becomes the HTML report ``report/report.html`` with its Pareto plots;
+5. the summary is written once, at the end: ``demo_report.md`` and ``demo_report.json``, with the
    ``.qmodel`` files and the per-tile cycles (``rtl_cycles.json``) beside them.
 
 Every output file is checked before the work starts, and none is replaced without ``overwrite``.
@@ -20,8 +25,9 @@ from pathlib import Path
 from .errors import ModelImportError
 from .report import Column, Table, check_output_dir, write_json, write_text
 
-__all__ = ["RTL_MODEL", "REPORT_FILES", "run_main_job", "evaluate_bundled", "rtl_check", "models_table",
-           "rtl_table", "report_markdown", "report_text"]
+__all__ = ["RTL_MODEL", "REPORT_FILES", "DEMO_SWEEP", "run_main_job", "evaluate_bundled", "rtl_check",
+           "layer_costs", "area_from_cache", "run_demo_sweep", "models_table", "rtl_table", "report_markdown",
+           "report_text"]
 
 #: The bundled model whose layers the demo runs on the RTL (the smallest: seconds under Verilator).
 RTL_MODEL = "cnn_digits"
@@ -29,15 +35,33 @@ RTL_MODEL = "cnn_digits"
 #: The report files the demo writes (beside one ``<model>.qmodel`` per bundled model).
 REPORT_FILES = ("demo_report.md", "demo_report.json")
 _CYCLES_FILE = "rtl_cycles.json"
+_SWEEP_DB = "sweep.db"
+_SWEEP_REPORT_DIR = "report"
+
+#: The demo's sweep: 12 quantizations of the smallest bundled model, each priced on two arrays (the
+#: array does not change the integer model, so the sweep quantizes and evaluates 12 times, not 24).
+DEMO_SWEEP = """\
+name = "demo"
+model = "cnn_digits"
+data = "digits"
+
+[grid]
+lut = ["mse", "apot", "pot", "uniform"]
+weight_bits = [2, 3, 4]
+array = ["4x4", "8x8"]
+"""
 
 
 def run_main_job(out_dir: str | os.PathLike = "out", *, rtl: bool = True, sim: str = "verilator",
-                 rtl_images: int = 2, progress: bool = True, overwrite: bool = False,
+                 rtl_images: int = 2, progress: bool = True, overwrite: bool = False, sweep: bool = True,
+                 sweep_limit: int | None = None,
                  models_dir: str | os.PathLike | None = None,
                  build_dir: str | os.PathLike | None = None) -> dict:
     """Run the main job and write its report to ``out_dir``; returns the report.
 
-    ``build_dir``: cache folder for the simulator build (default :func:`accel.rtlsim.cache_dir`).
+    ``build_dir``: cache folder for the simulator build and the synthesis results (default
+    :func:`accel.rtlsim.cache_dir`). ``sweep``: run :data:`DEMO_SWEEP` (its first ``sweep_limit`` points)
+    and write its HTML report.
 
     Raises
     ------
@@ -52,13 +76,23 @@ def run_main_job(out_dir: str | os.PathLike = "out", *, rtl: bool = True, sim: s
     if rtl and RTL_MODEL not in index:
         raise ModelImportError(f"{models_dir / 'models.json'}: the RTL check needs the bundled model "
                                f"{RTL_MODEL!r}")
-    names = [*REPORT_FILES, *(f"{name}.qmodel" for name in index), *([_CYCLES_FILE] if rtl else [])]
+    sweep_files = [_SWEEP_DB, f"{_SWEEP_REPORT_DIR}/report.html"] if sweep else []
+    names = [*REPORT_FILES, *(f"{name}.qmodel" for name in index), *([_CYCLES_FILE] if rtl else []), *sweep_files]
     paths = dict(zip(names, check_output_dir(out_dir, names, overwrite=overwrite)))
     report = evaluate_bundled(index, models_dir, {name: paths[f"{name}.qmodel"] for name in index},
                               overwrite=overwrite, progress=progress)
+    if RTL_MODEL in index:
+        from .ir import load_model
+
+        model = load_model(paths[f"{RTL_MODEL}.qmodel"])
+        report["layers"] = layer_costs(model, RTL_MODEL)
+        report["area"] = area_from_cache(model.config, cache=build_dir)
     if rtl:
         report["rtl"] = rtl_check(paths[f"{RTL_MODEL}.qmodel"], paths[_CYCLES_FILE], sim=sim, images=rtl_images,
                                   overwrite=overwrite, cache=build_dir)
+    if sweep:
+        report["sweep"] = run_demo_sweep(paths[_SWEEP_DB], Path(out_dir) / _SWEEP_REPORT_DIR,
+                                         overwrite=overwrite, progress=progress, limit=sweep_limit)
     write_json(paths["demo_report.json"], report, overwrite=overwrite)
     write_text(paths["demo_report.md"], report_markdown(report) + "\n", overwrite=overwrite)
     return report
@@ -115,6 +149,53 @@ def rtl_check(qmodel_path: Path, cycles_path: Path, *, sim: str, images: int, ov
             "ok": all(r.ok for r in reports), "layers": [r.to_dict() for r in reports]}
 
 
+def layer_costs(model, name: str) -> dict:
+    """Per-layer cycles and energy of ``model`` on its configured array (``accel perf``'s table)."""
+    from .perf import estimate
+    from .perf.compare import LAYER_HEADER, layer_rows
+
+    perf = estimate(model)
+    return {"model": name, "array": f"{perf.config.rows}x{perf.config.cols}", "header": list(LAYER_HEADER),
+            "rows": [list(row) for row in layer_rows(perf)]}
+
+
+#: The FPGA whose cached synthesis result the demo shows (the target of docs/FPGA.md's main table).
+AREA_TARGET = "ecp5-85k"
+
+
+def area_from_cache(config, cache: str | os.PathLike | None = None) -> dict:
+    """LUTs, DSPs and Fmax of the core for ``config`` when ``accel rtl synth`` has cached them; else a
+    line saying how to get them (a place-and-route takes minutes, too long for the demo)."""
+    from .synth import get_target, synthesize
+
+    target = get_target(AREA_TARGET)
+    result = synthesize(config, target, cache=cache, cached_only=True)
+    if result is None:
+        return {"target": AREA_TARGET, "cached": False,
+                "hint": f"not synthesized yet: accel rtl synth --target {AREA_TARGET} (about 10 minutes on 2 cores)"}
+    return {"target": AREA_TARGET, "cached": True, "lut4": result.luts, "dsp": result.dsp,
+            "fmax_mhz": result.fmax_mhz, "result": result.to_dict()}
+
+
+def run_demo_sweep(db: Path, report_dir: Path, *, overwrite: bool = False, progress: bool = True,
+                   limit: int | None = None) -> dict:
+    """Run :data:`DEMO_SWEEP` into a new ``db`` (an old one is replaced only with ``overwrite``) and write
+    its HTML report into ``report_dir``."""
+    from .frontend.workflow import MODELS_DIR
+    from .report.sweep_report import write_sweep_report
+    from .sweep import parse_spec, run_sweep
+
+    if overwrite:  # the demo's database is its own output: start afresh rather than resume an old one
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{db}{suffix}").unlink(missing_ok=True)
+    spec = parse_spec(DEMO_SWEEP, path=MODELS_DIR / "demo_sweep.toml")
+    summary = run_sweep(spec, db, workers=1, progress=progress, limit=limit)
+    written = write_sweep_report(db, report_dir, overwrite=overwrite,
+                                 model_path=lambda name: str(MODELS_DIR / f"{name}.onnx"))
+    return {**summary.to_dict(), "report": str(written.report), "plots": [str(p) for p in written.plots],
+            "pareto_points": written.counts["pareto_points"], "summary": written.counts_text()}
+
+
 def _pct(value: float) -> str:
     return f"{value:.2f}"
 
@@ -160,11 +241,29 @@ def report_markdown(report: dict) -> str:
              f"W{cfg['weight_bits']} ({cfg['lut']} LUT per {cfg['lut_scope']}, per-{cfg['granularity']} "
              f"power-of-two scales, {cfg['requant']} requantization), A{cfg['act_bits']}; bit-exact engine on "
              f"the test splits.", "", models_table(report).markdown()]
+    if "layers" in report:
+        costs = report["layers"]
+        lines += ["", f"## Cycles and energy per layer: {costs['model']} on the {costs['array']} array "
+                      "(`accel perf`)", "", Table(costs["header"], costs["rows"]).markdown()]
+    if "area" in report:
+        lines += ["", f"## Area and Fmax on {report['area']['target']}", "", _area_line(report["area"])]
     if "rtl" in report:
         rtl = report["rtl"]
         lines += ["", f"## {_rtl_title(rtl)}", "", rtl_table(rtl).markdown(), "",
                   f"{_rtl_verdict(rtl)}; per-tile cycles in `{rtl['cycles_file']}`."]
+    if "sweep" in report:
+        sw = report["sweep"]
+        lines += ["", "## Sweep: LUT family x weight bits x array on cnn_digits", "",
+                  f"{sw['summary']}; in {sw['seconds']:.0f} s. Report: `{sw['report']}`, database `{sw['db']}`."]
+        lines += [f"![{Path(plot).stem}]({Path(plot).relative_to(Path(sw['db']).parent)})" for plot in sw["plots"]]
     return "\n".join(lines)
+
+
+def _area_line(area: dict) -> str:
+    if not area["cached"]:
+        return area["hint"]
+    fmax = ", ".join(f"{mhz:.1f} MHz" for mhz in (area["fmax_mhz"] or {}).values())
+    return f"{area['lut4']:,} LUT4, {area['dsp']} DSP, Fmax {fmax} (cached `accel rtl synth`)"
 
 
 def report_text(report: dict) -> str:
@@ -173,4 +272,8 @@ def report_text(report: dict) -> str:
     if "rtl" in report:
         rtl = report["rtl"]
         lines += ["", _rtl_title(rtl), rtl_table(rtl).text(), _rtl_verdict(rtl)]
+    if "area" in report:
+        lines += ["", f"area on {report['area']['target']}: {_area_line(report['area'])}"]
+    if "sweep" in report:
+        lines += ["", f"sweep: {report['sweep']['summary']} -> {report['sweep']['report']}"]
     return "\n".join(lines)

@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -24,7 +25,7 @@ def one_model(tmp_path):
 
 def test_demo_writes_reports_and_models(tmp_path, one_model):
     out = tmp_path / "out"
-    report = run_main_job(out, rtl=False, models_dir=one_model, progress=False)
+    report = run_main_job(out, rtl=False, sweep=False, models_dir=one_model, progress=False)
     (row,) = report["models"]
     assert row["model"] == "cnn_digits" and row["images"] == 360
     assert row["float_top1"] == committed_float_top1("cnn_digits")
@@ -41,16 +42,42 @@ def test_demo_writes_reports_and_models(tmp_path, one_model):
     (out / "demo_report.md").write_text("my notes")
     refused = r"demo_report\.md: already exists; refusing to overwrite it \(use --force\)$"
     with pytest.raises(OutputError, match=refused):
-        run_main_job(out, rtl=False, models_dir=one_model, progress=False)
+        run_main_job(out, rtl=False, sweep=False, models_dir=one_model, progress=False)
     assert (out / "demo_report.md").read_text() == "my notes"
-    run_main_job(out, rtl=False, models_dir=one_model, progress=False, overwrite=True)
+    run_main_job(out, rtl=False, sweep=False, models_dir=one_model, progress=False, overwrite=True)
     assert "| cnn_digits |" in (out / "demo_report.md").read_text()
+
+
+def test_demo_runs_a_sweep_into_an_html_report_with_layer_costs(tmp_path, one_model):
+    """The sweep, its report, the per-layer costs and the area line (the cache folder is empty: the
+    demo says how to synthesize instead of starting a place-and-route)."""
+    out = tmp_path / "out"
+    report = run_main_job(out, rtl=False, sweep=True, sweep_limit=2, models_dir=one_model, progress=False,
+                          build_dir=tmp_path / "cache")
+    sweep = report["sweep"]
+    assert (sweep["points_total"], sweep["points_done"]) == (2, 2)
+    assert (out / "sweep.db").is_file() and (out / "report" / "report.html").is_file()
+    assert [Path(p).name for p in sweep["plots"]] == ["pareto_energy_uj.png", "pareto_cycles.png",
+                                                      "pareto_bits_per_weight.png"]
+    costs = report["layers"]
+    perf = estimate(load_model(out / "cnn_digits.qmodel"))
+    assert costs["rows"][-1][0] == "total" and costs["rows"][-1][3] == f"{perf.cycles:,}"
+    assert len(costs["rows"]) == len(perf.layers) + 1
+    assert report["area"] == {"target": "ecp5-85k", "cached": False, "hint": report["area"]["hint"]}
+    assert "accel rtl synth --target ecp5-85k" in report["area"]["hint"]
+    markdown = (out / "demo_report.md").read_text()
+    assert "## Sweep" in markdown and "](report/pareto_cycles.png)" in markdown
+    assert "## Cycles and energy per layer: cnn_digits" in markdown
+    # A second run with overwrite starts a fresh database rather than resuming the old one.
+    again = run_main_job(out, rtl=False, sweep=True, sweep_limit=2, models_dir=one_model, progress=False,
+                         overwrite=True, build_dir=tmp_path / "cache")
+    assert again["sweep"]["points_skipped_as_done"] == 0
 
 
 def test_demo_out_is_a_file(tmp_path, one_model):
     (tmp_path / "out").write_text("")
     with pytest.raises(OutputError, match=r"out: is not a folder$"):
-        run_main_job(tmp_path / "out", rtl=False, models_dir=one_model, progress=False)
+        run_main_job(tmp_path / "out", rtl=False, sweep=False, models_dir=one_model, progress=False)
 
 
 def test_models_table_formats():

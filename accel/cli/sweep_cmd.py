@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 from pathlib import Path
 
 from ..report import Column, Table
@@ -53,13 +52,6 @@ def run(args: argparse.Namespace) -> int:
         except OSError:
             pass  # open_db says what is wrong with the folder
     open_db(db).close()  # a bad database is one line now, not after the cluster has started
-    # Dask's scheduler logs every client and worker at INFO (its import sets that level): keep the
-    # user's stderr for the progress bar and for warnings.
-    import distributed  # noqa: F401
-
-    logging.getLogger("distributed").setLevel(logging.WARNING)
-    # ... and at shutdown the nanny warns of each worker it stops the hard way, after the last point.
-    logging.getLogger("distributed.nanny").setLevel(logging.ERROR)
     summary = run_sweep(spec, db, scheduler=args.scheduler, workers=args.workers, limit=args.limit, progress=True)
     if args.json:
         print(json.dumps(summary.to_dict()))

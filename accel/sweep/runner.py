@@ -139,6 +139,12 @@ class _Cluster:
     def __enter__(self):
         from dask.distributed import Client, LocalCluster
 
+        # Dask's scheduler logs every client and worker at INFO (its import sets that level): keep the
+        # user's stderr for the progress bar and for warnings. At shutdown the nanny warns of each
+        # worker it stops the hard way, after the last point.
+        logging.getLogger("distributed").setLevel(logging.WARNING)
+        logging.getLogger("distributed.nanny").setLevel(logging.ERROR)
+
         if self.address is not None:
             try:
                 self.client = Client(self.address, timeout="15s")

@@ -189,7 +189,8 @@ def _synthesize_into(folder: Path, verilog: str, config: AcceleratorConfig, targ
 
 
 def synthesize(config: AcceleratorConfig, target: Target, *, freq_mhz: float | None = None,
-               cache: str | os.PathLike | None = None, progress: bool = False) -> SynthResult:
+               cache: str | os.PathLike | None = None, progress: bool = False,
+               cached_only: bool = False) -> SynthResult | None:
     """Area and Fmax of the core for ``config`` on ``target`` (cached; see the module docstring).
 
     Parameters
@@ -200,6 +201,8 @@ def synthesize(config: AcceleratorConfig, target: Target, *, freq_mhz: float | N
         The cache folder (default :func:`~accel.rtlsim.build.cache_dir`).
     progress : bool
         Show the running stage and its elapsed time on stderr.
+    cached_only : bool
+        Return the cached result, or ``None`` when there is none, without running the tools.
 
     Raises
     ------
@@ -227,6 +230,8 @@ def synthesize(config: AcceleratorConfig, target: Target, *, freq_mhz: float | N
     final = runs / name
     if (final / _RESULT).exists():
         return SynthResult.from_dict({**json.loads((final / _RESULT).read_text()), "cached": True})
+    if cached_only:
+        return None
     with FileLock(str(runs / f"{name}.lock")):
         if (final / _RESULT).exists():  # another process finished it while we waited
             return SynthResult.from_dict({**json.loads((final / _RESULT).read_text()), "cached": True})

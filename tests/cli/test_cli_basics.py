@@ -79,3 +79,5 @@ def test_demo_end_to_end(tmp_path):
     assert len(rtl["layers"]) == 4 and (tmp_path / "out" / "rtl_cycles.json").exists()
     assert "all outputs match the engine" in out.stdout
     assert "## RTL: cnn_digits" in (tmp_path / "out" / "demo_report.md").read_text()
+    assert report["sweep"]["points_done"] == report["sweep"]["points_total"] == 24
+    assert (tmp_path / "out" / "report" / "report.html").is_file() and "report/report.html" in out.stdout
