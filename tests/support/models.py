@@ -13,15 +13,22 @@ from accel.ir import ModelBuilder
 __all__ = ["small_resnet", "GraphBuilder", "save", "all_ops_model", "affine_model"]
 
 
-def small_resnet(config: AcceleratorConfig | None = None, seed: int = 0, channels: int = 8):
+def small_resnet(config: AcceleratorConfig | None = None, seed: int = 0, channels: int = 8,
+                 multipoint: bool = False):
+    """A residual network of every op; ``multipoint``: each conv/linear layer also carries three extra
+    points (contract v1.3), channel 1 taking two of them."""
     cfg = config or AcceleratorConfig()
     rng = np.random.default_rng(seed)
 
     def mac(n, shape):
-        return dict(codes=rng.integers(0, cfg.lut_entries, (n,) + shape).astype(np.uint8),
-                    lut=rng.integers(-90, 90, (1, cfg.lut_entries)), bias=rng.integers(-500, 500, n),
-                    shift=rng.integers(6, 10, n),
-                    mult=rng.integers(1, 1 << 12, n) if cfg.requant.value == "multiply_shift" else None)
+        arrays = dict(codes=rng.integers(0, cfg.lut_entries, (n,) + shape).astype(np.uint8),
+                      lut=rng.integers(-90, 90, (1, cfg.lut_entries)), bias=rng.integers(-500, 500, n),
+                      shift=rng.integers(6, 10, n),
+                      mult=rng.integers(1, 1 << 12, n) if cfg.requant.value == "multiply_shift" else None)
+        if multipoint:
+            arrays["points"] = (rng.integers(0, cfg.lut_entries, (3,) + shape).astype(np.uint8),
+                                np.array([1, n - 1, 1]), np.array([2, 0, 4]))
+        return arrays
 
     c = channels
     b = ModelBuilder(cfg, metadata={"name": "small_resnet"})
