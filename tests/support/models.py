@@ -146,3 +146,19 @@ def committed_float_top1(name: str):
 
     info = bundled_models()[name]
     return pytest.approx(info["float_top1"], abs=100.0 / info["test_images"] + 1e-6)
+
+
+def nearest_digits(weight_bits: int = 2):
+    """cnn_digits quantized with nearest rounding (the starting point of the layer-by-layer methods):
+    (float graph, 256 calibration images, the weight quantizers, the integer model)."""
+    from accel.data import load_dataset
+    from accel.frontend.calibrate import calibrate
+    from accel.frontend.onnx_import import import_onnx
+    from accel.frontend.quantize import default_config, emit_integer_model, quantize_layer_weights
+    from accel.frontend.workflow import MODELS_DIR
+
+    graph = import_onnx(MODELS_DIR / "cnn_digits.onnx")
+    x = load_dataset("digits", "calib").x[:256]
+    config = default_config(weight_bits=weight_bits)
+    weights = quantize_layer_weights(graph, config)
+    return graph, x, weights, emit_integer_model(graph, calibrate(graph, x), config, weights=weights)

@@ -6,17 +6,13 @@ import math
 import numpy as np
 import pytest
 
-from accel.data import load_dataset
 from accel.engine import BACKENDS, run_model
 from accel.errors import ConfigError
-from accel.frontend.calibrate import calibrate
-from accel.frontend.onnx_import import import_onnx
 from accel.frontend.ptq.layerwise import engine_tensor, float_tensors, quantize_network_input
 from accel.frontend.ptq.multipoint import multipoint
-from accel.frontend.quantize import default_config, emit_integer_model, quantize_layer_weights
-from accel.frontend.workflow import MODELS_DIR
 from accel.perf import estimate
 from tests.support.contract import assert_matches_contract
+from tests.support.models import nearest_digits
 
 FRACTIONS = (0.25, 0.5, 1.0)
 
@@ -24,11 +20,7 @@ FRACTIONS = (0.25, 0.5, 1.0)
 @pytest.fixture(scope="module")
 def budgets():
     """cnn_digits at W2 (per-channel LUTs) with nearest rounding, then multipoint at growing budgets."""
-    graph = import_onnx(MODELS_DIR / "cnn_digits.onnx")
-    x = load_dataset("digits", "calib").x[:256]
-    config = default_config(weight_bits=2)
-    weights = quantize_layer_weights(graph, config)
-    nearest = emit_integer_model(graph, calibrate(graph, x), config, weights=weights)
+    graph, x, weights, nearest = nearest_digits(weight_bits=2)
     models, results = {0.0: nearest}, {}
     for fraction in FRACTIONS:
         model, w = copy.deepcopy(nearest), copy.deepcopy(weights)
