@@ -193,7 +193,8 @@ def write_markdown(index: dict, cells: dict, machine: str) -> None:
                     row.append(f"{c['bits_per_weight']:.2f}" if c else "")
                 ada = cells.get(cell_key(name, 2, scope, method))
                 row.append(f"{ada['quantize_seconds']:.0f}" if ada else "")
-                table.append(row)
+                if any(row[2:]):  # rows run on some models only (multipoint) are left out elsewhere
+                    table.append(row)
         columns = ["method", "LUT per"]
         for bits in BITS:
             columns += [Column(f"W{bits}A8 top-1 (drop)", align="right"), Column(f"W{bits} b/w", align="right")]
