@@ -83,7 +83,7 @@ def _register_ptq(p: argparse.ArgumentParser) -> None:
                         "unlike the methods above: each point is one more array column (more column tiles, "
                         "cycles and MACs: `accel perf` shows them) plus a shift-and-add per output in the "
                         "vector unit, and its codes in weight memory; no new arithmetic units (contract "
-                        "v1.3, .qmodel version 2). Time: a few seconds")
+                        "v1.3, .qmodel version 2). Time: 5-60 s for a bundled model")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ import pytest
 from accel.engine import run_model, run_model_contract
 from accel.errors import ModelError, ModelFormatError
 from accel.ir import layer_macs, load_model, save_model
+from accel.ir.summary import summarize
 from tests.support.models import small_resnet
 
 
@@ -39,6 +40,8 @@ def test_model_without_points_stays_version_1(tmp_path):
 
 def test_macs_count_the_extra_rows():
     plain, multi = small_resnet(), small_resnet(multipoint=True)
+    assert [r["points"] for r in summarize(multi)["layers"] if r["macs"]] == [3, 3, 3, 3]
+    assert summarize(multi)["total_macs"] > summarize(plain)["total_macs"]
     stem_plain, stem_multi = plain.layer("stem"), multi.layer("stem")
     # stem: 8 channels, 3 points -> 11 rows of 9 products at 144 pixels
     assert layer_macs(plain, stem_plain) == 144 * 8 * 9
