@@ -48,7 +48,15 @@ METHODS = {
     "AdaRound": (PTQOptions(adaround=True), Requant.SHIFT),
     "AdaRound + CLE": (PTQOptions(cle=True, adaround=True), Requant.SHIFT),
     "multiply_shift (nearest)": (PTQOptions(), Requant.MULTIPLY_SHIFT),
+    "multipoint 0.1": (PTQOptions(multipoint=0.1), Requant.SHIFT),
+    "multipoint 0.25": (PTQOptions(multipoint=0.25), Requant.SHIFT),
 }
+#: Rows that cost hardware (extra array columns): run at these weight bits only, priced by ``accel perf``.
+MULTIPOINT_BITS = (3, 2)
+
+
+def runs_at(method: str, bits: int) -> bool:
+    return not method.startswith("multipoint") or bits in MULTIPOINT_BITS
 
 
 def cell_key(name: str, bits: int, scope: str, method: str) -> str:
@@ -70,9 +78,28 @@ def run_cell(name: str, info: dict, bits: int, scope: str, method: str, float_to
     model = quantize_graph_ptq(graph, calib_x, config, QuantizeOptions(), ptq)
     seconds = time.perf_counter() - start
     top1 = evaluate(model, load_dataset(info["data"], "test"), sqnr=False).quant_top1
-    return {"model": name, "weight_bits": bits, "lut_scope": scope, "method": method, "top1": round(top1, 2),
+    cell = {"model": name, "weight_bits": bits, "lut_scope": scope, "method": method, "top1": round(top1, 2),
             "float_top1": round(float_top1, 2), "drop": round(float_top1 - top1, 2),
             "bits_per_weight": round(bits_per_weight(model, config), 3), "quantize_seconds": round(seconds, 1)}
+    if ptq.multipoint:
+        cell.update(multipoint_cost(model))
+    return cell
+
+
+def multipoint_cost(model) -> dict:
+    """What the points cost on the hardware (``accel perf``, one inference): extra array columns, and the
+    cycles against the same model without them (cycles depend on shapes only, not on codes)."""
+    import copy
+
+    from accel.perf import estimate
+
+    plain = copy.deepcopy(model)
+    for layer in plain.layers:
+        for field in ("point_codes", "point_channel", "point_shift"):
+            layer.arrays.pop(field, None)
+    with_points, without = estimate(model).cycles, estimate(plain.validate()).cycles
+    return {"extra_columns": sum(layer.n_points for layer in model.layers), "cycles": with_points,
+            "extra_cycles": with_points - without, "extra_cycles_pct": round(100 * (with_points / without - 1), 1)}
 
 
 def main() -> None:
@@ -94,7 +121,7 @@ def main() -> None:
             for scope in LUT_SCOPES:
                 for method in METHODS:
                     key = cell_key(name, bits, scope, method)
-                    if key in cells:
+                    if key in cells or not runs_at(method, bits):
                         continue
                     cells[key] = run_cell(name, info, bits, scope, method, float_top1)
                     c = cells[key]
@@ -148,7 +175,9 @@ def write_markdown(index: dict, cells: dict, machine: str) -> None:
              "(drop) = float - quantized in points; b/w = bits per weight counting codes, LUT tables, shifts "
              f"and biases of all conv/linear layers. AdaRound: {DEFAULT_ITERS} iterations per layer; `s` = "
              "seconds to quantize (post-training methods included) on this machine. CLE turns ReLU6 into ReLU "
-             "(mobilenet_mnist), so its drop includes that change of the float network.", ""]
+             "(mobilenet_mnist), so its drop includes that change of the float network. `multipoint F`: "
+             "round(F x output channels) extra points per requantized layer (W3 and W2 only; not every "
+             "model), which cost array columns: their cycles follow each model's table.", ""]
     for name, info in index.items():
         rows = [c for c in cells.values() if c["model"] == name]
         if not rows:
@@ -164,16 +193,37 @@ def write_markdown(index: dict, cells: dict, machine: str) -> None:
                     row.append(f"{c['bits_per_weight']:.2f}" if c else "")
                 ada = cells.get(cell_key(name, 2, scope, method))
                 row.append(f"{ada['quantize_seconds']:.0f}" if ada else "")
-                table.append(row)
+                if any(row[2:]):  # rows run on some models only (multipoint) are left out elsewhere
+                    table.append(row)
         columns = ["method", "LUT per"]
         for bits in BITS:
             columns += [Column(f"W{bits}A8 top-1 (drop)", align="right"), Column(f"W{bits} b/w", align="right")]
         columns.append(Column("s (W2)", align="right"))
         lines += [Table(columns, table).markdown(), ""]
-    lines += ["## Goals of issue 12 (power-of-two scales, best of the rows above)", ""]
+        cost = []
+        for scope in LUT_SCOPES:
+            for method in [m for m in METHODS if m.startswith("multipoint")]:
+                row = [method, scope]
+                for bits in MULTIPOINT_BITS:
+                    c = cells.get(cell_key(name, bits, scope, method))
+                    row.append(f"{c['extra_columns']}" if c else "")
+                    row.append(f"+{c['extra_cycles']:,} (+{c['extra_cycles_pct']:.1f}%)" if c else "")
+                if any(row[2:]):
+                    cost.append(row)
+        if cost:
+            columns = ["multipoint", "LUT per"]
+            for bits in MULTIPOINT_BITS:
+                columns += [Column(f"W{bits} extra columns", align="right"),
+                            Column(f"W{bits} extra cycles (accel perf)", align="right")]
+            lines += ["Multipoint's hardware cost per inference (`accel perf`, default 8x8 array): its extra "
+                      "array columns (points, all layers) and cycles against the same layers without them "
+                      "(more column tiles, and the vector unit's shift-and-add epilogue).", "",
+                      Table(columns, cost).markdown(), ""]
+    lines += ["## Goals of issue 12 (power-of-two scales, best of the rows above without extra hardware)", ""]
     goals = []
     for name in index:
-        shift = [c for c in cells.values() if c["model"] == name and not c["method"].startswith("multiply")]
+        shift = [c for c in cells.values()
+                 if c["model"] == name and not c["method"].startswith(("multiply", "multipoint"))]
         if not shift:
             continue
         row = [name]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["positive_int", "non_negative_int", "positive_float", "non_negative_float"]
+__all__ = ["positive_int", "non_negative_int", "positive_float", "non_negative_float", "column_fraction"]
 
 
 def _parse(text: str, kind: type, what: str):
@@ -47,4 +47,13 @@ def non_negative_float(text: str) -> float:
     value = _parse(text, float, "number")
     if not value >= 0:
         raise argparse.ArgumentTypeError(f"{value}: expected a number of 0 or more")
+    return value
+
+
+def column_fraction(text: str) -> float:
+    """Extra array columns per output channel (``--multipoint``): above 0, at most 4."""
+    value = _parse(text, float, "number")
+    if not 0 < value <= 4:
+        raise argparse.ArgumentTypeError(f"{value}: expected a fraction of output channels above 0 and at most 4 "
+                                         "(0.1: one extra column per ten channels)")
     return value

@@ -30,7 +30,12 @@ def run(args: argparse.Namespace) -> int:
           f"overflow={cfg.overflow.value} requant={cfg.requant.value} rounding={cfg.rounding.value}")
     table = Table([Column("layer"), Column("op"), Column("inputs"), Column("output shape"), Column("dtype"),
                    Column("MACs", ",", "right"), Column("LUT levels", align="right")],
-                  [(r["name"], r["op"], ", ".join(r["inputs"]), "x".join(map(str, r["shape"])), r["dtype"],
+                  [(r["name"], _op(r), ", ".join(r["inputs"]), "x".join(map(str, r["shape"])), r["dtype"],
                     r["macs"] or None, r["lut_levels"] or None) for r in summary["layers"]])
     print(table.text())
     return 0
+
+
+def _op(row: dict) -> str:
+    """The op, with a multipoint layer's extra points (array columns): ``conv2d +3 pts``."""
+    return f"{row['op']} +{row['points']} pts" if row["points"] else row["op"]

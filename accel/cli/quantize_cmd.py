@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UsageError
-from .args import non_negative_int, positive_int
+from .args import column_fraction, non_negative_int, positive_int
 
 __all__ = ["register", "run"]
 
@@ -57,8 +57,8 @@ def _register_ptq(p: argparse.ArgumentParser) -> None:
     from ..frontend.ptq.adaround import DEFAULT_ITERS
     from ..frontend.ptq.pipeline import BIAS_CORRECTION_MODES
 
-    g = p.add_argument_group("post-training methods (they change weights, biases and codes only: no hardware "
-                             "cost, the model stays bit-exact on every executor)")
+    g = p.add_argument_group("post-training methods (they change weights, biases and codes only, with no "
+                             "hardware cost, except --multipoint; the model stays bit-exact on every executor)")
     g.add_argument("--cle", action="store_true",
                    help="cross-layer equalization (power-of-two aware) and bias absorption before "
                         "quantization; turns ReLU6 into ReLU in the pairs it equalizes. Time: under a second")
@@ -75,6 +75,15 @@ def _register_ptq(p: argparse.ArgumentParser) -> None:
                         "15-60 s for a bundled model at the default iterations")
     g.add_argument("--adaround-iters", type=positive_int, metavar="N",
                    help=f"AdaRound optimisation steps per layer (default {DEFAULT_ITERS}); time grows linearly")
+    g.add_argument("--multipoint", type=column_fraction, metavar="FRACTION",
+                   help="multipoint quantization (runs after AdaRound, on the residual of the final codes): per "
+                        "requantized conv/linear layer, round(FRACTION x output channels) extra points, each a "
+                        "second LUT-coded weight row at a finer power-of-two step, given greedily to the "
+                        "channels whose output error on the calibration images drops most. Hardware cost, "
+                        "unlike the methods above: each point is one more array column (more column tiles, "
+                        "cycles and MACs: `accel perf` shows them) plus a shift-and-add per output in the "
+                        "vector unit, and its codes in weight memory; no new arithmetic units (contract "
+                        "v1.3, .qmodel version 2). Time: 5-60 s for a bundled model")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -93,7 +102,7 @@ def run(args: argparse.Namespace) -> int:
     if args.adaround_iters is not None and not args.adaround:
         raise UsageError("--adaround-iters sets AdaRound's iterations; it needs --adaround")
     ptq = PTQOptions(cle=args.cle, bias_correction=args.bias_correction, adaround=args.adaround,
-                     adaround_iters=args.adaround_iters or DEFAULT_ITERS)
+                     adaround_iters=args.adaround_iters or DEFAULT_ITERS, multipoint=args.multipoint or 0.0)
     model, summary = quantize_file(args.model, args.output, config_path=args.config, calib=args.calib,
                                    lut=args.lut, granularity=args.granularity, weight_bits=args.weight_bits,
                                    act_bits=args.act_bits, lut_scope=args.lut_scope, levels=args.levels,

@@ -5,9 +5,10 @@ simulation (:mod:`accel.rtlsim`), the Amaranth tests and the performance model.
 """
 
 from .images import CoreLayout, JobImage, pack_job, pack_outputs, unpack_outputs
-from .lower import GemmProblem, assemble_output, lower_layer
+from .lower import GemmProblem, PointEpilogue, assemble_output, lower_layer
 from .schedule import TileCycles, schedule
 from .tiling import Tile, TilePlan, plan_tiles, split_plan
 
-__all__ = ["CoreLayout", "GemmProblem", "JobImage", "Tile", "TileCycles", "TilePlan", "assemble_output",
-           "lower_layer", "pack_job", "pack_outputs", "plan_tiles", "schedule", "split_plan", "unpack_outputs"]
+__all__ = ["CoreLayout", "GemmProblem", "JobImage", "PointEpilogue", "Tile", "TileCycles", "TilePlan",
+           "assemble_output", "lower_layer", "pack_job", "pack_outputs", "plan_tiles", "schedule", "split_plan",
+           "unpack_outputs"]

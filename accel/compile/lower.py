@@ -1,4 +1,10 @@
-"""Lowering of conv2d (im2col) and linear layers to matrix products for the MAC array."""
+"""Lowering of conv2d (im2col) and linear layers to matrix products for the MAC array.
+
+A multipoint layer (contract v1.3) is scheduled, not built: each group's extra rows become extra
+columns of its product, after the group's own channels (bias 0, the LUT row of their channel), the
+array emits every column's raw accumulator, and the vector unit's epilogue
+(:class:`PointEpilogue`) joins the extra columns to their channels by shift-and-add and requantizes.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +17,34 @@ from ..config import AcceleratorConfig, Requant
 from ..errors import DataError, ModelError
 from ..ir import MAC_OPS, Layer, Model
 
-__all__ = ["GemmProblem", "lower_layer", "assemble_output"]
+__all__ = ["GemmProblem", "PointEpilogue", "lower_layer", "assemble_output"]
+
+
+@dataclass
+class PointEpilogue:
+    """The vector unit's work after the array for a multipoint product: columns ``0 .. channels - 1``
+    are the channels' own accumulators, column ``channels + p`` joins channel ``point_channel[p]``
+    shifted left by ``point_shift[p]`` (:func:`accel.datapath.combine_points`); then the channels
+    requantize with ``shift``/``mult``/``lo``/``hi`` (or stay raw)."""
+
+    channels: int
+    point_channel: np.ndarray
+    point_shift: np.ndarray
+    shift: np.ndarray
+    mult: np.ndarray | None
+    lo: int
+    hi: int
+    raw: bool
+
+    def finish(self, lanes: np.ndarray, config: AcceleratorConfig) -> np.ndarray:
+        """(P, channels + points) raw accumulators of the array -> (P, channels) layer outputs."""
+        lanes = np.asarray(lanes, dtype=np.int64)
+        acc = datapath.combine_points(lanes[:, :self.channels], lanes[:, self.channels:], self.point_channel,
+                                      self.point_shift, config.acc_bits, config.overflow)
+        if self.raw:
+            return acc
+        return datapath.requantize(acc, self.shift, self.mult if self.mult is not None else 1, self.lo, self.hi,
+                                   config)
 
 
 @dataclass
@@ -37,6 +70,9 @@ class GemmProblem:
         Activations are int8 (True) or uint8 (False).
     channels : slice
         The layer's output channels this problem computes.
+    epilogue : PointEpilogue or None
+        A multipoint product: its extra columns follow the channels' own, ``raw`` is True (the array
+        emits accumulators) and the epilogue makes the layer's outputs.
     """
 
     name: str
@@ -51,6 +87,7 @@ class GemmProblem:
     raw: bool
     act_signed: bool
     channels: slice
+    epilogue: PointEpilogue | None = None
 
     @property
     def pixels(self) -> int:
@@ -70,6 +107,12 @@ class GemmProblem:
         mult = self.mult if self.mult is not None else 1
         return datapath.matmul_requant(self.act, w, self.bias, self.shift, mult, self.lo, self.hi,
                                        config, raw=self.raw)
+
+    def outputs(self, config: AcceleratorConfig, results: np.ndarray | None = None) -> np.ndarray:
+        """The layer's outputs (P, channels) from the array's ``results`` (default: the contract's), through
+        the epilogue of a multipoint product."""
+        results = self.expected(config) if results is None else results
+        return results if self.epilogue is None else self.epilogue.finish(results, config)
 
 
 def _check_act(layer: Layer, x: np.ndarray, config: AcceleratorConfig, signed: bool) -> None:
@@ -107,25 +150,47 @@ def lower_layer(model: Model, layer: Layer, x: np.ndarray) -> list[GemmProblem]:
     common = dict(lo=int(layer.attrs["lo"]), hi=int(layer.attrs["hi"]), raw=bool(layer.attrs["raw"]),
                   act_signed=signed)
     if layer.op == "linear":
-        return [GemmProblem(layer.name, x.reshape(x.shape[0], -1), codes.astype(np.uint8), lut, bias, shift,
-                            mult, channels=slice(0, n), **common)]
-    at = layer.attrs
-    kh, kw = codes.shape[2:]
-    cols = datapath.im2col(x, (kh, kw), tuple(at["stride"]), tuple(at["padding"]), tuple(at["dilation"]),
-                           int(at["pad_value"]))
-    groups = int(at["groups"])
-    problems = []
-    for g, (sl, patch) in enumerate(datapath.conv_gemm_groups(cols, n, groups)):
-        glut = lut if lut.shape[0] == 1 else lut[sl]
-        problems.append(GemmProblem(
-            layer.name if groups == 1 else f"{layer.name}/g{g}", patch,
-            codes[sl].reshape(-1, patch.shape[1]).astype(np.uint8), glut, bias[sl], shift[sl],
-            None if mult is None else mult[sl], channels=sl, **common))
+        problems = [GemmProblem(layer.name, x.reshape(x.shape[0], -1), codes.astype(np.uint8), lut, bias, shift,
+                                mult, channels=slice(0, n), **common)]
+    else:
+        at = layer.attrs
+        kh, kw = codes.shape[2:]
+        cols = datapath.im2col(x, (kh, kw), tuple(at["stride"]), tuple(at["padding"]), tuple(at["dilation"]),
+                               int(at["pad_value"]))
+        groups = int(at["groups"])
+        problems = []
+        for g, (sl, patch) in enumerate(datapath.conv_gemm_groups(cols, n, groups)):
+            glut = lut if lut.shape[0] == 1 else lut[sl]
+            problems.append(GemmProblem(
+                layer.name if groups == 1 else f"{layer.name}/g{g}", patch,
+                codes[sl].reshape(-1, patch.shape[1]).astype(np.uint8), glut, bias[sl], shift[sl],
+                None if mult is None else mult[sl], channels=sl, **common))
+    if layer.points is not None:
+        problems = [_with_points(prob, layer.points) for prob in problems]
     return problems
 
 
+def _with_points(prob: GemmProblem, points) -> GemmProblem:
+    """The product with its group's extra rows as extra columns, raw out, the rest in its epilogue (a group
+    without points too: every product of a job shares one output mode)."""
+    point_codes, point_channel, point_shift = (np.asarray(a) for a in points)
+    mine = np.flatnonzero((point_channel >= prob.channels.start) & (point_channel < prob.channels.stop))
+    local = point_channel[mine].astype(np.int64) - prob.channels.start
+    n, p = prob.channels_out, len(mine)
+    codes = np.concatenate([prob.codes, point_codes[mine].reshape(p, prob.depth).astype(np.uint8)])
+    lut = prob.lut if prob.lut.shape[0] == 1 else np.concatenate([prob.lut, prob.lut[local]])
+    epilogue = PointEpilogue(n, local, point_shift[mine].astype(np.int64), prob.shift, prob.mult, prob.lo, prob.hi,
+                             prob.raw)
+    zeros = np.zeros(p, np.int64)
+    return GemmProblem(prob.name, prob.act, codes, lut, np.concatenate([prob.bias, zeros]),
+                       np.concatenate([prob.shift, zeros]),
+                       None if prob.mult is None else np.concatenate([prob.mult, zeros]),
+                       prob.lo, prob.hi, True, prob.act_signed, prob.channels, epilogue)
+
+
 def assemble_output(model: Model, layer: Layer, batch: int, results: list[np.ndarray]) -> np.ndarray:
-    """The layer's output tensor (B, N[, OH, OW]) from the (P, N_g) results of its problems."""
+    """The layer's output tensor (B, N[, OH, OW]) from the (P, N_g) outputs of its problems (after a
+    multipoint product's epilogue: :meth:`GemmProblem.outputs`)."""
     shape = model.tensors[layer.output].shape
     n = shape[0]
     if layer.op == "linear":

@@ -10,6 +10,10 @@ Conventions
   of ``w * pad_value``.
 * ``rounding`` is ``"half_up"`` (``(v + 2^(s-1)) >> s``) or ``"floor"`` (``v >> s``),
   shifts are arithmetic.
+* Multipoint layers (v1.3) pass ``points = (point_codes, point_channel, point_shift)``: extra
+  weight-code rows, each computing its own accumulator (bias 0) and joining the accumulator of
+  output channel ``point_channel[p]`` as ``acc_p << point_shift[p]`` before requantization
+  (:func:`combine_points`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from .limits import max_pool_padding_fits
 
 __all__ = ["wrap", "saturate", "clamp", "rshift_round", "decode_weights", "accumulate", "requantize",
            "matmul_requant", "conv2d", "linear", "add", "max_pool", "avg_pool", "global_avg_pool",
-           "concat", "quantize_input"]
+           "concat", "quantize_input", "point_weights", "combine_points", "effective_weights"]
 
 
 def _i64(a) -> np.ndarray:
@@ -74,6 +78,51 @@ def decode_weights(codes, lut) -> np.ndarray:
     return lut[rows[:, None], flat].reshape(codes.shape)
 
 
+def point_weights(point_codes, point_channel, lut) -> np.ndarray:
+    """Effective weights of a multipoint layer's extra rows: ``T[c]`` (``T_n`` of the row's channel ``n``
+    when ``lut`` has one row per channel); ``point_codes`` has the extra row first."""
+    lut = _i64(lut)
+    rows = _i64(point_channel) if lut.shape[0] > 1 else np.zeros(len(point_channel), np.int64)
+    return decode_weights(point_codes, lut[rows])
+
+
+def combine_points(acc, point_acc, point_channel, point_shift, acc_bits: int,
+                   overflow: Overflow | str) -> np.ndarray:
+    """Join the extra accumulators of a multipoint layer to their channels (contract v1.3).
+
+    ``acc[..., n]`` are the main accumulators (bias included), ``point_acc[..., p]`` the extra ones
+    (no bias), both already in ``acc_bits`` two's complement with the layer's overflow rule; channels
+    along the last axis. For ``p`` ascending: ``acc[n_p] = acc[n_p] + (point_acc[p] << s_p)`` in
+    ``acc_bits`` two's complement: under ``wrap`` the shifted value and the sum wrap (order-free: the
+    result is the exact sum of all lanes wrapped once), under ``saturate`` the shifted value is
+    clamped to the accumulator range, then the sum.
+    """
+    out = _i64(acc).copy()
+    point_acc = _i64(point_acc)
+    wrapping = Overflow(overflow) is Overflow.WRAP
+    for p, (n, s) in enumerate(zip(_i64(point_channel).tolist(), _i64(point_shift).tolist())):
+        term = point_acc[..., p] << np.int64(s)
+        if wrapping:
+            out[..., n] = wrap(out[..., n] + wrap(term, acc_bits), acc_bits)
+        else:
+            out[..., n] = saturate(out[..., n] + saturate(term, acc_bits), acc_bits)
+    return out
+
+
+def effective_weights(codes, lut, points=None) -> np.ndarray:
+    """``T[c]`` plus, for a multipoint layer, every extra row shifted onto its channel: the weights of
+    one equivalent ordinary layer. Exact for ``wrap`` accumulators always (the lanes' wraps and the
+    combination's are one wrap of the exact sum) and for ``saturate`` when no lane, shifted lane or
+    partial sum can leave the accumulator range; fast executors rely on it under those conditions."""
+    w = decode_weights(codes, lut)
+    if points is None:
+        return w
+    point_codes, point_channel, point_shift = points
+    wp = point_weights(point_codes, point_channel, lut) << _i64(point_shift).reshape((-1,) + (1,) * (w.ndim - 1))
+    np.add.at(w, _i64(point_channel), wp)
+    return w
+
+
 def accumulate(x, w, bias, acc_bits: int, overflow: Overflow | str) -> np.ndarray:
     """``acc[b, n] = bias[n] + sum_k w[n, k] * x[b, k]`` in ``acc_bits`` two's complement.
 
@@ -104,9 +153,16 @@ def requantize(acc, shift, mult, lo, hi, config: AcceleratorConfig) -> np.ndarra
 
 
 def matmul_requant(x, w, bias, shift, mult, lo, hi, config: AcceleratorConfig,
-                   raw: bool = False) -> np.ndarray:
-    """Accumulate then requantize (or return raw accumulators): (B, K) x (N, K) -> (B, N)."""
+                   raw: bool = False, point_w=None, point_channel=None, point_shift=None) -> np.ndarray:
+    """Accumulate then requantize (or return raw accumulators): (B, K) x (N, K) -> (B, N).
+
+    A multipoint product also takes the extra rows' effective weights ``point_w`` (P, K), their
+    channels and shifts: their accumulators join the main ones (:func:`combine_points`) first.
+    """
     acc = accumulate(x, w, bias, config.acc_bits, config.overflow)
+    if point_w is not None and len(point_w):
+        lanes = accumulate(x, point_w, np.zeros(len(point_w), np.int64), config.acc_bits, config.overflow)
+        acc = combine_points(acc, lanes, point_channel, point_shift, config.acc_bits, config.overflow)
     if raw:
         return acc
     return requantize(acc, shift, mult, lo, hi, config)
@@ -114,10 +170,12 @@ def matmul_requant(x, w, bias, shift, mult, lo, hi, config: AcceleratorConfig,
 
 def conv2d(x, codes, lut, bias, shift, mult, lo, hi, config: AcceleratorConfig, *,
            stride=(1, 1), padding=(0, 0, 0, 0), dilation=(1, 1), groups: int = 1,
-           pad_value: int = 0, raw: bool = False) -> np.ndarray:
+           pad_value: int = 0, raw: bool = False, points=None) -> np.ndarray:
     """Quantized 2-D convolution: (B, C, H, W) -> (B, N, OH, OW).
 
-    ``codes``: (N, C // groups, KH, KW) weight codes; see :func:`decode_weights`.
+    ``codes``: (N, C // groups, KH, KW) weight codes; see :func:`decode_weights`. ``points``:
+    ``(point_codes, point_channel, point_shift)`` of a multipoint layer (an extra row reads the
+    inputs of its channel's group).
     """
     x = _i64(x)
     w = decode_weights(codes, lut)
@@ -127,18 +185,29 @@ def conv2d(x, codes, lut, bias, shift, mult, lo, hi, config: AcceleratorConfig, 
     _, oh, ow = cols.shape[:3]
     out = np.empty((b, oh * ow, n), dtype=np.int64)
     shift, mult, bias = (np.broadcast_to(_i64(a), (n,)) for a in (shift, mult, bias))
+    pw, pch, psh = _split_points(points, lut)
     for sl, patch in conv_gemm_groups(cols, n, groups):
+        mine = (pch >= sl.start) & (pch < sl.stop)
         res = matmul_requant(patch, w[sl].reshape(-1, patch.shape[1]), bias[sl], shift[sl], mult[sl],
-                             lo, hi, config, raw)
+                             lo, hi, config, raw, pw[mine].reshape(-1, patch.shape[1]), pch[mine] - sl.start,
+                             psh[mine])
         out[:, :, sl] = res.reshape(b, oh * ow, -1)
     return out.reshape(b, oh, ow, n).transpose(0, 3, 1, 2)
 
 
+def _split_points(points, lut):
+    """(effective weights, channels, shifts) of a multipoint layer's extra rows; empty without points."""
+    if points is None:
+        return np.zeros((0, 1), np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    point_codes, point_channel, point_shift = points
+    return point_weights(point_codes, point_channel, lut), _i64(point_channel), _i64(point_shift)
+
+
 def linear(x, codes, lut, bias, shift, mult, lo, hi, config: AcceleratorConfig, *,
-           raw: bool = False) -> np.ndarray:
-    """Quantized fully connected layer: (B, K) x codes (N, K) -> (B, N)."""
+           raw: bool = False, points=None) -> np.ndarray:
+    """Quantized fully connected layer: (B, K) x codes (N, K) -> (B, N); ``points`` as for :func:`conv2d`."""
     w = decode_weights(codes, lut)
-    return matmul_requant(x, w, bias, shift, mult, lo, hi, config, raw)
+    return matmul_requant(x, w, bias, shift, mult, lo, hi, config, raw, *_split_points(points, lut))
 
 
 def add(a, b, shift_a: int, shift_b: int, shift: int, lo: int, hi: int,

@@ -6,7 +6,7 @@ Every other package reads these names; none writes the numbers again.
 from __future__ import annotations
 
 __all__ = ["DTYPE_RANGES", "ADD_INPUT_SHIFT_MAX", "ADD_SHIFT_MAX", "POOL_MULT_BITS", "POOL_SHIFT_MAX",
-           "max_pool_padding_fits", "PE_TERMS", "pe_decodable"]
+           "POINT_SHIFT_MAX", "max_pool_padding_fits", "PE_TERMS", "pe_decodable"]
 
 #: Integer range of each tensor type the datapath moves.
 DTYPE_RANGES: dict[str, tuple[int, int]] = {
@@ -20,6 +20,10 @@ ADD_INPUT_SHIFT_MAX = 16
 
 #: Largest rounding right shift of a residual add (``shift``: 0..31).
 ADD_SHIFT_MAX = 31
+
+#: Largest left shift of a multipoint layer's extra accumulator before it joins its channel's
+#: accumulator (``point_shift``: 0..16; the vector unit's shifter, as for a residual add's inputs).
+POINT_SHIFT_MAX = 16
 
 #: Width of the unsigned multiplier of average pooling (window sum * M >> s).
 POOL_MULT_BITS = 16

@@ -22,9 +22,9 @@ def _mac(model: Model, layer: Layer, inputs: list[np.ndarray]) -> np.ndarray:
     mult = arr["mult"] if cfg.requant is Requant.MULTIPLY_SHIFT else 1
     common = (arr["codes"], arr["lut"], arr["bias"], arr["shift"], mult, a["lo"], a["hi"], cfg)
     if layer.op == "linear":
-        return dp.linear(inputs[0], *common, raw=a["raw"])
+        return dp.linear(inputs[0], *common, raw=a["raw"], points=layer.points)
     return dp.conv2d(inputs[0], *common, stride=a["stride"], padding=a["padding"], dilation=a["dilation"],
-                     groups=a["groups"], pad_value=a["pad_value"], raw=a["raw"])
+                     groups=a["groups"], pad_value=a["pad_value"], raw=a["raw"], points=layer.points)
 
 
 def _add(model: Model, layer: Layer, inputs: list[np.ndarray]) -> np.ndarray:

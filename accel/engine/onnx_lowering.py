@@ -42,7 +42,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..config import Overflow, Requant, Rounding
-from ..datapath import DTYPE_RANGES, decode_weights, window_counts
+from ..datapath import DTYPE_RANGES, effective_weights, window_counts
 from ..ir import MAC_OPS, Layer, Model
 
 __all__ = ["EXACT_IN_FLOAT", "F32_EXACT_BOUND", "F64_EXACT_BOUND", "FLOAT_LOWERINGS", "MAC_PATHS",
@@ -71,7 +71,10 @@ def _input_bound(model: Model, layer: Layer) -> int:
 
 
 def _abs_weights(layer: Layer) -> np.ndarray:
-    return np.abs(decode_weights(layer.arrays["codes"], layer.arrays["lut"]).astype(np.int64))
+    """``|T[c]|``, plus for a multipoint layer every extra row's ``|T[c_p]| << s_p`` on its channel: bounds
+    each lane's partial sums, each step of their combination and the equivalent layer's sums at once."""
+    lut = np.abs(np.asarray(layer.arrays["lut"], dtype=np.int64))
+    return effective_weights(layer.arrays["codes"], lut, layer.points)
 
 
 #: Chunk sizes of a split convolution are multiples of this where the channels allow: onnxruntime runs
@@ -122,7 +125,7 @@ def mac_path(model: Model, layer: Layer, int_kernel: bool | None = None) -> str:
         return "f32"
     if layer.op == "conv2d":
         return "f32-split" if _split_chunks(model, layer) is not None else "numba"
-    if int(sums.max(initial=0)) < _INT32_BOUND:
+    if int(sums.max(initial=0)) < _INT32_BOUND and layer.points is None:  # equivalent weights leave int8
         if int_kernel is None:
             from .capability import kernel_verdict
 
@@ -328,7 +331,9 @@ def _lower_mac(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hin
     a, arr = layer.attrs, layer.arrays
     path = mac_path(model, layer, None if g.int_kernels else False)
     x = names[layer.inputs[0]]
-    w = decode_weights(arr["codes"], arr["lut"]).astype(np.float64)
+    # A multipoint layer runs as its one equivalent layer (datapath.effective_weights): exact under wrap,
+    # and under saturate only when nothing can overflow (mac_path sends the rest to numba).
+    w = effective_weights(arr["codes"], arr["lut"], layer.points).astype(np.float64)
     bias = arr["bias"].astype(np.float64)
     shift = arr["shift"].astype(np.int64)
     half_up = cfg.rounding is Rounding.HALF_UP

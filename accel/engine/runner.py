@@ -25,7 +25,7 @@ from typing import Mapping
 import numpy as np
 
 from ..config import Overflow, Requant, Rounding
-from ..datapath import conv_output_size, decode_weights
+from ..datapath import combine_points, conv_output_size, decode_weights, point_weights, requantize
 from ..errors import DataError, ModelError
 from ..ir import MAC_OPS, Layer, Model
 from . import kernels
@@ -64,9 +64,18 @@ class _MacPlan:
         self.lo, self.hi, self.raw = int(a["lo"]), int(a["hi"]), bool(a["raw"])
         self.cfg = cfg
         self.out_dtype = _NP_DTYPE[model.tensors[layer.output].dtype]
+        self.points = None
+        if layer.points is not None:
+            # Extra rows as dense rows over every group's columns (zeros elsewhere: the kernel skips a
+            # zero weight, so the order of the real additions, which saturation sees, is unchanged).
+            point_codes, channel, shift = layer.points
+            wp = point_weights(point_codes, channel, layer.arrays["lut"]).reshape(len(channel), -1)
+            dense = np.zeros((len(channel), self.groups * wp.shape[1]), np.int64)
+            for p, group in enumerate(np.asarray(channel, np.int64) // (n // self.groups)):
+                dense[p, group * wp.shape[1]:(group + 1) * wp.shape[1]] = wp[p]
+            self.points = (dense, np.asarray(channel, np.int64), np.asarray(shift, np.int64))
 
     def run(self, x: np.ndarray) -> np.ndarray:
-        cfg = self.cfg
         n, cg, kh, kw = self.w.shape
         if x.ndim == 2:  # linear: the batch plays the pixels, so the kernel runs along it
             cols = np.ascontiguousarray(x.T)[None]
@@ -78,13 +87,36 @@ class _MacPlan:
             ow = conv_output_size(wd, kw, sw, pl, pr, dw)
             cols = np.empty((b, c * kh * kw, oh * ow), dtype=x.dtype if self.pad_fits(x.dtype) else np.int16)
             kernels.im2col_kp(x, kh, kw, sh, sw, pt, pl, dh, dw, self.pad_value, oh, ow, cols)
-        out = np.empty((cols.shape[0], n, cols.shape[2]), dtype=self.out_dtype)
-        kernels.mac_columns(cols, self.w.reshape(n, -1), self.bias, self.shift, self.mult, self.lo, self.hi,
-                            self.groups, cfg.acc_bits, cfg.overflow is Overflow.SATURATE,
-                            cfg.requant is Requant.MULTIPLY_SHIFT, cfg.rounding is Rounding.HALF_UP, self.raw, out)
+        if self.points is None:
+            out = np.empty((cols.shape[0], n, cols.shape[2]), dtype=self.out_dtype)
+            self._mac(cols, self.w.reshape(n, -1), self.bias, self.shift, self.mult, self.groups, self.raw, out)
+        else:
+            out = self._run_points(cols)
         if x.ndim == 2:
             return np.ascontiguousarray(out[0].T)
         return out.reshape(out.shape[0], n, oh, ow)
+
+    def _mac(self, cols, w, bias, shift, mult, groups, raw, out) -> None:
+        cfg = self.cfg
+        kernels.mac_columns(cols, w, bias, shift, mult, self.lo, self.hi, groups, cfg.acc_bits,
+                            cfg.overflow is Overflow.SATURATE, cfg.requant is Requant.MULTIPLY_SHIFT,
+                            cfg.rounding is Rounding.HALF_UP, raw, out)
+
+    def _run_points(self, cols: np.ndarray) -> np.ndarray:
+        """A multipoint layer: main and extra accumulators raw, joined by the contract's shift-and-add,
+        then requantized (contract v1.3)."""
+        cfg, n = self.cfg, self.w.shape[0]
+        dense, channel, shift = self.points
+        acc = np.empty((cols.shape[0], n, cols.shape[2]), np.int64)
+        self._mac(cols, self.w.reshape(n, -1), self.bias, self.shift, self.mult, self.groups, True, acc)
+        lanes = np.empty((cols.shape[0], len(channel), cols.shape[2]), np.int64)
+        zeros = np.zeros(len(channel), np.int64)
+        self._mac(cols, dense, zeros, zeros, zeros, 1, True, lanes)
+        acc = combine_points(acc.transpose(0, 2, 1), lanes.transpose(0, 2, 1), channel, shift, cfg.acc_bits,
+                             cfg.overflow)
+        if not self.raw:
+            acc = requantize(acc, self.shift, self.mult, self.lo, self.hi, cfg)
+        return np.ascontiguousarray(acc.transpose(0, 2, 1)).astype(self.out_dtype)
 
     def pad_fits(self, dtype) -> bool:
         """Whether ``pad_value`` is a value of the input's dtype (else the columns widen to int16)."""

@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 
 from ..config import Overflow, Requant, Rounding
-from ..datapath import decode_weights
+from ..datapath import effective_weights
 from ..errors import ModelError
 from ..ir import MAC_OPS, Layer, Model
 from .onnx_lowering import F32_EXACT_BOUND, F64_EXACT_BOUND, _worst_acc, product_bounds
@@ -60,7 +60,9 @@ class _MacPlan:
         sums_bound = int(product_bounds(model, layer).max(initial=0))
         self.float_dtype = torch.float32 if sums_bound < F32_EXACT_BOUND else torch.float64
         self.path = "numba" if self.numba else ("f32" if self.float_dtype is torch.float32 else "f64")
-        w = decode_weights(arr["codes"], arr["lut"]).astype(np.float64)
+        # A multipoint layer runs as its one equivalent layer (datapath.effective_weights): exact under
+        # wrap, and under saturate only when nothing can overflow (else the numba path above).
+        w = effective_weights(arr["codes"], arr["lut"], layer.points).astype(np.float64)
         n = w.shape[0]
         self.groups = int(a.get("groups", 1))
         self.kernel = tuple(w.shape[2:]) if layer.op == "conv2d" else None

@@ -186,6 +186,12 @@ class FakeQuantMAC(nn.Module):
             self.groups = int(a["groups"])
             self.pad_value = int(a["pad_value"])
         self.in_max = max(abs(in_range[0]), abs(in_range[1]), abs(a.get("pad_value", 0)))
+        # multipoint (contract v1.3): extra rows through their channel's LUT row, shifted onto the channel
+        pc, ch, sh = layer.points if layer.points is not None else (None, None, None)
+        self.register_buffer("point_codes", None if pc is None else torch.as_tensor(np.asarray(pc, np.int64)))
+        self.register_buffer("point_channel", None if ch is None else torch.as_tensor(np.asarray(ch, np.int64)))
+        self.register_buffer("point_scale", None if sh is None else
+                             torch.as_tensor(np.ldexp(1.0, np.asarray(sh, np.int64)), dtype=dtype))
 
     def weight(self) -> torch.Tensor:
         """Effective weights ``lut[row(n), codes[n, ...]]`` (float, the shape of ``codes``)."""
@@ -193,6 +199,40 @@ class FakeQuantMAC(nn.Module):
         flat = self.codes.reshape(n, -1)
         rows = self.lut.expand(n, -1) if self.lut.shape[0] == 1 else self.lut
         return torch.gather(rows, 1, flat).reshape(self.codes.shape)
+
+    def point_weight(self) -> torch.Tensor:
+        """The extra rows' effective weights (P, ...) through the LUT row of their channel."""
+        p = self.point_codes.shape[0]
+        rows = self.lut.expand(p, -1) if self.lut.shape[0] == 1 else self.lut[self.point_channel]
+        return torch.gather(rows, 1, self.point_codes.reshape(p, -1)).reshape(self.point_codes.shape)
+
+    def _lanes_may_saturate(self, w: torch.Tensor, wp: torch.Tensor) -> bool:
+        """Whether a lane, a shifted lane or a step of their combination could leave the accumulator range."""
+        bound = w.detach().abs().reshape(w.shape[0], -1).sum(1)
+        lanes = wp.detach().abs().reshape(wp.shape[0], -1).sum(1) * self.point_scale
+        bound = bound.index_add(0, self.point_channel, lanes) * self.in_max + self.bias.detach().abs()
+        return bool((bound > self.config.acc_max).any())
+
+    def _accumulate_points(self, x: torch.Tensor) -> torch.Tensor:
+        """A multipoint layer's accumulators: the equivalent ordinary layer (exact under wrap and wherever
+        nothing can overflow), else each lane clamped in order and joined by the contract's clamps."""
+        w, wp = self.weight(), self.point_weight()
+        view = (-1,) + (1,) * (w.ndim - 1)
+        if self.config.overflow is Overflow.WRAP or not self._lanes_may_saturate(w, wp):
+            return self._accumulate(x, w.index_add(0, self.point_channel, wp * self.point_scale.reshape(view)))
+        lo, hi = float(self.config.acc_min), float(self.config.acc_max)
+        acc = self._accumulate_saturating(x, w, self.bias, self.groups if self.op == "conv2d" else 1)
+        if self.op == "conv2d" and self.groups > 1:  # each lane reads its channel's group: dense rows, zeros elsewhere
+            cg, ng = w.shape[1], w.shape[0] // self.groups
+            dense = wp.new_zeros((wp.shape[0], cg * self.groups) + tuple(wp.shape[2:]))
+            for p, group in enumerate((self.point_channel // ng).tolist()):
+                dense[p, group * cg:(group + 1) * cg] = wp[p]
+            wp = dense
+        lanes = self._accumulate_saturating(x, wp, wp.new_zeros(wp.shape[0]), 1)
+        cols = list(acc.unbind(1))
+        for p, n in enumerate(self.point_channel.tolist()):
+            cols[n] = Clamp.apply(cols[n] + Clamp.apply(lanes[:, p] * self.point_scale[p], lo, hi), lo, hi)
+        return torch.stack(cols, 1)
 
     def _pad(self, x: torch.Tensor) -> torch.Tensor:
         pt, pl, pb, pr = self.padding
@@ -209,7 +249,7 @@ class FakeQuantMAC(nn.Module):
     def _accumulate(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         cfg = self.config
         if cfg.overflow is Overflow.SATURATE and self._may_saturate(w):
-            return self._accumulate_saturating(x, w)
+            return self._accumulate_saturating(x, w, self.bias, self.groups if self.op == "conv2d" else 1)
         if self.op == "conv2d":
             acc = F.conv2d(self._pad(x), w, None, self.stride, 0, self.dilation, self.groups)
         else:
@@ -219,7 +259,8 @@ class FakeQuantMAC(nn.Module):
             acc = WrapAcc.apply(acc, cfg.acc_bits)
         return acc
 
-    def _accumulate_saturating(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def _accumulate_saturating(self, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor,
+                               groups: int) -> torch.Tensor:
         """Clamp after every addition, bias first, ``k`` ascending (exact, slow)."""
         cfg = self.config
         lo, hi = float(cfg.acc_min), float(cfg.acc_max)
@@ -233,10 +274,10 @@ class FakeQuantMAC(nn.Module):
             # unfold lays each patch out as (c, kernel row, kernel column): the contract's im2col order.
             cols = F.unfold(xp, (kh, kw), dilation=self.dilation, stride=self.stride)  # (B, C*KH*KW, OH*OW)
             cols = cols.transpose(1, 2).reshape(b, oh, ow, c, kh, kw)
-            outs = [self._seq(patch, w[sl].reshape(-1, patch.shape[1]), self.bias[sl], lo, hi)
-                    for sl, patch in conv_gemm_groups(cols, n, self.groups)]
+            outs = [self._seq(patch, w[sl].reshape(-1, patch.shape[1]), bias[sl], lo, hi)
+                    for sl, patch in conv_gemm_groups(cols, n, groups)]
             return torch.cat(outs, 1).reshape(b, oh, ow, n).permute(0, 3, 1, 2)
-        return self._seq(x, w, self.bias, lo, hi)
+        return self._seq(x, w, bias, lo, hi)
 
     @staticmethod
     def _seq(x, w, bias, lo, hi):
@@ -246,7 +287,7 @@ class FakeQuantMAC(nn.Module):
         return acc
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        acc = self._accumulate(x, self.weight())
+        acc = self._accumulate(x, self.weight()) if self.point_codes is None else self._accumulate_points(x)
         if self.raw:
             return acc
         shift = _channel_view(self.shift, acc.ndim)

@@ -68,8 +68,10 @@ class ModelBuilder:
         return output
 
     def _mac(self, name, op, x, attrs, codes, lut, bias, shift, mult, lo, hi, raw, exponent,
-             weight_exponent, dtype):
+             weight_exponent, dtype, points=None):
         arrays = {"codes": codes, "lut": np.atleast_2d(lut), "bias": bias, "shift": shift}
+        if points is not None:  # multipoint (contract v1.3): (point_codes, point_channel, point_shift)
+            arrays.update(zip(("point_codes", "point_channel", "point_shift"), points))
         if mult is not None:
             arrays["mult"] = mult
         if weight_exponent is not None:
@@ -84,17 +86,17 @@ class ModelBuilder:
     def conv2d(self, name: str, x: str, *, codes, lut, bias, shift, mult=None, stride=(1, 1),
                padding=(0, 0, 0, 0), dilation=(1, 1), groups: int = 1, pad_value: int = 0,
                lo: int = -128, hi: int = 127, raw: bool = False, exponent: int | None = 0,
-               weight_exponent=None, dtype: str | None = None) -> str:
+               weight_exponent=None, dtype: str | None = None, points=None) -> str:
         attrs = {"stride": list(stride), "padding": list(padding), "dilation": list(dilation),
                  "groups": int(groups), "pad_value": int(pad_value)}
         return self._mac(name, "conv2d", x, attrs, codes, lut, bias, shift, mult, lo, hi, raw,
-                         exponent, weight_exponent, dtype)
+                         exponent, weight_exponent, dtype, points)
 
     def linear(self, name: str, x: str, *, codes, lut, bias, shift, mult=None, lo: int = -128,
                hi: int = 127, raw: bool = False, exponent: int | None = 0, weight_exponent=None,
-               dtype: str | None = None) -> str:
+               dtype: str | None = None, points=None) -> str:
         return self._mac(name, "linear", x, {}, codes, lut, bias, shift, mult, lo, hi, raw,
-                         exponent, weight_exponent, dtype)
+                         exponent, weight_exponent, dtype, points)
 
     def add(self, name: str, a: str, b: str, *, shift_a: int = 0, shift_b: int = 0, shift: int = 0,
             lo: int = -128, hi: int = 127, exponent: int | None = 0, dtype: str | None = None) -> str:

@@ -1,8 +1,9 @@
 """The ``.qmodel`` file format: a zip of ``manifest.json`` and ``.npy`` arrays.
 
 Never pickle: arrays load with ``allow_pickle=False``; each carries a SHA-256
-checksum in the manifest. Version 1 is the only version so far; a file from a
-newer accel is refused with a message saying so.
+checksum in the manifest. Version 2 adds multipoint layers (contract v1.3); a
+model without them is still written as version 1. A file from a newer accel is
+refused with a message saying so.
 
 Reading trusts nothing in the file. Every damage (a cut or flipped byte, a
 forged entry) is a :class:`~accel.errors.ModelFormatError` or
@@ -39,7 +40,11 @@ __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "MAX_MANIFEST_BYTES", "MAX_MODEL_BYT
            "load_model", "load_model_bytes"]
 
 FORMAT_NAME = "accel-qmodel"
-FORMAT_VERSION = 1
+#: Version 2 adds multipoint layers (arrays ``point_codes``, ``point_channel``, ``point_shift``;
+#: contract v1.3); a model without them is written as version 1, which older readers accept.
+FORMAT_VERSION = 2
+#: The first version that may hold each optional array introduced after version 1.
+_ARRAY_SINCE = {"point_codes": 2, "point_channel": 2, "point_shift": 2}
 #: Largest ``manifest.json`` a reader inflates (the bundled models' manifests are a few KiB).
 MAX_MANIFEST_BYTES = 16 << 20
 #: Largest total of array data (as the manifest declares it) a reader accepts: 1 GiB, far
@@ -84,7 +89,7 @@ def save_model(model: Model, path: str | os.PathLike, overwrite: bool = False) -
                        "output": layer.output, "attrs": _jsonable(layer.attrs), "arrays": arrays})
     manifest = {
         "format": FORMAT_NAME,
-        "version": FORMAT_VERSION,
+        "version": max([1] + [_ARRAY_SINCE.get(f, 1) for layer in model.layers for f in layer.arrays]),
         "config": model.config.to_dict(),
         "inputs": list(model.inputs),
         "outputs": list(model.outputs),
@@ -222,6 +227,10 @@ def _read(zf: zipfile.ZipFile, name: str) -> Model:
                for t in manifest["tensors"]}
     layers = []
     for entry in manifest["layers"]:
+        newer = [f for f in entry["arrays"] if _ARRAY_SINCE.get(f, 1) > version]
+        if newer:
+            raise ModelFormatError(f"{name}: layer {entry['name']!r} array {newer[0]!r} needs format version "
+                                   f"{_ARRAY_SINCE[newer[0]]}; the manifest says version {version}")
         arrays = {field: _read_array(zf, info, f"{name}: layer {entry['name']!r} array {field!r}")
                   for field, info in entry["arrays"].items()}
         layers.append(Layer(entry["name"], entry["op"], list(entry["inputs"]), entry["output"],

@@ -68,6 +68,19 @@ class Layer:
     def error(self, field_name: str, message: str) -> ModelError:
         return ModelError(f"layer {self.name!r} ({self.op}): field {field_name!r}: {message}")
 
+    @property
+    def points(self) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """``(point_codes, point_channel, point_shift)`` of a multipoint conv/linear layer (contract
+        v1.3: extra weight rows whose accumulators join their channel's, shifted left), else None."""
+        if "point_codes" not in self.arrays:
+            return None
+        return self.arrays["point_codes"], self.arrays["point_channel"], self.arrays["point_shift"]
+
+    @property
+    def n_points(self) -> int:
+        """Extra weight rows (array columns) of a multipoint layer; 0 for an ordinary one."""
+        return 0 if self.points is None else len(self.arrays["point_channel"])
+
 
 @dataclass
 class Model:

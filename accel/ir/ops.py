@@ -21,6 +21,7 @@ from ..datapath import (
     ADD_INPUT_SHIFT_MAX,
     ADD_SHIFT_MAX,
     DTYPE_RANGES,
+    POINT_SHIFT_MAX,
     POOL_MULT_BITS,
     POOL_SHIFT_MAX,
     conv_output_size,
@@ -195,6 +196,7 @@ def _check_mac(layer: Layer, model: Model, ins: list[TensorInfo], out: TensorInf
         _check_int_array(layer, "mult", (n,), 0, (1 << cfg.mult_bits) - 1, np.int64)
     if layer.op == "conv2d":
         _int_attr(layer, "pad_value", *ins[0].range)
+    _check_points(layer, codes, cfg.lut_entries)
     if raw:
         if out.dtype != "int32":
             raise layer.error("output", f"raw accumulators need an int32 output tensor, got {out.dtype}")
@@ -202,6 +204,28 @@ def _check_mac(layer: Layer, model: Model, ins: list[TensorInfo], out: TensorInf
         if out.dtype not in ("int8", "uint8"):
             raise layer.error("output", f"requantized output must be int8 or uint8, got {out.dtype}")
         _check_clamp(layer, out.dtype)
+
+
+_POINT_ARRAYS = ("point_codes", "point_channel", "point_shift")
+
+
+def _check_points(layer: Layer, codes: np.ndarray, lut_entries: int) -> None:
+    """A multipoint layer's extra rows: all three arrays or none, at least one row, codes shaped like
+    the main rows, channels of the layer, shifts within the contract's limit."""
+    present = [k for k in _POINT_ARRAYS if k in layer.arrays]
+    if not present:
+        return
+    if len(present) < len(_POINT_ARRAYS):
+        missing = next(k for k in _POINT_ARRAYS if k not in present)
+        raise layer.error(missing, f"missing: a multipoint layer needs {', '.join(_POINT_ARRAYS)}")
+    pc = np.asarray(layer.arrays["point_codes"])
+    if pc.ndim != codes.ndim or pc.shape[1:] != codes.shape[1:] or pc.shape[0] < 1:
+        raise layer.error("point_codes", f"expected shape (P, {', '.join(map(str, codes.shape[1:]))}) with "
+                          f"P >= 1 (one extra row per point, shaped like a row of codes), got {pc.shape}")
+    p = pc.shape[0]
+    _check_int_array(layer, "point_codes", pc.shape, 0, lut_entries - 1, np.uint8)
+    _check_int_array(layer, "point_channel", (p,), 0, codes.shape[0] - 1, np.int32)
+    _check_int_array(layer, "point_shift", (p,), 0, POINT_SHIFT_MAX, np.int32)
 
 
 def _check_vector_types(layer: Layer, ins: list[TensorInfo], out: TensorInfo) -> None:
@@ -266,8 +290,11 @@ def _no_macs(layer: Layer, out_shape: Shape) -> int:
 
 
 def _mac_count(layer: Layer, out_shape: Shape) -> int:
-    """One multiply-accumulate per output element and reduction index."""
-    return math.prod(out_shape) * math.prod(np.shape(layer.arrays["codes"])[1:])
+    """One multiply-accumulate per output element and reduction index, and per pixel and reduction
+    index of every extra row of a multipoint layer (each is one more array column)."""
+    codes = np.shape(layer.arrays["codes"])
+    rows = codes[0] + (len(layer.arrays["point_channel"]) if "point_channel" in layer.arrays else 0)
+    return math.prod(out_shape) // codes[0] * rows * math.prod(codes[1:])
 
 
 @dataclass(frozen=True)
@@ -302,7 +329,7 @@ class OpSpec:
 
 _REQUANT_ATTRS = ("lo", "hi", "raw")
 _MAC_ARRAYS = ("codes", "lut", "bias", "shift")
-_MAC_OPTIONAL = ("mult", "weight_exponent")
+_MAC_OPTIONAL = ("mult", "weight_exponent") + _POINT_ARRAYS
 
 OPS: dict[str, OpSpec] = {
     "conv2d": OpSpec(1, ("stride", "padding", "dilation", "groups", "pad_value") + _REQUANT_ATTRS,

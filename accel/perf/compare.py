@@ -42,7 +42,8 @@ def layer_rows(perf: NetworkPerf) -> list[tuple[str, ...]]:
     """One row of :data:`LAYER_HEADER` per layer, then the totals."""
     rows = []
     for lay in perf.layers:
-        rows.append((lay.name, lay.op, f"{lay.macs:,}" if lay.macs else "", f"{lay.cycles:,}",
+        op = f"{lay.op} +{lay.extra_columns} pts" if lay.extra_columns else lay.op  # multipoint: its extra columns
+        rows.append((lay.name, op, f"{lay.macs:,}" if lay.macs else "", f"{lay.cycles:,}",
                      _opt(lay.utilization, ".1%"), "yes" if lay.memory_bound else "",
                      f"{lay.stall_cycles:,}" if lay.stall_cycles else "", *_energy_nj(lay.energy_pj),
                      _opt(lay.bits_per_weight, ".2f"),

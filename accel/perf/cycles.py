@@ -11,6 +11,11 @@ on a zero input of batch 1.
 The other layers run on a vector unit of ``vector_lanes`` element operations
 per cycle with a pipeline of ``vector_latency`` cycles; flatten and reshape
 only rename a buffer (no cycles).
+
+A multipoint layer (contract v1.3) costs twice: its extra points are extra array columns (more
+column tiles, priced by the schedule like any column), and the vector unit's epilogue reads every
+raw accumulator column, shift-adds the extra ones onto their channels and requantizes
+(:func:`point_epilogue_work`), after the array (no overlap is assumed).
 """
 
 from __future__ import annotations
@@ -26,7 +31,8 @@ from ..config import AcceleratorConfig
 from ..hw.timing import CoreTiming
 from ..ir import MAC_OPS, Layer, Model
 
-__all__ = ["ArrayWork", "VectorWork", "plan_cycles", "shape_problems", "array_work", "vector_work"]
+__all__ = ["ArrayWork", "VectorWork", "plan_cycles", "shape_problems", "array_work", "vector_work",
+           "point_epilogue_work"]
 
 
 def plan_cycles(plan: TilePlan, *, lut_loads: bool = True) -> int:
@@ -114,3 +120,17 @@ def vector_work(model: Model, layer: Layer, config: AcceleratorConfig) -> Vector
         ops = reads = out
     cycles = -(-ops // config.vector_lanes) + config.vector_latency if ops else 0
     return VectorWork(cycles, ops, reads, requants)
+
+
+def point_epilogue_work(model: Model, layer: Layer, config: AcceleratorConfig) -> VectorWork | None:
+    """The vector unit's epilogue of a multipoint conv/linear layer for one sample (None for an ordinary
+    layer): it reads the ``N + P`` raw accumulator columns of every output pixel, does one shift-and-add
+    per extra column and one requantization per output (none for a raw layer)."""
+    if layer.points is None:
+        return None
+    out = model.tensors[layer.output].shape
+    pixels = math.prod(out[1:])
+    n, p = out[0], layer.n_points
+    reads = pixels * (n + p)
+    requants = 0 if layer.attrs["raw"] else pixels * n
+    return VectorWork(-(-reads // config.vector_lanes) + config.vector_latency, pixels * p, reads, requants)

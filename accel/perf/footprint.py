@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ..config import AcceleratorConfig, Requant
+from ..datapath import POINT_SHIFT_MAX
 from ..ir import Layer
 
 __all__ = ["WeightStorage", "weight_storage"]
@@ -32,10 +33,11 @@ class WeightStorage:
     shift_bits: int
     bias_bits: int
     mult_bits: int
+    point_bits: int = 0  #: a multipoint layer's extra code rows, and per point its channel and shift
 
     @property
     def total_bits(self) -> int:
-        return self.code_bits + self.lut_bits + self.shift_bits + self.bias_bits + self.mult_bits
+        return self.code_bits + self.lut_bits + self.shift_bits + self.bias_bits + self.mult_bits + self.point_bits
 
     @property
     def total_bytes(self) -> int:
@@ -57,6 +59,11 @@ def weight_storage(layer: Layer, config: AcceleratorConfig, *, lut: bool = True)
     n = codes.shape[0]
     lut_bits = int(np.asarray(layer.arrays["lut"]).size) * LUT_ENTRY_BITS if lut else 0
     mult = n * config.mult_bits if config.requant is Requant.MULTIPLY_SHIFT else 0
+    point_bits = 0
+    if layer.points is not None:
+        point_codes = np.asarray(layer.arrays["point_codes"])
+        per_point = max(1, (n - 1).bit_length()) + POINT_SHIFT_MAX.bit_length()
+        point_bits = int(point_codes.size) * config.weight_bits + layer.n_points * per_point
     return WeightStorage(weights=int(codes.size), code_bits=int(codes.size) * config.weight_bits,
                          lut_bits=lut_bits, shift_bits=n * config.max_shift.bit_length(),
-                         bias_bits=n * config.acc_bits, mult_bits=mult)
+                         bias_bits=n * config.acc_bits, mult_bits=mult, point_bits=point_bits)

@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from ..config import AcceleratorConfig, Requant
 from ..errors import ConfigError
 from ..ir import MAC_OPS, Model
-from .cycles import array_work, vector_work
+from .cycles import array_work, point_epilogue_work, vector_work
 from .footprint import weight_storage
 
 __all__ = ["ActivationStats", "LayerPerf", "NetworkPerf", "ENERGY_PARTS", "estimate", "int8_baseline",
@@ -78,6 +78,8 @@ class LayerPerf:
     sparsity: float | None = None        #: of the layer's output map (with data)
     compression: float | None = None     #: coded / raw of the output map (with data)
     gated_macs: int = 0
+    epilogue_cycles: int = 0             #: the vector unit's shift-and-add of a multipoint layer's points
+    extra_columns: int = 0               #: a multipoint layer's extra points (array columns)
 
     @property
     def memory_bound(self) -> bool:
@@ -102,7 +104,8 @@ class LayerPerf:
                 "utilization": self.utilization, "energy_pj": self.total_pj,
                 **{f"energy_{k}_pj": v for k, v in self.energy_pj.items()},
                 "bits_per_weight": self.bits_per_weight, "weight_bytes": self.weight_bytes,
-                "sparsity": self.sparsity, "compression": self.compression, "gated_macs": self.gated_macs}
+                "sparsity": self.sparsity, "compression": self.compression, "gated_macs": self.gated_macs,
+                "extra_columns": self.extra_columns, "epilogue_cycles": self.epilogue_cycles}
 
 
 @dataclass
@@ -273,8 +276,14 @@ def estimate(model: Model, config: AcceleratorConfig | None = None, stats: Activ
             if lut:
                 energy["lut"] = (w.data_beats * cfg.cols + w.lut_loads * cfg.lut_entries * cfg.cols) * e.lut_decode_pj
             raw = bool(lay.attrs["raw"])
-            if not raw:
-                per = e.requant_pj + (e.requant_mult_pj if cfg.requant is Requant.MULTIPLY_SHIFT else 0.0)
+            per = e.requant_pj + (e.requant_mult_pj if cfg.requant is Requant.MULTIPLY_SHIFT else 0.0)
+            epilogue = point_epilogue_work(model, lay, cfg)
+            if epilogue is not None:  # multipoint: raw columns out of the array, joined and rescaled after it
+                energy["vector"] = epilogue.element_ops * e.vector_op_pj
+                energy["requant"] = epilogue.requants * per
+                raw_out = epilogue.reads * 4  # int32 accumulators, written by the array, read by the vector unit
+                energy["sram_out"] += raw_out * (sram_w["out"] + sram["out"])
+            elif not raw:
                 energy["requant"] = w.outputs * per
             act_reads += w.data_beats * cfg.rows
             tile_bits = cfg.acc_bits + cfg.max_shift.bit_length() + (
@@ -282,10 +291,14 @@ def estimate(model: Model, config: AcceleratorConfig | None = None, stats: Activ
             weight_read = (w.data_beats * cfg.cols * cfg.weight_bits / 8 + w.tiles * cfg.cols * tile_bits / 8
                            + (w.lut_loads * cfg.lut_entries * cfg.cols if lut else 0))
             energy["sram_weight"] += weight_read * sram["weight"]
-            energy["sram_out"] = out_bytes * (sram_w["out"] + sram["out"])  # written by the array, read out
+            energy["sram_out"] += out_bytes * (sram_w["out"] + sram["out"])  # written by the array, read out
             perf.unit, perf.macs, perf.compute_cycles = "array", w.macs, w.cycles
+            if epilogue is not None:
+                perf.compute_cycles += epilogue.cycles
+                perf.epilogue_cycles = epilogue.cycles
             perf.utilization = w.macs / (w.cycles * cfg.rows * cfg.cols)
             perf.bits_per_weight, perf.weight_bytes, perf.weights = st.bits_per_weight, st.total_bytes, st.weights
+            perf.extra_columns = lay.n_points
             perf.gated_macs = gated
         else:
             v = vector_work(model, lay, cfg)

@@ -5,6 +5,11 @@ on the inputs; each conv2d/linear layer is lowered (im2col), tiled, and run on
 the exported Verilog under Verilator or Icarus with the layer's *engine* input,
 so layers are checked independently. A mismatch names the layer, output
 channel, pixel (batch item, row, column), the expected and the got value.
+
+A multipoint layer (contract v1.3) runs its extra points as ordinary array columns in raw mode:
+each column's accumulators are compared with the contract's, then the RTL's columns go through the
+vector unit's epilogue (shift-and-add, requantization; :class:`accel.compile.PointEpilogue`) and the
+result is compared with the engine's layer output. The epilogue itself is numpy, not RTL.
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ class Mismatch:
     """One differing output value."""
 
     layer: str
-    channel: int
+    channel: int | str  #: the layer channel, or "point P of channel N" for a multipoint extra column
     pixel: tuple[int, ...]  #: (batch item, row, column) for conv, (batch item,) for linear
     expected: int
     got: int
@@ -92,7 +97,8 @@ def model_inputs(model: Model, data: str | os.PathLike | None, images: int, seed
     return quantize_input(x, info.exponent or 0, lo, hi).astype(info.dtype)
 
 
-def _expected_problem_results(model, layer, out: np.ndarray, problems) -> list[np.ndarray]:
+def _engine_problem_outputs(model, layer, out: np.ndarray, problems) -> list[np.ndarray]:
+    """The engine's layer output cut into the (P, N_g) outputs of each product."""
     out = np.asarray(out, dtype=np.int64)
     if layer.op == "linear":
         flat = out.reshape(out.shape[0], -1)
@@ -100,6 +106,13 @@ def _expected_problem_results(model, layer, out: np.ndarray, problems) -> list[n
         b, n, oh, ow = out.shape
         flat = out.transpose(0, 2, 3, 1).reshape(b * oh * ow, n)
     return [flat[:, p.channels] for p in problems]
+
+
+def _expected_problem_results(model, layer, out: np.ndarray, problems) -> list[np.ndarray]:
+    """What the array must emit per product: the engine's outputs, or for a multipoint product (raw
+    accumulators of its channels and extra columns, which the engine never shows) the contract's."""
+    engine = _engine_problem_outputs(model, layer, out, problems)
+    return [e if p.epilogue is None else p.expected(model.config) for p, e in zip(problems, engine)]
 
 
 def _pixel(model, layer, p_index: int) -> tuple[int, ...]:
@@ -159,11 +172,12 @@ def verify_model(model: Model, inputs: np.ndarray, *, layers: list[str] | None =
         plan = plan_tiles(problems, model.config)
         expected = _expected_problem_results(model, layer, tensors[layer.output], problems)
         jobs.append((layer.name, plan, expected))
-        per_layer.append((layer, plan, expected))
+        per_layer.append((layer, plan, expected, _engine_problem_outputs(model, layer, tensors[layer.output],
+                                                                         problems)))
     results = run_jobs(build, jobs, work=work)
     reports = []
     cursor = 0
-    for layer, plan, expected in per_layer:
+    for layer, plan, expected, engine_out in per_layer:
         # Job results of this layer: consecutive, covering its tiles.
         mine, tiles = [], 0
         while tiles < len(plan.tiles):
@@ -172,13 +186,17 @@ def verify_model(model: Model, inputs: np.ndarray, *, layers: list[str] | None =
             cursor += 1
         got = _merge(plan, mine)
         n_out, n_bad, first = 0, 0, []
-        for prob, exp, res in zip(plan.problems, expected, got):
-            diff = np.argwhere(res != exp)
-            n_out += exp.size
-            n_bad += len(diff)
-            for p, c in diff[:max(0, max_report - len(first))]:
-                first.append(Mismatch(layer.name, int(prob.channels.start + c), _pixel(model, layer, p),
-                                      int(exp[p, c]), int(res[p, c])))
+        for prob, exp, res, eng in zip(plan.problems, expected, got, engine_out):
+            # A multipoint product: the array's raw columns against the contract, then the RTL's columns
+            # through the vector unit's epilogue against the engine's layer output.
+            pairs = [(exp, res)] if prob.epilogue is None else [(exp, res), (eng, prob.outputs(model.config, res))]
+            for want, have in pairs:
+                diff = np.argwhere(have != want)
+                n_out += want.size
+                n_bad += len(diff)
+                for p, c in diff[:max(0, max_report - len(first))]:
+                    first.append(Mismatch(layer.name, _channel_name(prob, int(c)), _pixel(model, layer, p),
+                                          int(want[p, c]), int(have[p, c])))
         exact = all([(c.first_in, c.last_out) for c in r.tile_cycles]
                     == [(c.first_in, c.last_out) for c in r.expected_cycles] for r in mine)
         tile_cycles = [(t.depth, c.first_in, c.last_out) for r in mine for t, c in zip(r.plan.tiles, r.tile_cycles)]
@@ -189,6 +207,14 @@ def verify_model(model: Model, inputs: np.ndarray, *, layers: list[str] | None =
             sum(r.wall_s for r in mine), first,
             tile_cycles, str(mine[0].waves) if mine[0].waves else None))
     return reports
+
+
+def _channel_name(prob, column: int) -> int | str:
+    """The layer channel of an array column, or "point P of channel N" for a multipoint extra column."""
+    if prob.epilogue is None or column < prob.epilogue.channels:
+        return prob.channels.start + column
+    p = column - prob.epilogue.channels
+    return f"point {p} of channel {prob.channels.start + int(prob.epilogue.point_channel[p])}"
 
 
 def _merge(plan, job_results) -> list[np.ndarray]:

@@ -142,3 +142,35 @@ def test_core_layout_is_computed_once_per_configuration():
     assert CoreLayout.from_config(AcceleratorConfig(rows=3, cols=5, acc_bits=20)) is layout
     assert layout.output_width == output_layout(cfg).size and layout.beat_width == beat_layout(cfg).size
     assert layout.output_fields["values"] == (0, 20, 5)
+
+
+@pytest.mark.parametrize("groups, lut_scope", [(1, "layer"), (2, "channel"), (4, "layer")])
+def test_multipoint_points_are_extra_columns_joined_in_the_epilogue(groups, lut_scope):
+    """Each group's extra rows are extra array columns (raw accumulators out); the epilogue makes the
+    contract's layer output, and the extra columns cost column tiles."""
+    cfg = AcceleratorConfig(lut_scope=lut_scope, cols=4)
+    model = _conv_model(cfg, groups, True)
+    layer = model.layers[0]
+    n = layer.arrays["codes"].shape[0]
+    rng = np.random.default_rng(5)
+    if lut_scope == "channel":
+        layer.arrays["lut"] = rng.integers(-128, 128, (n, cfg.lut_entries))
+    plain = plan_tiles(lower_layer(model, layer, np.zeros((1, 8, 9, 7))), cfg)
+    channels = np.array([0, n - 1, 0, n // 2, 1])
+    layer.arrays.update(point_codes=rng.integers(0, 16, (5, *layer.arrays["codes"].shape[1:])),
+                        point_channel=channels, point_shift=np.array([3, 0, 5, 16, 2]))
+    model.validate()
+    x = rng.integers(-128, 128, (2, 8, 9, 7))
+    problems = lower_layer(model, layer, x)
+    per_group = n // groups
+    assert [p.channels_out for p in problems] == [per_group + int(np.sum(channels // per_group == g))
+                                                  for g in range(groups)]
+    assert all(p.raw and p.epilogue is not None for p in problems)
+    got = assemble_output(model, layer, 2, [p.outputs(cfg) for p in problems])
+    a = layer.arrays
+    expect = datapath.conv2d(x, a["codes"], a["lut"], a["bias"], a["shift"], 1, 0, 127, cfg, stride=(2, 1),
+                             padding=(1, 0, 1, 2), groups=groups, pad_value=layer.attrs["pad_value"],
+                             points=layer.points)
+    np.testing.assert_array_equal(got, expect)
+    col_tiles = {(t.problem, t.col0) for t in plan_tiles(problems, cfg).tiles}
+    assert len(col_tiles) > len({(t.problem, t.col0) for t in plain.tiles})

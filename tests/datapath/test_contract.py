@@ -93,3 +93,28 @@ def test_conv_gemm_groups_im2col_order():
     assert first.shape == second.shape == (2, 8)  # 1 x 2 output pixels, (2 channels, 2 rows, 2 columns)
     assert first[1].tolist() == [1, 2, 11, 12, 101, 102, 111, 112]  # c, then kernel row, then kernel column
     assert second[0].tolist() == [200, 201, 210, 211, 300, 301, 310, 311]
+
+
+def test_multipoint_lanes_join_their_channel_by_shift_and_add():
+    """Contract v1.3 by hand: acc[n] = acc_0[n] + sum_p (acc_p << s_p) over the points of channel n."""
+    cfg = AcceleratorConfig()
+    x = np.array([[1, 2, 3]])
+    codes = np.array([[1, 1, 1], [2, 2, 2]])      # T = [0, 1, -1, ...]: rows (1, 1, 1) and (-1, -1, -1)
+    lut = np.array([[0, 1, -1] + [0] * 13])
+    points = (np.array([[1, 0, 0], [0, 2, 0], [1, 1, 1]]), np.array([0, 0, 1]), np.array([3, 1, 2]))
+    acc = dp.linear(x, codes, lut, [10, 20], 0, 1, -128, 127, cfg, raw=True, points=points)
+    # channel 0: 10 + 6 + (1 << 3) + (-2 << 1) = 20; channel 1: 20 - 6 + (6 << 2) = 38
+    assert acc.tolist() == [[20, 38]]
+    assert dp.linear(x, codes, lut, [10, 20], [1, 2], 1, -128, 127, cfg, points=points).tolist() == [[10, 10]]
+    # the equivalent ordinary layer has the shifted rows folded in
+    w = dp.effective_weights(codes, lut, points)
+    assert w.tolist() == [[1 + 8, 1 - 2, 1], [3, 3, 3]]
+
+
+@pytest.mark.parametrize("overflow, expected", [("wrap", [-32768 + 100]), ("saturate", [32767])])
+def test_multipoint_combination_wraps_or_saturates(overflow, expected):
+    """16-bit accumulator: 100 + (1 << 15) leaves the range; the shifted lane alone (2^15) does too."""
+    acc = dp.combine_points(np.array([100]), np.array([[1]]), [0], [15], 16, overflow)
+    assert acc.tolist() == expected
+    # saturate clamps the shifted lane before the sum: -1 << 16 -> -32768, then 100 - 32768
+    assert dp.combine_points(np.array([100]), np.array([[-1]]), [0], [16], 16, "saturate").tolist() == [-32668]

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from accel.engine import run_model
 from accel.errors import AccelError, ModelError, ModelFormatError, OutputError
-from accel.ir import load_model, save_model
+from accel.ir import FORMAT_VERSION, load_model, save_model
 from accel.ir.fileformat import MAX_MODEL_BYTES, load_model_bytes
 from tests.support.models import small_resnet
 
@@ -91,12 +91,12 @@ def test_newer_version_is_refused(tmp_path):
 
     def bump(entries):
         manifest = json.loads(entries["manifest.json"])
-        manifest["version"] = 2
+        manifest["version"] = FORMAT_VERSION + 1
         entries["manifest.json"] = json.dumps(manifest).encode()
         return entries
 
     _rewrite(path, bump)
-    with pytest.raises(ModelFormatError, match="format version 2 was written by a newer accel"):
+    with pytest.raises(ModelFormatError, match=f"format version {FORMAT_VERSION + 1} was written by a newer accel"):
         load_model(path)
 
 

@@ -14,6 +14,7 @@ from accel.errors import ConfigError
 from accel.ir import ModelBuilder, save_model
 from accel.perf import ActivationStats, array_work, coded_bits, decode, encode, estimate, vector_work, weight_storage
 from accel.perf.coding import exp_golomb_bits
+from accel.perf.cycles import point_epilogue_work
 from tests.support.cli import run_accel as accel
 from tests.support.models import small_resnet
 
@@ -204,3 +205,25 @@ def test_flatten_moves_no_data():
     x = b.input("x", (4, 8, 8), "int8")  # 256 bytes: spilled to DRAM
     perf = estimate(b.build([b.flatten("flat", x)]))
     assert (perf.layers[0].dram_bytes, perf.cycles, perf.layers[0].unit) == (0, 0, "none")
+
+
+def test_multipoint_costs_column_tiles_and_the_epilogue():
+    """fc: 16 channels + 4 points = 20 columns on the 8x8 array: a third column block (tile), the
+    vector unit's epilogue reads 20 raw columns and shift-adds 4; the energy follows the events."""
+    plain = fc_model()
+    model = fc_model()
+    rng = np.random.default_rng(1)
+    model.layer("fc").arrays.update(point_codes=rng.integers(0, 16, (4, 72)), point_channel=np.array([0, 3, 3, 15]),
+                                    point_shift=np.array([2, 2, 5, 0]))
+    model.validate()
+    cfg = model.config.replace(vector_lanes=4, vector_latency=3)
+    w0, w = (array_work(m, m.layer("fc"), cfg) for m in (plain, model))
+    assert (w0.tiles, w.tiles) == (2, 3) and w.macs == 72 * 20 and w.cycles > w0.cycles
+    epilogue = point_epilogue_work(model, model.layer("fc"), cfg)
+    assert (epilogue.reads, epilogue.element_ops, epilogue.requants) == (20, 4, 0)  # raw logits: no rescale
+    assert epilogue.cycles == 5 + 3 and point_epilogue_work(plain, plain.layer("fc"), cfg) is None
+    lay0, lay = (estimate(m, cfg.replace(energy=only(vector_op_pj=1.0))).layers[0] for m in (plain, model))
+    assert lay.compute_cycles == w.cycles + 8 and lay0.compute_cycles == w0.cycles
+    assert (lay.extra_columns, lay.epilogue_cycles, lay.energy_pj["vector"], lay0.energy_pj["vector"]) == (4, 8, 4, 0)
+    st0, st = (weight_storage(m.layer("fc"), cfg) for m in (plain, model))
+    assert st.total_bits - st0.total_bits == 4 * 72 * 4 + 4 * (4 + 5)  # codes, channel (4 bits) and shift (5)

@@ -168,3 +168,21 @@ def test_sweep_arrays_and_random_configurations(rows, cols, sim):
     configs.append(AcceleratorConfig(rows=rows, cols=cols, acc_bits=16, overflow="wrap"))
     for cfg in configs:
         check_random_problems(cfg, sim, rng, 2 * SAMPLES)
+
+
+def test_multipoint_layers_on_verilator():
+    """Multipoint layers (contract v1.3): the extra points run as ordinary array columns in raw mode
+    (compared with the contract's accumulators), and the RTL's columns through the vector unit's epilogue
+    equal the engine's layer output; a conv, a depthwise conv (points read their channel's group) and a
+    linear layer."""
+    from tests.support.models import small_resnet
+
+    model = small_resnet(multipoint=True)
+    x = np.random.default_rng(2).integers(-128, 128, (1, 1, 12, 12)).astype(np.int8)
+    reports = verify_model(model, x, layers=["stem", "block.dw", "fc"], sim="verilator", waves=WAVES)
+    _check_reports(reports)
+    plain = verify_model(small_resnet(), x, layers=["stem"], sim="verilator")
+    # stem: 8 channels + 3 points = 11 columns on the 8x8 array: a second column block; the raw columns
+    # (144 x 11) and the layer output (144 x 8) are both compared
+    assert reports[0].tiles == 2 * plain[0].tiles
+    assert reports[0].outputs == 144 * 11 + 144 * 8

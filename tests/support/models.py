@@ -13,15 +13,22 @@ from accel.ir import ModelBuilder
 __all__ = ["small_resnet", "GraphBuilder", "save", "all_ops_model", "affine_model"]
 
 
-def small_resnet(config: AcceleratorConfig | None = None, seed: int = 0, channels: int = 8):
+def small_resnet(config: AcceleratorConfig | None = None, seed: int = 0, channels: int = 8,
+                 multipoint: bool = False):
+    """A residual network of every op; ``multipoint``: each conv/linear layer also carries three extra
+    points (contract v1.3), channel 1 taking two of them."""
     cfg = config or AcceleratorConfig()
     rng = np.random.default_rng(seed)
 
     def mac(n, shape):
-        return dict(codes=rng.integers(0, cfg.lut_entries, (n,) + shape).astype(np.uint8),
-                    lut=rng.integers(-90, 90, (1, cfg.lut_entries)), bias=rng.integers(-500, 500, n),
-                    shift=rng.integers(6, 10, n),
-                    mult=rng.integers(1, 1 << 12, n) if cfg.requant.value == "multiply_shift" else None)
+        arrays = dict(codes=rng.integers(0, cfg.lut_entries, (n,) + shape).astype(np.uint8),
+                      lut=rng.integers(-90, 90, (1, cfg.lut_entries)), bias=rng.integers(-500, 500, n),
+                      shift=rng.integers(6, 10, n),
+                      mult=rng.integers(1, 1 << 12, n) if cfg.requant.value == "multiply_shift" else None)
+        if multipoint:
+            arrays["points"] = (rng.integers(0, cfg.lut_entries, (3,) + shape).astype(np.uint8),
+                                np.array([1, n - 1, 1]), np.array([2, 0, 4]))
+        return arrays
 
     c = channels
     b = ModelBuilder(cfg, metadata={"name": "small_resnet"})
@@ -139,3 +146,19 @@ def committed_float_top1(name: str):
 
     info = bundled_models()[name]
     return pytest.approx(info["float_top1"], abs=100.0 / info["test_images"] + 1e-6)
+
+
+def nearest_digits(weight_bits: int = 2):
+    """cnn_digits quantized with nearest rounding (the starting point of the layer-by-layer methods):
+    (float graph, 256 calibration images, the weight quantizers, the integer model)."""
+    from accel.data import load_dataset
+    from accel.frontend.calibrate import calibrate
+    from accel.frontend.onnx_import import import_onnx
+    from accel.frontend.quantize import default_config, emit_integer_model, quantize_layer_weights
+    from accel.frontend.workflow import MODELS_DIR
+
+    graph = import_onnx(MODELS_DIR / "cnn_digits.onnx")
+    x = load_dataset("digits", "calib").x[:256]
+    config = default_config(weight_bits=weight_bits)
+    weights = quantize_layer_weights(graph, config)
+    return graph, x, weights, emit_integer_model(graph, calibrate(graph, x), config, weights=weights)

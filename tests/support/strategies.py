@@ -50,6 +50,16 @@ def mac_arrays(rng, cfg: AcceleratorConfig, n: int, codes_shape, extreme: bool):
     return dict(codes=codes, lut=lut, bias=bias, shift=shift, mult=mult)
 
 
+def random_points(rng, cfg: AcceleratorConfig, n: int, codes_shape, extreme: bool):
+    """Extra rows of a multipoint layer (contract v1.3): 1..n+1 points on random channels (a channel may
+    take several), random codes, shifts 0..16 (extreme: mostly the largest, so that lanes overflow)."""
+    p = int(rng.integers(1, n + 2))
+    codes = rng.integers(0, cfg.lut_entries, size=(p, *codes_shape[1:])).astype(np.uint8)
+    channel = rng.integers(0, n, p).astype(np.int32)
+    shift = _values(rng, 0, 16, (p,), extreme).astype(np.int32)
+    return codes, channel, shift
+
+
 def clamp_bounds(rng, out_dtype):
     if out_dtype == "uint8":
         return sorted(rng.integers(0, 256, 2)) if rng.random() < 0.3 else (0, 255)
@@ -58,7 +68,7 @@ def clamp_bounds(rng, out_dtype):
 
 @st.composite
 def conv_cases(draw):
-    """(model, input) for one random conv2d layer, depthwise and grouped included."""
+    """(model, input) for one random conv2d layer, depthwise, grouped and multipoint included."""
     cfg = draw(configs())
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     extreme = draw(st.booleans())
@@ -78,7 +88,8 @@ def conv_cases(draw):
     xlo, xhi = (-128, 127) if in_dtype == "int8" else (0, 255)
     b = ModelBuilder(cfg)
     x = b.input("x", (c, h, w), in_dtype)
-    y = b.conv2d("conv", x, **mac_arrays(rng, cfg, n, (n, c // groups, kh, kw), extreme),
+    points = random_points(rng, cfg, n, (n, c // groups, kh, kw), extreme) if rng.random() < 0.3 else None
+    y = b.conv2d("conv", x, **mac_arrays(rng, cfg, n, (n, c // groups, kh, kw), extreme), points=points,
                  stride=stride, padding=padding, dilation=(dh, dw), groups=groups,
                  pad_value=int(rng.integers(xlo, xhi + 1)) if rng.random() < 0.3 else 0,
                  lo=int(lo), hi=int(hi), raw=raw, dtype=out_dtype)
@@ -102,8 +113,9 @@ def linear_cases(draw):
     xlo, xhi = (-128, 127) if in_dtype == "int8" else (0, 255)
     b = ModelBuilder(cfg)
     x = b.input("x", (k,), in_dtype)
+    points = random_points(rng, cfg, n, (n, k), extreme) if rng.random() < 0.3 else None
     y = b.linear("fc", x, **mac_arrays(rng, cfg, n, (n, k), extreme), lo=int(lo), hi=int(hi), raw=raw,
-                 dtype=out_dtype)
+                 dtype=out_dtype, points=points)
     model = b.build([y])
     xs = _values(rng, xlo, xhi, (draw(st.integers(1, 4)), k), extreme).astype(in_dtype)
     return model, xs

@@ -18,7 +18,7 @@ import math
 
 import numpy as np
 
-from ...datapath import conv_output_size
+from ...datapath import conv_output_size, effective_weights
 from ...ir import Model
 from ..graph import FloatGraph, FloatNode
 from ..weights import WeightQuant
@@ -160,7 +160,8 @@ def empirical_bias_correction(model: Model, graph: FloatGraph, weights: dict[str
     for mac in layers:
         layer, node = mac.layer, mac.node
         x_q = engine_tensor(model, x_int, layer.inputs[0]).astype(np.float32)
-        w_int = mac.weights.weights().astype(np.float64)
+        # the layer's own weights: a multipoint layer's points shifted onto their channels included
+        w_int = effective_weights(layer.arrays["codes"], layer.arrays["lut"], layer.points).astype(np.float64)
         if layer.attrs.get("pad_value", 0):  # the contract pads with pad_value, run_node with zero
             continue
         acc_mean = _channel_mean(pre_activation(node, x_q, weight=w_int, bias=np.zeros(w_int.shape[0])))

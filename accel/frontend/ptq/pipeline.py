@@ -4,8 +4,9 @@
 2. calibration and weight quantization (nearest LUT level);
 3. analytic bias correction on the float biases (layers fed by a BatchNorm'd layer);
 4. emission of the integer model;
-5. AdaRound (codes only), then empirical bias correction on the integer biases, both layer by
-   layer with the bit-exact engine computing each layer's input.
+5. AdaRound (codes only), then multipoint (extra points on the residual of the final codes), then
+   empirical bias correction on the integer biases, each layer by layer with the bit-exact engine
+   computing each layer's input.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..quantize import QuantizeOptions, default_config, emit_integer_model, quan
 from .adaround import DEFAULT_ITERS, adaround
 from .bias_correction import analytic_bias_correction, empirical_bias_correction
 from .equalize import absorb_biases, equalize
+from .multipoint import multipoint
 
 __all__ = ["BIAS_CORRECTION_MODES", "PTQOptions", "quantize_graph_ptq"]
 
@@ -44,12 +46,16 @@ class PTQOptions:
     adaround : bool
     adaround_iters : int
         Adam steps per layer.
+    multipoint : float
+        Multipoint quantization: extra array columns per layer as a fraction of its output channels
+        (0: off).
     """
 
     cle: bool = False
     bias_correction: str | None = None
     adaround: bool = False
     adaround_iters: int = DEFAULT_ITERS
+    multipoint: float = 0.0
 
     def __post_init__(self) -> None:
         if self.bias_correction is not None and self.bias_correction not in BIAS_CORRECTION_MODES:
@@ -57,16 +63,20 @@ class PTQOptions:
                               f"{', '.join(BIAS_CORRECTION_MODES)}")
         if self.adaround_iters < 1:
             raise ConfigError(f"adaround_iters {self.adaround_iters}: expected a positive number of iterations")
+        if not 0 <= self.multipoint <= 4:
+            raise ConfigError(f"multipoint {self.multipoint}: expected a fraction of output channels in 0..4")
 
     @property
     def active(self) -> bool:
-        return self.cle or self.bias_correction is not None or self.adaround
+        return self.cle or self.bias_correction is not None or self.adaround or self.multipoint > 0
 
     def describe(self) -> str:
         """``"CLE, AdaRound (500 iterations/layer), bias correction (auto)"``, in the order they run."""
         parts = ["CLE"] if self.cle else []
         if self.adaround:
             parts.append(f"AdaRound ({self.adaround_iters} iterations/layer)")
+        if self.multipoint:
+            parts.append(f"multipoint ({self.multipoint:g} extra columns per channel)")
         if self.bias_correction is not None:
             parts.append(f"bias correction ({self.bias_correction})")
         return ", ".join(parts) or "none"
@@ -123,12 +133,19 @@ def quantize_graph_ptq(graph: FloatGraph, calib_x: np.ndarray, config: Accelerat
                                            "codes_changed": round(r.changed, 4), "kept": r.kept}
                                     for name, r in results.items()}
         lap("adaround")
+    if ptq.multipoint:
+        points = multipoint(model, graph, weights, x, ptq.multipoint, seed=options.seed, progress=progress)
+        report.steps["multipoint"] = {name: {"points": r.points, "budget": r.budget,
+                                             "error_before": r.error_before, "error_after": r.error_after}
+                                      for name, r in points.items()}
+        lap("multipoint")
     if ptq.bias_correction in ("auto", "empirical"):
         skip = analytic if ptq.bias_correction == "auto" else ()
         removed = empirical_bias_correction(model, graph, weights, x, skip=skip, progress=progress)
         report.steps["bias_correction_empirical"] = removed
         lap("bias_correction")
     model.metadata["ptq"] = {"options": {"cle": ptq.cle, "bias_correction": ptq.bias_correction,
-                                         "adaround": ptq.adaround, "adaround_iters": ptq.adaround_iters},
+                                         "adaround": ptq.adaround, "adaround_iters": ptq.adaround_iters,
+                                         "multipoint": ptq.multipoint},
                              **report.steps, "seconds": report.seconds}
     return model

@@ -5,15 +5,11 @@ import copy
 import numpy as np
 import pytest
 
-from accel.data import load_dataset
 from accel.engine import run_model, run_model_contract
-from accel.frontend.calibrate import calibrate
-from accel.frontend.onnx_import import import_onnx
 from accel.frontend.ptq.adaround import adaround, neighbour_levels
 from accel.frontend.ptq.layerwise import quantize_network_input
-from accel.frontend.quantize import default_config, emit_integer_model, quantize_layer_weights
 from accel.frontend.weights import quantize_weights
-from accel.frontend.workflow import MODELS_DIR
+from tests.support.models import nearest_digits
 
 
 def test_neighbour_levels_bracket_every_weight():
@@ -35,11 +31,7 @@ def test_neighbour_levels_bracket_every_weight():
 
 @pytest.fixture(scope="module")
 def rounded():
-    graph = import_onnx(MODELS_DIR / "cnn_digits.onnx")
-    x = load_dataset("digits", "calib").x[:256]
-    config = default_config(weight_bits=2)
-    weights = quantize_layer_weights(graph, config)
-    nearest = emit_integer_model(graph, calibrate(graph, x), config, weights=weights)
+    graph, x, weights, nearest = nearest_digits(weight_bits=2)
     model = copy.deepcopy(nearest)
     results = adaround(model, graph, weights, x, iters=200)
     return nearest, model, results, x
