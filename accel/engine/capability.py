@@ -22,7 +22,7 @@ import numpy as np
 
 __all__ = ["FUSED_KERNELS", "INT_KERNELS", "chosen_kernels", "cpu_flags", "cpu_summary", "forced_verdicts",
            "fused_matmul_exact", "int_matmul_exact", "kernel_verdict", "ort_matmul_integer",
-           "ort_matmul_integer_to_float", "torch_int_mm"]
+           "ort_matmul_integer_to_float", "torch_int_mm", "torch_int_mm_verdict"]
 
 #: Flags that decide which integer kernels a CPU runs natively (shown in reports).
 REPORTED_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
@@ -175,6 +175,24 @@ INT_KERNELS: dict[str, tuple[Callable, type]] = {
     "onnxruntime MatMulInteger s8xs8": (ort_matmul_integer, np.int8),
     "torch._int_mm s8xs8": (torch_int_mm, np.int8),
 }
+
+
+def torch_int_mm_verdict(device: str) -> bool:
+    """Whether ``torch._int_mm`` is exact on ``device`` ("cpu" is the :data:`INT_KERNELS` entry; a GPU runs the same
+    self-test there, once per process and device)."""
+    if device == "cpu" or "torch._int_mm s8xs8" in _FORCED:
+        return kernel_verdict("torch._int_mm s8xs8")
+    return _device_int_mm_verdict(device)
+
+
+@functools.lru_cache(maxsize=None)
+def _device_int_mm_verdict(device: str) -> bool:
+    import torch
+
+    def on_device(a, b):
+        return torch._int_mm(torch.from_numpy(a).to(device), torch.from_numpy(b).to(device)).cpu().numpy()
+
+    return int_matmul_exact(on_device, np.int8)
 
 
 #: Integer GEMMs with a fused float epilogue (``(a @ b) * scale + bias``): name -> (function, activation dtype).

@@ -488,15 +488,23 @@ def _lower_int8(g: _Graph, layer: Layer, model: Model, x: str, w: np.ndarray, hi
     bias, shift = arr["bias"].astype(np.float64), arr["shift"].astype(np.int64)
     half_up = cfg.rounding is Rounding.HALF_UP
     plain = not a["raw"] and cfg.requant is Requant.SHIFT and _worst_acc(model, layer) <= cfg.acc_max
+    scale = np.ldexp(1.0, -shift)
+    offset = np.where(shift > 0, np.ldexp(1.0, shift - 1), 0.0) if half_up else 0.0
     if plain and _fold_fits(w, bias, shift, _input_bound(model, layer), half_up) and _fused_verdict(g, model, layer):
         # acc * 2^-s + (bias + 2^(s-1)) 2^-s == (acc + bias + 2^(s-1)) / 2^s exactly (below 2^24 units of 2^-s):
         # then Clip and Floor finish the requantization, as in the folded float32 path.
-        scale = np.ldexp(1.0, -shift)
-        offset = np.where(shift > 0, np.ldexp(1.0, shift - 1), 0.0) if half_up else 0.0
         y = g.op("MatMulIntegerToFloat", [cols, wt, g.const(1.0, hint + "_one"), g.const(scale, hint + "_scale"),
                                           "", "", g.const((bias + offset) * scale, hint + "_bias")], hint,
                  domain="com.microsoft")
         y = g.op("Floor", [_clip(g, y, a["lo"], a["hi"], np.float32, hint)], hint)
+    elif plain:
+        # The same folded requantization in float64 (int32 sums and the bias are far below 2^53): four passes
+        # instead of the general epilogue's eight.
+        acc = g.op("Cast", [g.op("MatMulInteger", [cols, wt], hint)], hint, to=TensorProto.DOUBLE)
+        t = g.op("Mul", [acc, g.const(scale.reshape(1, n), hint + "_scale", np.float64)], hint)
+        t = g.op("Add", [t, g.const(((bias + offset) * scale).reshape(1, n), hint + "_bias", np.float64)], hint)
+        t = _clip(g, g.op("Floor", [t], hint), a["lo"], a["hi"], np.float64, hint)
+        y = g.op("Cast", [t], hint, to=TensorProto.FLOAT)
     else:
         acc = g.op("Cast", [g.op("MatMulInteger", [cols, wt], hint)], hint, to=TensorProto.DOUBLE)
         acc = g.op("Add", [acc, g.const(bias, hint + "_bias", np.float64)], hint)

@@ -134,14 +134,18 @@ def test_cuda_backend_on_a_large_batch(bundled):
     assert all(np.array_equal(got[k], want[k]) for k in want)
 
 
-def test_torch_backend_paths(bundled):
-    """The torch backend's GEMM type per layer: float64 only for the layer beyond 2^24."""
+@pytest.mark.parametrize("verdict", [True, False])
+def test_torch_backend_paths(bundled, verdict):
+    """The torch backend's GEMM type per layer: torch._int_mm for every layer without groups where its verdict
+    passes (forced here), else float32 and float64 only for the layer beyond 2^24."""
     name, model = bundled
-    paths = Engine(model, "torch").layer_paths()
+    with forced_verdicts(verdict):
+        paths = Engine(model, "torch").layer_paths()
     for layer in model.layers:
         want = BUNDLED_PATHS[name][layer.name]
         if layer.op in MAC_OPS:
-            assert paths[layer.name] == ("f64" if want == WIDE else "f32"), layer.name
+            grouped = layer.attrs.get("groups", 1) > 1
+            assert paths[layer.name] == ("int8" if verdict and not grouped else "f64" if want == WIDE else "f32")
         else:
             assert paths[layer.name] == "int64"
 
@@ -219,10 +223,13 @@ def test_split_convolution(groups, pad_value, acc_bits, overflow):
         assert np.array_equal(got.astype(np.int64), run_model_contract(model, xs)["conv"])
 
 
-def _int8_conv_model(cfg: AcceleratorConfig, c: int, n: int, in_dtype: str, rng, **kw):
+def _int8_conv_model(cfg: AcceleratorConfig, c: int, n: int, in_dtype: str, rng, wide: bool = False, **kw):
     b = ModelBuilder(cfg)
     x = b.input("x", (c, 6, 6), in_dtype)
     arrays = mac_arrays(rng, cfg, n, (n, c, 3, 3), extreme=False)
+    if wide:  # sums beyond 2^24: the float64 epilogue
+        arrays["lut"][:, :8] = -128
+        arrays["shift"] = np.full(n, 18)
     y = b.conv2d("conv", x, **arrays, **kw)
     z = b.conv2d("conv2", y, **mac_arrays(rng, cfg, n, (n, n, 3, 3), extreme=False), padding=(1, 1, 1, 1),
                  dtype=in_dtype, lo=-128 if in_dtype == "int8" else 0, hi=127 if in_dtype == "int8" else 255)
@@ -251,7 +258,7 @@ def test_int8_convolution_path_under_both_verdicts(verdict):
 
 
 @pytest.mark.parametrize("in_dtype", ["uint8", "int8"])
-@pytest.mark.parametrize("case", ["padded", "pad_value", "strided", "raw", "wrap", "multiply_shift"])
+@pytest.mark.parametrize("case", ["padded", "pad_value", "strided", "raw", "wrap", "multiply_shift", "wide"])
 def test_int8_convolution_exact(case, in_dtype):
     """Two chained 8-bit GEMM convolutions (the second reads the first's NHWC output) equal the contract; on a CPU
     whose kernels fail the self-test the same model runs on the float paths, equally exact."""
@@ -261,8 +268,9 @@ def test_int8_convolution_exact(case, in_dtype):
     lo, hi = (-128, 127) if in_dtype == "int8" else (0, 255)
     kw = {"padded": dict(padding=(1, 1, 1, 1)), "pad_value": dict(padding=(1, 0, 2, 1), pad_value=lo + 3),
           "strided": dict(stride=(2, 1), dilation=(1, 2), padding=(0, 2, 1, 0)), "raw": dict(padding=(1, 1, 1, 1)),
-          "wrap": dict(padding=(1, 1, 1, 1)), "multiply_shift": dict(padding=(1, 1, 1, 1))}[case]
-    model = _int8_conv_model(cfg, 32, 64, in_dtype, rng, dtype=in_dtype, lo=lo, hi=hi, **kw)
+          "wrap": dict(padding=(1, 1, 1, 1)), "multiply_shift": dict(padding=(1, 1, 1, 1)),
+          "wide": dict(padding=(1, 1, 1, 1))}[case]
+    model = _int8_conv_model(cfg, 32, 64, in_dtype, rng, wide=case == "wide", dtype=in_dtype, lo=lo, hi=hi, **kw)
     if case == "raw":
         b = ModelBuilder(cfg)
         x = b.input("x", (32, 6, 6), in_dtype)
@@ -276,3 +284,18 @@ def test_int8_convolution_exact(case, in_dtype):
     got = Engine(model).run(xs, return_all=True)
     for t in want:
         assert np.array_equal(got[t].astype(np.int64), want[t]), t
+
+
+def test_torch_int8_path_on_a_strided_1x1_im2col():
+    """A 1x1 convolution's im2col is an (M, 1) view whose size-1 dimension has stride 2: torch 2.13's CPU
+    ``_int_mm`` misread it (uninitialized memory in most runs) until the rows were made dense."""
+    b = ModelBuilder(AcceleratorConfig())
+    x = b.input("x", (1, 2, 2), "int8")
+    lut = np.array([[14, -117, 5, 28, 97, -102, 57, 112, 87, 51, -123, 64, -123, 83, -128, -79]], np.int8)
+    y = b.conv2d("conv", x, codes=np.array([[[[5]]]], np.uint8), lut=lut, bias=np.array([-9550]),
+                 shift=np.array([6]), padding=(1, 0, 2, 1), dilation=(2, 2), lo=-128, hi=127)
+    model = b.build([y])
+    xs = np.array([[[[-46, 12], [-68, 11]]], [[[9, -61], [-45, -127]]]], np.int8)
+    want = run_model_contract(model, xs)["conv"]
+    for _ in range(20):
+        assert np.array_equal(Engine(model, "torch").run(xs)["conv"].astype(np.int64), want)
