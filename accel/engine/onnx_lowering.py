@@ -19,9 +19,10 @@ sums by ``sum_k |w[n,k]| * max|x| + |bias[n]|`` and picks one path per layer:
     an integer GEMM (``MatMulInteger``, int32 sums) when that kernel passed its
     exactness self-test in this process (:mod:`accel.engine.capability`) and the
     bound of its sums is below 2^31: a linear layer whose bound reaches 2^24, and
-    every convolution without groups (whatever its bound: on a CPU where the
-    kernel is exact it is 2-4x faster than onnxruntime's float32 Conv on the
-    shapes measured in ``docs/BENCHMARKS.md``). A convolution becomes a GEMM on
+    any linear layer or convolution without groups with a reduction of at least
+    :data:`INT8_CONV_MIN_K` and :data:`INT8_CONV_MIN_N` output channels, whatever
+    its bound (where the kernel is exact it ran 2-4x faster than onnxruntime's
+    float32 Conv on such shapes, see ``docs/BENCHMARKS.md``). A convolution becomes a GEMM on
     its NHWC im2col matrix, built in the graph by ``Pad`` + ``Gather`` from a
     precomputed index (a 1x1 convolution needs none); its output stays NHWC for
     the next integer convolution, and a ``Transpose`` to NCHW is emitted only
@@ -42,6 +43,18 @@ Requantization uses only exact float operations: scaling by powers of two,
 
 which needs no addition of a large constant; at s = 0 the inner value is 2t + 1,
 so a float32 epilogue needs |t| < 2^23 (otherwise it runs in float64).
+
+A float32 convolution folds the scale and the rounding offset into its weights
+and bias, so one ``Clip`` and one ``Floor`` finish it. ``Floor`` is no op of
+onnxruntime's blocked (NCHWc) layout and forces reorders to NCHW and back
+around it, so where the output channels fill whole blocks of 16 and the sums
+stay below 2^23, the bias also subtracts 1/2 - 2^-(s+1) (the value then rounds
+to nearest exactly as it floors, never halfway) and the rounding is done by two
+depthwise 1x1 convolutions with weight 1 and bias +-1.5 x 2^23: each computes
+one addition, the first rounds to an integer (float32's spacing is 1 between
+2^23 and 2^24), the second is exact. A tensor that an ``add`` layer reads keeps
+``Floor``: onnxruntime fuses an Add into the convolution before it, summed in
+an order of its choosing.
 ``multiply_shift`` and pooling multipliers run in float64 (exact below 2^52).
 """
 
@@ -130,7 +143,7 @@ def mac_path(model: Model, layer: Layer, int_kernel: bool | None = None) -> str:
         if acc_max * int(layer.arrays["mult"].max(initial=0)) >= _F64_SAFE:
             return "numba"
     fits_int32 = int(sums.max(initial=0)) < _INT32_BOUND
-    if layer.op == "conv2d" and _int8_conv_ok(model, layer) and fits_int32 and _int_verdict(model, layer, int_kernel):
+    if _int8_gemm_pays(model, layer) and fits_int32 and _int_verdict(model, layer, int_kernel):
         return "int8"
     if worst < F32_EXACT_BOUND and not can_overflow:
         return "f32"
@@ -149,20 +162,23 @@ def _int_verdict(model: Model, layer: Layer, int_kernel: bool | None) -> bool:
     return kernel_verdict(int_kernel_name(model, layer))
 
 
-#: A convolution runs as an 8-bit GEMM only from this reduction length (C * KH * KW) and this many output channels:
-#: below, the im2col, the epilogue in NHWC and the layout changes cost more than the faster GEMM saves (MNIST-sized
-#: layers measured slower, ResNet-18's 3x3 layers 2-4x faster; docs/BENCHMARKS.md).
+#: A layer whose sums fit float32 runs as an 8-bit GEMM only from this reduction length (C * KH * KW) and this many
+#: output channels: below, the im2col, the epilogue in NHWC and the layout changes cost more than the faster GEMM
+#: saves (MNIST-sized convolutions measured slower, ResNet-18's 3x3 layers 2-4x faster; docs/BENCHMARKS.md).
 INT8_CONV_MIN_K = 256
 INT8_CONV_MIN_N = 64
 
 
-def _int8_conv_ok(model: Model, layer: Layer) -> bool:
-    """Whether a convolution runs as an 8-bit GEMM: no groups (a depthwise convolution is no GEMM), a padding value
-    of the input's type (the im2col matrix holds it), a GEMM large enough to gain."""
+def _int8_gemm_pays(model: Model, layer: Layer) -> bool:
+    """Whether a layer whose sums fit float32 runs as an 8-bit GEMM anyway: large enough to gain and, for a
+    convolution, no groups (a depthwise convolution is no GEMM) and a padding value of the input's type (the
+    im2col matrix holds it)."""
+    n = layer.arrays["codes"].shape[0]
+    large = layer.arrays["codes"][0].size >= INT8_CONV_MIN_K and n >= INT8_CONV_MIN_N
+    if layer.op != "conv2d":
+        return large
     lo, hi = DTYPE_RANGES[model.tensors[layer.inputs[0]].dtype]
-    n, cg, kh, kw = layer.arrays["codes"].shape
-    return (int(layer.attrs["groups"]) == 1 and lo <= int(layer.attrs["pad_value"]) <= hi
-            and cg * kh * kw >= INT8_CONV_MIN_K and n >= INT8_CONV_MIN_N)
+    return large and int(layer.attrs["groups"]) == 1 and lo <= int(layer.attrs["pad_value"]) <= hi
 
 
 def _signedness(model: Model, layer: Layer) -> str:
