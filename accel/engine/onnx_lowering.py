@@ -83,7 +83,6 @@ _F64_SAFE = 1 << 51
 #: Largest magnitude of an 8-bit tensor (int8 or uint8): the bound on a residual add's inputs.
 _BYTE_MAX = max(abs(v) for dtype in ("int8", "uint8") for v in DTYPE_RANGES[dtype])
 _ONNX_TYPE = {"int8": TensorProto.INT8, "uint8": TensorProto.UINT8, "int32": TensorProto.INT32}
-_NP_TYPE = {"int8": np.int8, "uint8": np.uint8}
 #: Every path a conv2d/linear layer can take (see the module docstring).
 MAC_PATHS = ("f32", "f32-split", "f64", "int8", "numba")
 
@@ -142,7 +141,8 @@ def mac_path(model: Model, layer: Layer, int_kernel: bool | None = None) -> str:
         acc_max = min(worst, cfg.acc_max + 1)  # a wrapped accumulator stays within its type
         if acc_max * int(layer.arrays["mult"].max(initial=0)) >= _F64_SAFE:
             return "numba"
-    fits_int32 = int(sums.max(initial=0)) < _INT32_BOUND
+    # the 8-bit GEMM sums uint8 values (int8 ones shifted by +128): |w| x 255 bounds every partial sum
+    fits_int32 = int(_abs_weights(layer).reshape(len(sums), -1).sum(axis=1).max(initial=0)) * _BYTE_MAX < _INT32_BOUND
     if _int8_gemm_pays(model, layer) and fits_int32 and _int_verdict(model, layer, int_kernel):
         return "int8"
     if worst < F32_EXACT_BOUND and not can_overflow:
@@ -181,18 +181,15 @@ def _int8_gemm_pays(model: Model, layer: Layer) -> bool:
     return large and int(layer.attrs["groups"]) == 1 and lo <= int(layer.attrs["pad_value"]) <= hi
 
 
-def _signedness(model: Model, layer: Layer) -> str:
-    return "s8" if model.tensors[layer.inputs[0]].dtype == "int8" else "u8"
-
-
 def int_kernel_name(model: Model, layer: Layer) -> str:
-    """The :data:`accel.engine.capability.INT_KERNELS` entry that an ``int8`` layer uses."""
-    return f"onnxruntime MatMulInteger {_signedness(model, layer)}xs8"
+    """The :data:`accel.engine.capability.INT_KERNELS` entry that an ``int8`` layer uses (int8 activations too:
+    they run shifted into uint8)."""
+    return "onnxruntime MatMulInteger u8xs8"
 
 
 def fused_kernel_name(model: Model, layer: Layer) -> str:
     """The :data:`accel.engine.capability.FUSED_KERNELS` entry of an ``int8`` layer's fused epilogue."""
-    return f"onnxruntime MatMulIntegerToFloat {_signedness(model, layer)}xs8"
+    return "onnxruntime MatMulIntegerToFloat u8xs8"
 
 
 def _add_exact(model: Model, layer: Layer) -> bool:
@@ -269,7 +266,7 @@ class _Graph:
         self.inits: list[onnx.TensorProto] = []
         self.double: set[str] = set()  # names of float64 values (raw accumulators beyond float32)
         self.nhwc: dict[str, str] = {}  # NCHW value -> the same values in NHWC (outputs of integer convolutions)
-        self.ints: dict[tuple[str, int], str] = {}  # (float value, ONNX integer type) -> the value in that type
+        self.ints: dict[tuple[str, int | str], str] = {}  # (float value, ONNX integer type) -> the value in it
         self.roundings: dict[str, list[onnx.NodeProto]] = {}  # output -> the nodes that round their input
         self.readers: dict[str, set[str]] = {}  # tensor of the model -> the ops of the layers that read it
         self._n = 0
@@ -280,6 +277,15 @@ class _Graph:
         if (x, to) not in self.ints:
             self.ints[x, to] = self.op("Cast", [x], hint, to=to)
         return self.ints[x, to]
+
+    def as_uint8(self, x: str, signed: bool, hint: str) -> str:
+        """``x`` as uint8 for an 8-bit GEMM: int8 values shifted by +128 (see :func:`_lower_int8`)."""
+        if not signed:
+            return self.as_int(x, TensorProto.UINT8, hint)
+        if (x, "shifted") not in self.ints:
+            self.ints[x, "shifted"] = self.op("Cast", [self.op("Add", [x, self.const(128.0, hint + "_u8")], hint)],
+                                              hint, to=TensorProto.UINT8)
+        return self.ints[x, "shifted"]
 
     def name(self, hint: str) -> str:
         self._n += 1
@@ -469,9 +475,9 @@ def _im2col_nhwc(g: _Graph, layer: Layer, model: Model, x: str, hint: str) -> tu
     a = layer.attrs
     info = model.tensors[layer.inputs[0]]
     c, h, wd = info.shape
-    to = _ONNX_TYPE[info.dtype]
-    xi = g.as_int(g.nhwc[x], to, hint) if x in g.nhwc else g.op("Transpose", [g.as_int(x, to, hint)], hint,
-                                                                 perm=[0, 2, 3, 1])
+    signed = info.dtype == "int8"
+    xi = g.as_uint8(g.nhwc[x], signed, hint) if x in g.nhwc else g.op("Transpose", [g.as_uint8(x, signed, hint)],
+                                                                       hint, perm=[0, 2, 3, 1])
     (kh, kw), (sh, sw), (dh, dw) = layer.arrays["codes"].shape[2:], a["stride"], a["dilation"]
     pt, pl, pb, pr = a["padding"]
     oh, ow = conv_output_size(h, kh, sh, pt, pb, dh), conv_output_size(wd, kw, sw, pl, pr, dw)
@@ -479,7 +485,7 @@ def _im2col_nhwc(g: _Graph, layer: Layer, model: Model, x: str, hint: str) -> tu
         return g.op("Reshape", [xi, g.const([-1, c], hint + "_cols", np.int64)], hint), oh, ow
     if any(a["padding"]):
         pads = g.const([0, pt, pl, 0, 0, pb, pr, 0], hint + "_pads", np.int64)
-        xi = g.op("Pad", [xi, pads, g.const(a["pad_value"], hint + "_padv", _NP_TYPE[info.dtype])], hint)
+        xi = g.op("Pad", [xi, pads, g.const(a["pad_value"] + 128 * signed, hint + "_padv", np.uint8)], hint)
     hp, wp = h + pt + pb, wd + pl + pr
     rows = (np.arange(oh)[:, None] * sh * wp + np.arange(ow)[None, :] * sw).reshape(-1, 1)
     taps = (np.arange(kh)[:, None] * dh * wp + np.arange(kw)[None, :] * dw).reshape(1, -1)
@@ -494,19 +500,24 @@ def _lower_int8(g: _Graph, layer: Layer, model: Model, x: str, w: np.ndarray, hi
     cfg = model.config
     a, arr = layer.attrs, layer.arrays
     n = w.shape[0]
+    signed = model.tensors[layer.inputs[0]].dtype == "int8"
     if layer.op == "conv2d":
         cols, oh, ow = _im2col_nhwc(g, layer, model, x, hint)
         wmat = w.transpose(2, 3, 1, 0).reshape(-1, n)  # rows in the im2col's (row, column, channel) order
     else:
-        cols = g.as_int(x, _ONNX_TYPE[model.tensors[layer.inputs[0]].dtype], hint)
+        cols = g.as_uint8(x, signed, hint)
         wmat = w.T
     wt = g.const(np.ascontiguousarray(wmat), hint + "_wt", np.int8)
-    bias, shift = arr["bias"].astype(np.float64), arr["shift"].astype(np.int64)
+    # int8 activations run shifted into uint8 (onnxruntime's s8 x s8 GEMM has no fast kernel here: 100x slower):
+    # sum_k w (x + 128) = sum_k w x + 128 sum_k w, so the bias takes the constant off, exactly (integers).
+    bias = arr["bias"].astype(np.float64) - (128.0 * w.reshape(n, -1).sum(axis=1) if signed else 0.0)
+    shift = arr["shift"].astype(np.int64)
     half_up = cfg.rounding is Rounding.HALF_UP
     plain = not a["raw"] and cfg.requant is Requant.SHIFT and _worst_acc(model, layer) <= cfg.acc_max
     scale = np.ldexp(1.0, -shift)
     offset = np.where(shift > 0, np.ldexp(1.0, shift - 1), 0.0) if half_up else 0.0
-    if plain and _fold_fits(w, bias, shift, _input_bound(model, layer), half_up) and _fused_verdict(g, model, layer):
+    # the uint8 GEMM's sums stay within sum|w| x 255, the shifted bias within the bound too: all below 2^24
+    if plain and _fold_fits(w, bias, shift, _BYTE_MAX, half_up) and _fused_verdict(g, model, layer):
         # acc * 2^-s + (bias + 2^(s-1)) 2^-s == (acc + bias + 2^(s-1)) / 2^s exactly (below 2^24 units of 2^-s):
         # then Clip and Floor finish the requantization, as in the folded float32 path.
         y = g.op("MatMulIntegerToFloat", [cols, wt, g.const(1.0, hint + "_one"), g.const(scale, hint + "_scale"),
