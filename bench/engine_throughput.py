@@ -1,6 +1,7 @@
 """Engine throughput against onnxruntime (int8 QDQ and float), model by model.
 
-Models: every bundled network (quantized by the front end on its own data set)
+Models: every bundled network (quantized by the front end on its own data set),
+a held-out MLP on MNIST (784-512-512-10, random weights, calibrated on mnist5k)
 and two ImageNet-scale networks at 224x224 with random weights (ResNet-18 and
 MobileNetV2 after torchvision's definitions, ``bench/imagenet_models.py``),
 quantized by the front end on random calibration images. Per model and batch
@@ -9,7 +10,7 @@ size, in one process with the same thread count (2 by default):
 * accel ``fast`` (onnxruntime graphs, every layer on its exact path), and the
   same with the float paths only where an integer kernel was chosen,
 * accel ``torch`` (PyTorch on the CPU, im2col + exact float GEMM),
-* accel ``reference`` (numba) on the bundled models,
+* accel ``reference`` (numba) on the MNIST-sized models,
 * onnxruntime on the float ONNX network, and on its int8 QDQ quantization
   (``quantize_static``, per-channel weights, u8 activations).
 
@@ -59,8 +60,8 @@ ORT_FLOAT = "onnxruntime float"
 class BenchModel:
     """One network: its float ONNX file, its integer model and float calibration images."""
 
-    def __init__(self, name: str, onnx_path: Path, model, calib: np.ndarray, bundled: bool):
-        self.name, self.onnx_path, self.model, self.calib, self.bundled = name, onnx_path, model, calib, bundled
+    def __init__(self, name: str, onnx_path: Path, model, calib: np.ndarray, small: bool):
+        self.name, self.onnx_path, self.model, self.calib, self.small = name, onnx_path, model, calib, small
         info = model.tensors[model.inputs[0]]
         self.input_name, self.shape, self.dtype, self.exponent = model.inputs[0], info.shape, info.dtype, \
             info.exponent
@@ -74,7 +75,7 @@ class BenchModel:
 
 
 def load_models(workdir: Path, quick: bool, only: set[str] | None = None) -> list[BenchModel]:
-    from imagenet_models import IMAGE_SHAPE, IMAGENET_MODELS, export_onnx
+    from imagenet_models import IMAGE_SHAPE, IMAGENET_MODELS, MNIST_MODELS, export_onnx
 
     from accel.data import load_dataset
     from accel.frontend import quantize_onnx
@@ -88,6 +89,13 @@ def load_models(workdir: Path, quick: bool, only: set[str] | None = None) -> lis
             continue
         calib = load_dataset(info["data"], "calib").x[:256]
         path = MODELS_DIR / f"{name}.onnx"
+        models.append(BenchModel(name, path, quantize_onnx(path, calib), calib, True))
+    for name in MNIST_MODELS:  # held out: small like the bundled ones, so measured the same way
+        if only and name not in only:
+            continue
+        path = workdir / f"{name}.onnx"
+        export_onnx(name, path)
+        calib = load_dataset("mnist5k", "calib").x[:256]
         models.append(BenchModel(name, path, quantize_onnx(path, calib), calib, True))
     for name in IMAGENET_MODELS:
         if only and name not in only:
@@ -137,7 +145,7 @@ def executors(bm: BenchModel, workdir: Path, batch: int) -> dict:
     if "int8" in fast.layer_paths().values():
         floats = Engine(bm.model, int_kernels=False)
         runs["accel fast, float paths only"] = lambda: floats.run(x_int)
-    if bm.bundled:  # the 224x224 networks: the torch backend is measured on the GPU (bench/engine_gpu.py)
+    if bm.small:  # the 224x224 networks: the torch backend is measured on the GPU (bench/engine_gpu.py)
         torch_engine = Engine(bm.model, "torch")
         runs["accel torch (cpu)"] = lambda: torch_engine.run(x_int)
         ref = Engine(bm.model, "reference")
@@ -218,8 +226,9 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=5, help="interleaved rounds (median reported)")
     ap.add_argument("--imagenet-batch", type=int, default=32, help="large batch for the 224x224 networks")
     ap.add_argument("--only", help="comma-separated model names")
-    ap.add_argument("--profile", metavar="MODEL", default="cnn_mnist",
-                    help="model whose accel graph is profiled (onnxruntime profiler), batch 256")
+    ap.add_argument("--profile", metavar="MODELS", default="mobilenet_mnist,resnet18_224",
+                    help="comma-separated models whose accel graph is profiled (onnxruntime profiler) at their "
+                    "large batch")
     ap.add_argument("--no-write", action="store_true", help="do not update docs/BENCHMARKS.md")
     args = ap.parse_args(argv)
     repeats = 2 if args.quick else args.repeats
@@ -234,7 +243,7 @@ def main(argv=None) -> int:
     print(machine())
     print("integer kernels (run-time self-test):",
           ", ".join(f"{k}: {v}" for k, v in kernels["int_kernels"].items()))
-    rows, summary, paths_lines = [], [], []
+    rows, summary, paths_lines, loads = [], {}, [], [os.getloadavg()[0]]
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         models = load_models(workdir, args.quick, set(args.only.split(",")) if args.only else None)
@@ -244,17 +253,18 @@ def main(argv=None) -> int:
             paths_lines.append(f"- {bm.name} ({bm.macs / 1e6:,.1f} M MACs/image): "
                                + ", ".join(f"{n} {p}" for p, n in sorted(counts.items())))
             print(paths_lines[-1])
-            for batch in ((256, 1) if bm.bundled else (imagenet_batch, 1)):
-                rounds = repeats if bm.bundled else max(2, repeats // 2)
+            for batch in ((256, 1) if bm.small else (imagenet_batch, 1)):
+                rounds = repeats if bm.small else max(2, repeats // 2)
                 medians = interleaved_medians(executors(bm, workdir, batch), rounds)
+                loads.append(os.getloadavg()[0])
                 ips = {k: batch / v for k, v in medians.items()}
                 for k, v in ips.items():
                     rows.append((bm.name, batch, k, v, v * bm.macs * 2 / 1e9, ips[ACCEL_FAST] / v))
-                summary.append((bm.name, batch, ips[ACCEL_FAST], ips[ACCEL_FAST] / ips[ORT_INT8],
-                                ips[ACCEL_FAST] / ips[ORT_FLOAT]))
+                summary.setdefault(bm.name, [bm.name]).extend(
+                    [batch, ips[ACCEL_FAST], ips[ACCEL_FAST] / ips[ORT_INT8], ips[ACCEL_FAST] / ips[ORT_FLOAT]])
                 print(f"{bm.name} batch {batch}: " + ", ".join(f"{k} {v:,.1f}/s" for k, v in ips.items()))
-        profile_model = next((bm for bm in models if bm.name == args.profile), None)
-        profile = profile_fast(profile_model, 256) if profile_model is not None else []
+        profiles = [(bm.name, batch, profile_fast(bm, batch)) for bm in models
+                    if bm.name in args.profile.split(",") for batch in [256 if bm.small else imagenet_batch]]
 
     def ratio(v):
         return f"{v:.2f}x"
@@ -262,22 +272,24 @@ def main(argv=None) -> int:
     detail = Table([Column("model"), Column("batch", align="right"), Column("executor"),
                     Column("images/s", ",.1f", "right"), Column("GOP/s", ",.1f", "right"),
                     Column("accel fast / this", ratio, "right")], rows)
-    short = Table([Column("model"), Column("batch", align="right"), Column("accel fast images/s", ",.1f", "right"),
-                   Column("accel / ort int8", ratio, "right"), Column("accel / ort float", ratio, "right")],
-                  summary)
-    worst = min(summary, key=lambda r: r[3])
-    lines = [f"- worst accel fast / onnxruntime int8 QDQ: **{worst[3]:.2f}x** ({worst[0]}, batch {worst[1]})",
-             f"- worst accel fast / onnxruntime float: **{min(r[4] for r in summary):.2f}x**"]
+    per_batch = [Column("batch", align="right"), Column("accel fast images/s", ",.1f", "right"),
+                 Column("accel / ort int8", ratio, "right"), Column("accel / ort float", ratio, "right")]
+    short = Table([Column("model")] + per_batch + per_batch, list(summary.values()))  # large batch, then batch 1
+    by_batch = [(r[0], r[i], r[i + 2], r[i + 3]) for r in summary.values() for i in (1, 5)]
+    worst = min(by_batch, key=lambda r: r[2])
+    worst_float = min(by_batch, key=lambda r: r[3])
+    lines = [f"- worst accel fast / onnxruntime int8 QDQ: **{worst[2]:.2f}x** ({worst[0]}, batch {worst[1]})",
+             f"- worst accel fast / onnxruntime float: **{worst_float[3]:.2f}x** ({worst_float[0]}, batch "
+             f"{worst_float[1]})"]
     prof = ""
-    if profile:
+    for name, batch, profile in profiles:
         ptable = Table([Column("op"), Column("ms per batch", ",.2f", "right"), Column("share", ".0%", "right")],
                        profile)
-        prof = (f"\nonnxruntime profiler, accel fast graph of {args.profile}, batch 256 (kernel time by op):\n\n"
-                f"{ptable.markdown()}\n")
+        prof += (f"\nonnxruntime profiler, accel fast graph of {name}, batch {batch} (kernel time by op):\n\n"
+                 f"{ptable.markdown()}\n")
+        print(f"{name}, batch {batch}:\n{ptable.text()}")
     print(short.text())
     print("\n".join(lines))
-    if profile:
-        print(ptable.text())
     if not args.no_write:
         section = (f"### Engine throughput ({date.today().isoformat()})\n\n"
                    f"Machine: {machine()}.\nInteger kernels (run-time self-test): "
@@ -285,7 +297,8 @@ def main(argv=None) -> int:
                    + f".\nCommand: `.venv/bin/python bench/engine_throughput.py{' --quick' if args.quick else ''}`"
                    f" (`make bench`); median of {repeats} interleaved rounds ({max(2, repeats // 2)} for the "
                    f"ImageNet-scale networks, at batch {imagenet_batch} and 1; the others at 256 and 1); load average "
-                   f"{os.getloadavg()[0]:.1f} at the end.\n\nLayer paths of the fast backend:\n\n"
+                   f"(1 minute, os.getloadavg) {min(loads):.1f} to {max(loads):.1f} while it ran.\n\n"
+                   "Layer paths of the fast backend:\n\n"
                    + "\n".join(paths_lines) + f"\n\n{short.markdown()}\n\n" + "\n".join(lines) + "\n" + prof
                    + f"\nAll executors:\n\n{detail.markdown()}\n")
         write_section(ROOT / "docs" / "BENCHMARKS.md", "engine", section)

@@ -1,4 +1,5 @@
-"""ImageNet-scale networks for the engine benchmark: ResNet-18 and MobileNetV2 (224x224, 1000 classes).
+"""Held-out networks for the engine benchmark: ResNet-18 and MobileNetV2 (224x224, 1000 classes) and an MLP on
+MNIST-shaped images (784-512-512-10, the fully connected case none of the bundled models is).
 
 Written after torchvision's definitions (``torchvision.models.resnet18`` with ``BasicBlock`` and
 layers [2, 2, 2, 2]; ``torchvision.models.mobilenet_v2`` with width 1.0 and its inverted-residual
@@ -103,9 +104,26 @@ class MobileNetV2(nn.Module):
         return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
 
 
+class MLP(nn.Module):
+    """Three fully connected layers with ReLU on a 1x28x28 image."""
+
+    def __init__(self, widths=(784, 512, 512, 10)):
+        super().__init__()
+        layers = []
+        for i, (a, b) in enumerate(zip(widths, widths[1:])):
+            layers += [nn.Linear(a, b)] + ([nn.ReLU()] if i < len(widths) - 2 else [])
+        self.net = nn.Sequential(nn.Flatten(), *layers)
+
+    def forward(self, x):
+        return self.net(x)
+
+
 #: name -> constructor
 IMAGENET_MODELS = {"resnet18_224": ResNet18, "mobilenetv2_224": MobileNetV2}
 IMAGE_SHAPE = (3, 224, 224)
+#: held-out networks on MNIST-shaped inputs: name -> constructor (calibrated on mnist5k)
+MNIST_MODELS = {"mlp_mnist": MLP}
+MNIST_SHAPE = (1, 28, 28)
 
 
 def export_onnx(name: str, path, seed: int = 0) -> None:
@@ -113,8 +131,9 @@ def export_onnx(name: str, path, seed: int = 0) -> None:
     import onnx
 
     torch.manual_seed(seed)
-    net = IMAGENET_MODELS[name]().eval()
-    torch.onnx.export(net, torch.zeros((1,) + IMAGE_SHAPE), str(path), input_names=["image"],
+    net = {**IMAGENET_MODELS, **MNIST_MODELS}[name]().eval()
+    shape = MNIST_SHAPE if name in MNIST_MODELS else IMAGE_SHAPE
+    torch.onnx.export(net, torch.zeros((1,) + shape), str(path), input_names=["image"],
                       output_names=["logits"], dynamic_axes={"image": {0: "batch"}}, opset_version=17,
                       dynamo=False)
     proto = onnx.load(str(path))

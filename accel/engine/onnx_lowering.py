@@ -16,9 +16,20 @@ sums by ``sum_k |w[n,k]| * max|x| + |bias[n]|`` and picks one path per layer:
 ``f64``
     a linear layer as a float64 Gemm (exact below 2^53).
 ``int8``
-    a linear layer as ``MatMulInteger`` (int32 sums), when that kernel passed its
+    an integer GEMM (``MatMulInteger``, int32 sums) when that kernel passed its
     exactness self-test in this process (:mod:`accel.engine.capability`) and the
-    bound of its sums is below 2^31.
+    bound of its sums is below 2^31: a linear layer whose bound reaches 2^24, and
+    any linear layer or convolution without groups with a reduction of at least
+    :data:`INT8_CONV_MIN_K` and :data:`INT8_CONV_MIN_N` output channels, whatever
+    its bound (where the kernel is exact it ran 2-4x faster than onnxruntime's
+    float32 Conv on such shapes, see ``docs/BENCHMARKS.md``). A convolution becomes a GEMM on
+    its NHWC im2col matrix, built in the graph by ``Pad`` + ``Gather`` from a
+    precomputed index (a 1x1 convolution needs none); its output stays NHWC for
+    the next integer convolution, and a ``Transpose`` to NCHW is emitted only
+    where another op reads it. The epilogue is fused into the GEMM
+    (``MatMulIntegerToFloat``: ``acc * 2^-s + (bias + 2^(s-1)) 2^-s`` in one
+    op, then ``Clip`` and ``Floor``) where that kernel passed its own self-test
+    and every value stays below 2^24; otherwise the float64 epilogue below.
 ``numba``
     only where exactness needs integer semantics: a saturating accumulator that
     can overflow (then the order of the additions matters), bounds beyond 2^53.
@@ -32,6 +43,18 @@ Requantization uses only exact float operations: scaling by powers of two,
 
 which needs no addition of a large constant; at s = 0 the inner value is 2t + 1,
 so a float32 epilogue needs |t| < 2^23 (otherwise it runs in float64).
+
+A float32 convolution folds the scale and the rounding offset into its weights
+and bias, so one ``Clip`` and one ``Floor`` finish it. ``Floor`` is no op of
+onnxruntime's blocked (NCHWc) layout and forces reorders to NCHW and back
+around it, so where the output channels fill whole blocks of 16 and the sums
+stay below 2^23, the bias also subtracts 1/2 - 2^-(s+1) (the value then rounds
+to nearest exactly as it floors, never halfway) and the rounding is done by two
+depthwise 1x1 convolutions with weight 1 and bias +-1.5 x 2^23: each computes
+one addition, the first rounds to an integer (float32's spacing is 1 between
+2^23 and 2^24), the second is exact. A tensor that an ``add`` layer reads keeps
+``Floor``: onnxruntime fuses an Add into the convolution before it, summed in
+an order of its choosing.
 ``multiply_shift`` and pooling multipliers run in float64 (exact below 2^52).
 """
 
@@ -42,7 +65,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 from ..config import Overflow, Requant, Rounding
-from ..datapath import DTYPE_RANGES, effective_weights, window_counts
+from ..datapath import DTYPE_RANGES, conv_output_size, effective_weights, window_counts
 from ..ir import MAC_OPS, Layer, Model
 
 __all__ = ["EXACT_IN_FLOAT", "F32_EXACT_BOUND", "F64_EXACT_BOUND", "FLOAT_LOWERINGS", "MAC_PATHS",
@@ -121,24 +144,56 @@ def mac_path(model: Model, layer: Layer, int_kernel: bool | None = None) -> str:
         acc_max = min(worst, cfg.acc_max + 1)  # a wrapped accumulator stays within its type
         if acc_max * int(layer.arrays["mult"].max(initial=0)) >= _F64_SAFE:
             return "numba"
+    # the 8-bit GEMM sums uint8 values (int8 ones shifted by +128): |w| x 255 bounds every partial sum
+    fits_int32 = int(_abs_weights(layer).reshape(len(sums), -1).sum(axis=1).max(initial=0)) * _BYTE_MAX < _INT32_BOUND
+    fits_int32 = fits_int32 and layer.points is None  # a multipoint layer's equivalent weights leave int8
+    if _int8_gemm_pays(model, layer) and fits_int32 and _int_verdict(model, layer, int_kernel):
+        return "int8"
     if worst < F32_EXACT_BOUND and not can_overflow:
         return "f32"
     if layer.op == "conv2d":
         return "f32-split" if _split_chunks(model, layer) is not None else "numba"
-    if int(sums.max(initial=0)) < _INT32_BOUND and layer.points is None:  # equivalent weights leave int8
-        if int_kernel is None:
-            from .capability import kernel_verdict
-
-            int_kernel = kernel_verdict(int_kernel_name(model, layer))
-        if int_kernel:
-            return "int8"
+    if fits_int32 and _int_verdict(model, layer, int_kernel):
+        return "int8"
     return "f64"
 
 
+def _int_verdict(model: Model, layer: Layer, int_kernel: bool | None) -> bool:
+    if int_kernel is not None:
+        return int_kernel
+    from .capability import kernel_verdict
+
+    return kernel_verdict(int_kernel_name(model, layer))
+
+
+#: A layer whose sums fit float32 runs as an 8-bit GEMM only from this reduction length (C * KH * KW) and this many
+#: output channels: below, the im2col, the epilogue in NHWC and the layout changes cost more than the faster GEMM
+#: saves (MNIST-sized convolutions measured slower, ResNet-18's 3x3 layers 2-4x faster; docs/BENCHMARKS.md).
+INT8_CONV_MIN_K = 256
+INT8_CONV_MIN_N = 64
+
+
+def _int8_gemm_pays(model: Model, layer: Layer) -> bool:
+    """Whether a layer whose sums fit float32 runs as an 8-bit GEMM anyway: large enough to gain and, for a
+    convolution, no groups (a depthwise convolution is no GEMM) and a padding value of the input's type (the
+    im2col matrix holds it)."""
+    n = layer.arrays["codes"].shape[0]
+    large = layer.arrays["codes"][0].size >= INT8_CONV_MIN_K and n >= INT8_CONV_MIN_N
+    if layer.op != "conv2d":
+        return large
+    lo, hi = DTYPE_RANGES[model.tensors[layer.inputs[0]].dtype]
+    return large and int(layer.attrs["groups"]) == 1 and lo <= int(layer.attrs["pad_value"]) <= hi
+
+
 def int_kernel_name(model: Model, layer: Layer) -> str:
-    """The :data:`accel.engine.capability.INT_KERNELS` entry that an ``int8`` linear layer uses."""
-    signed = model.tensors[layer.inputs[0]].dtype == "int8"
-    return f"onnxruntime MatMulInteger {'s8' if signed else 'u8'}xs8"
+    """The :data:`accel.engine.capability.INT_KERNELS` entry that an ``int8`` layer uses (int8 activations too:
+    they run shifted into uint8)."""
+    return "onnxruntime MatMulInteger u8xs8"
+
+
+def fused_kernel_name(model: Model, layer: Layer) -> str:
+    """The :data:`accel.engine.capability.FUSED_KERNELS` entry of an ``int8`` layer's fused epilogue."""
+    return "onnxruntime MatMulIntegerToFloat u8xs8"
 
 
 def _add_exact(model: Model, layer: Layer) -> bool:
@@ -185,13 +240,27 @@ def layer_path(model: Model, layer: Layer, int_kernels: bool = True) -> str:
     return "f32" if exact_in_float(model, layer) else "numba"
 
 
-def _fold_fits(w: np.ndarray, bias: np.ndarray, shift: np.ndarray, xmax: int, half_up: bool) -> bool:
-    """Whether acc + bias + 2^(s-1) stays below 2^24 for every channel (folded requantization)."""
+def _fold_fits(w: np.ndarray, bias: np.ndarray, shift: np.ndarray, xmax: int, half_up: bool,
+               limit: int = F32_EXACT_BOUND) -> bool:
+    """Whether acc + bias + 2^(s-1) stays below ``limit`` for every channel (folded requantization)."""
     n = w.shape[0]
     bound = np.abs(w).reshape(n, -1).sum(axis=1) * xmax + np.abs(bias)
     if half_up:
         bound = bound + np.where(shift > 0, np.ldexp(1.0, shift - 1), 0.0)
-    return bool(np.all(bound < F32_EXACT_BOUND))
+    return bool(np.all(bound < limit))
+
+
+#: Adding this to a float32 value of magnitude below 2^22 rounds it to the nearest integer (ties to even): the sum
+#: lies in [2^23, 2^24), where float32's spacing is exactly 1.
+_ROUNDER = 3.0 * (1 << 22)
+
+
+def _rounds_in_blocks(layer: Layer, w: np.ndarray, bias: np.ndarray, shift: np.ndarray, xmax: int) -> bool:
+    """Whether a folded convolution can end with a rounding by :data:`_ROUNDER` (two depthwise 1x1 convolutions
+    that onnxruntime keeps in its blocked layout) instead of ``Floor`` (which forces reorders to NCHW and back):
+    whole channel blocks, and every partial sum (counted in units of 2^-(s+1), the bias's resolution) below 2^24."""
+    fits = _fold_fits(w, np.abs(bias) + np.ldexp(1.0, shift - 1), shift, xmax, False, _F32_SAFE)
+    return layer.op == "conv2d" and w.shape[0] % _CHANNEL_BLOCK == 0 and fits
 
 
 class _Graph:
@@ -200,7 +269,27 @@ class _Graph:
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
         self.double: set[str] = set()  # names of float64 values (raw accumulators beyond float32)
+        self.nhwc: dict[str, str] = {}  # NCHW value -> the same values in NHWC (outputs of integer convolutions)
+        self.ints: dict[tuple[str, int | str], str] = {}  # (float value, ONNX integer type) -> the value in it
+        self.roundings: dict[str, list[onnx.NodeProto]] = {}  # output -> the nodes that round their input
+        self.readers: dict[str, set[str]] = {}  # tensor of the model -> the ops of the layers that read it
         self._n = 0
+
+    def as_int(self, x: str, to: int, hint: str) -> str:
+        """``x`` (exact integers in a float tensor, or an integer graph input) in ONNX integer type ``to``, cast
+        once however many layers read it."""
+        if (x, to) not in self.ints:
+            self.ints[x, to] = self.op("Cast", [x], hint, to=to)
+        return self.ints[x, to]
+
+    def as_uint8(self, x: str, signed: bool, hint: str) -> str:
+        """``x`` as uint8 for an 8-bit GEMM: int8 values shifted by +128 (see :func:`_lower_int8`)."""
+        if not signed:
+            return self.as_int(x, TensorProto.UINT8, hint)
+        if (x, "shifted") not in self.ints:
+            self.ints[x, "shifted"] = self.op("Cast", [self.op("Add", [x, self.const(128.0, hint + "_u8")], hint)],
+                                              hint, to=TensorProto.UINT8)
+        return self.ints[x, "shifted"]
 
     def name(self, hint: str) -> str:
         self._n += 1
@@ -309,16 +398,11 @@ def _split_conv_f64(g: _Graph, layer: Layer, model: Model, x: str, w: np.ndarray
 
 
 def _wide_acc(g: _Graph, layer: Layer, model: Model, path: str, x: str, w: np.ndarray, hint: str) -> str:
-    """The exact accumulator bias + sum as float64 (paths ``f32-split``, ``f64`` and ``int8``)."""
+    """The exact accumulator bias + sum as float64 (paths ``f32-split`` and ``f64``)."""
     bias = layer.arrays["bias"].astype(np.float64)
     if path == "f32-split":
         acc = _split_conv_f64(g, layer, model, x, w, hint)
         bias = bias.reshape(_channel_shape(4, bias.size))
-    elif path == "int8":
-        signed = model.tensors[layer.inputs[0]].dtype == "int8"
-        xi = g.op("Cast", [x], hint, to=TensorProto.INT8 if signed else TensorProto.UINT8)
-        wt = g.const(np.ascontiguousarray(w.T), hint + "_wt", np.int8)
-        acc = g.op("Cast", [g.op("MatMulInteger", [xi, wt], hint)], hint, to=TensorProto.DOUBLE)
     else:
         xd = g.op("Cast", [x], hint, to=TensorProto.DOUBLE)
         return g.op("Gemm", [xd, g.const(w, hint + "_w", np.float64), g.const(bias, hint + "_bias", np.float64)],
@@ -339,6 +423,8 @@ def _lower_mac(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hin
     half_up = cfg.rounding is Rounding.HALF_UP
     mult = arr["mult"] if cfg.requant is Requant.MULTIPLY_SHIFT else None
     rank = 4 if layer.op == "conv2d" else 2
+    if path == "int8":
+        return _lower_int8(g, layer, model, x, w, hint)
     if layer.op == "conv2d" and a["pad_value"] != 0 and any(a["padding"]):
         x = _pad_node(g, x, a["padding"], a["pad_value"], hint)
     if path != "f32":
@@ -351,6 +437,10 @@ def _lower_mac(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hin
         return _requant(g, acc, layer, model, rank, shift, mult, hint)
     xmax = _input_bound(model, layer)
     folded = not a["raw"] and mult is None and _fold_fits(w, bias, shift, xmax, half_up)
+    # onnxruntime fuses an Add into the convolution before it (as its "Sum" input, summed in an order of its
+    # choosing), which would add to the rounder's large intermediate: a tensor that an add layer reads is floored.
+    rounded = (folded and "add" not in g.readers.get(layer.output, ())
+               and _rounds_in_blocks(layer, w, bias, shift, xmax))
     if folded:
         # Fold the rounding offset and the power-of-two scale into the weights and bias:
         # conv(x, W 2^-s) + (b + 2^(s-1)) 2^-s is exactly (acc + 2^(s-1)) / 2^s, so one
@@ -359,6 +449,10 @@ def _lower_mac(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hin
         offset = np.where(shift > 0, np.ldexp(1.0, shift - 1), 0.0) if half_up else 0.0
         w = w * scale.reshape((-1,) + (1,) * (w.ndim - 1))
         bias = (bias + offset) * scale
+        if rounded:
+            # v = (acc + b + 2^(s-1)) / 2^s has s fraction bits, so v - 1/2 + 2^-(s+1) is never halfway between
+            # integers and rounds to nearest exactly as v floors; clipping to [lo, hi] first changes nothing.
+            bias = bias - 0.5 + scale / 2
     if layer.op == "conv2d":
         acc = _conv(g, layer, x, w, bias, hint)
     else:
@@ -366,11 +460,104 @@ def _lower_mac(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hin
                             g.const(bias.astype(np.float32), hint + "_bias")], hint, transB=1)
     if a["raw"]:
         return acc
+    if rounded:
+        t = _clip(g, acc, a["lo"], a["hi"], np.float32, hint)
+        ones = np.ones((w.shape[0], 1, 1, 1))
+        for offset in (_ROUNDER, -_ROUNDER):  # one addition each: the first rounds, the second is exact
+            t = g.op("Conv", [t, g.const(ones, hint + "_one"), g.const(np.full(w.shape[0], offset), hint + "_rnd")],
+                     hint, group=w.shape[0], kernel_shape=[1, 1])
+        g.roundings[t] = g.nodes[-2:]
+        return t
     if folded:
         return g.op("Floor", [_clip(g, acc, a["lo"], a["hi"], np.float32, hint)], hint)
     # The float32 epilogue doubles values (the s = 0 case of the half-up identity): below 2^23 only.
     wide = mult is not None or _worst_acc(model, layer) >= _F32_SAFE
     return _requant(g, acc, layer, model, rank, shift, mult, hint, wide)
+
+
+def _im2col_nhwc(g: _Graph, layer: Layer, model: Model, x: str, hint: str) -> tuple[str, int, int]:
+    """The 8-bit NHWC im2col matrix (B*OH*OW, KH*KW*C) of a convolution's input, columns in (kernel row, kernel
+    column, channel) order, and OH, OW. Padding holds ``pad_value``; strides and dilation live in the index."""
+    a = layer.attrs
+    info = model.tensors[layer.inputs[0]]
+    c, h, wd = info.shape
+    signed = info.dtype == "int8"
+    xi = g.as_uint8(g.nhwc[x], signed, hint) if x in g.nhwc else g.op("Transpose", [g.as_uint8(x, signed, hint)],
+                                                                       hint, perm=[0, 2, 3, 1])
+    (kh, kw), (sh, sw), (dh, dw) = layer.arrays["codes"].shape[2:], a["stride"], a["dilation"]
+    pt, pl, pb, pr = a["padding"]
+    oh, ow = conv_output_size(h, kh, sh, pt, pb, dh), conv_output_size(wd, kw, sw, pl, pr, dw)
+    if (kh, kw, sh, sw) == (1, 1, 1, 1) and not any(a["padding"]):
+        return g.op("Reshape", [xi, g.const([-1, c], hint + "_cols", np.int64)], hint), oh, ow
+    if any(a["padding"]):
+        pads = g.const([0, pt, pl, 0, 0, pb, pr, 0], hint + "_pads", np.int64)
+        xi = g.op("Pad", [xi, pads, g.const(a["pad_value"] + 128 * signed, hint + "_padv", np.uint8)], hint)
+    hp, wp = h + pt + pb, wd + pl + pr
+    rows = (np.arange(oh)[:, None] * sh * wp + np.arange(ow)[None, :] * sw).reshape(-1, 1)
+    taps = (np.arange(kh)[:, None] * dh * wp + np.arange(kw)[None, :] * dw).reshape(1, -1)
+    flat = g.op("Reshape", [xi, g.const([-1, hp * wp, c], hint + "_flat", np.int64)], hint)
+    cols = g.op("Gather", [flat, g.const(rows + taps, hint + "_taps", np.int64)], hint, axis=1)
+    return g.op("Reshape", [cols, g.const([-1, kh * kw * c], hint + "_cols", np.int64)], hint), oh, ow
+
+
+def _lower_int8(g: _Graph, layer: Layer, model: Model, x: str, w: np.ndarray, hint: str) -> str:
+    """Path ``int8``: an 8-bit GEMM (a linear layer's input, or a convolution's NHWC im2col) with int32 sums, then
+    the fused float32 epilogue where its kernel is exact and every value stays below 2^24, else float64."""
+    cfg = model.config
+    a, arr = layer.attrs, layer.arrays
+    n = w.shape[0]
+    signed = model.tensors[layer.inputs[0]].dtype == "int8"
+    if layer.op == "conv2d":
+        cols, oh, ow = _im2col_nhwc(g, layer, model, x, hint)
+        wmat = w.transpose(2, 3, 1, 0).reshape(-1, n)  # rows in the im2col's (row, column, channel) order
+    else:
+        cols = g.as_uint8(x, signed, hint)
+        wmat = w.T
+    wt = g.const(np.ascontiguousarray(wmat), hint + "_wt", np.int8)
+    # int8 activations run shifted into uint8 (onnxruntime's s8 x s8 GEMM has no fast kernel here: 100x slower):
+    # sum_k w (x + 128) = sum_k w x + 128 sum_k w, so the bias takes the constant off, exactly (integers).
+    bias = arr["bias"].astype(np.float64) - (128.0 * w.reshape(n, -1).sum(axis=1) if signed else 0.0)
+    shift = arr["shift"].astype(np.int64)
+    half_up = cfg.rounding is Rounding.HALF_UP
+    plain = not a["raw"] and cfg.requant is Requant.SHIFT and _worst_acc(model, layer) <= cfg.acc_max
+    scale = np.ldexp(1.0, -shift)
+    offset = np.where(shift > 0, np.ldexp(1.0, shift - 1), 0.0) if half_up else 0.0
+    # the uint8 GEMM's sums stay within sum|w| x 255, the shifted bias within the bound too: all below 2^24
+    if plain and _fold_fits(w, bias, shift, _BYTE_MAX, half_up) and _fused_verdict(g, model, layer):
+        # acc * 2^-s + (bias + 2^(s-1)) 2^-s == (acc + bias + 2^(s-1)) / 2^s exactly (below 2^24 units of 2^-s):
+        # then Clip and Floor finish the requantization, as in the folded float32 path.
+        y = g.op("MatMulIntegerToFloat", [cols, wt, g.const(1.0, hint + "_one"), g.const(scale, hint + "_scale"),
+                                          "", "", g.const((bias + offset) * scale, hint + "_bias")], hint,
+                 domain="com.microsoft")
+        y = g.op("Floor", [_clip(g, y, a["lo"], a["hi"], np.float32, hint)], hint)
+    elif plain:
+        # The same folded requantization in float64 (int32 sums and the bias are far below 2^53): four passes
+        # instead of the general epilogue's eight.
+        acc = g.op("Cast", [g.op("MatMulInteger", [cols, wt], hint)], hint, to=TensorProto.DOUBLE)
+        t = g.op("Mul", [acc, g.const(scale.reshape(1, n), hint + "_scale", np.float64)], hint)
+        t = g.op("Add", [t, g.const(((bias + offset) * scale).reshape(1, n), hint + "_bias", np.float64)], hint)
+        t = _clip(g, g.op("Floor", [t], hint), a["lo"], a["hi"], np.float64, hint)
+        y = g.op("Cast", [t], hint, to=TensorProto.FLOAT)
+    else:
+        acc = g.op("Cast", [g.op("MatMulInteger", [cols, wt], hint)], hint, to=TensorProto.DOUBLE)
+        acc = g.op("Add", [acc, g.const(bias, hint + "_bias", np.float64)], hint)
+        if _worst_acc(model, layer) > cfg.acc_max:  # a wrap accumulator that can overflow
+            acc = _wrap(g, acc, cfg.acc_bits, hint)
+        g.double.add(acc)
+        mult = arr["mult"] if cfg.requant is Requant.MULTIPLY_SHIFT else None
+        y = acc if a["raw"] else _requant(g, acc, layer, model, 2, shift, mult, hint)
+    if layer.op != "conv2d":
+        return y
+    nhwc = _keep_width(g, y, g.op("Reshape", [y, g.const([-1, oh, ow, n], hint + "_nhwc", np.int64)], hint))
+    out = _keep_width(g, y, g.op("Transpose", [nhwc], hint, perm=[0, 3, 1, 2]))
+    g.nhwc[out] = nhwc
+    return out
+
+
+def _fused_verdict(g: _Graph, model: Model, layer: Layer) -> bool:
+    from .capability import kernel_verdict
+
+    return g.int_kernels and kernel_verdict(fused_kernel_name(model, layer))
 
 
 def product_bounds(model: Model, layer: Layer) -> np.ndarray:
@@ -468,29 +655,41 @@ def _lower_layer(g: _Graph, layer: Layer, model: Model, names: dict[str, str]) -
     return lower(g, layer, model, names, layer.name.replace("/", "_"))
 
 
-def _sink_floors(g: _Graph, keep: set[str]) -> None:
-    """Move each ``Floor`` that feeds only a ``MaxPool`` behind it: max(floor(a)) == floor(max(a)) since
-    floor never decreases, so the result is the same, while Conv -> Clip -> MaxPool stays in onnxruntime's
-    blocked (NCHWc) layout and the Floor (which forces reorders to NCHW and back) runs on the pooled, smaller
-    tensor. ``keep``: names that must stay as they are (segment outputs)."""
+def _sink_roundings(g: _Graph, keep: set[str]) -> None:
+    """Move each rounding to integers (a ``Floor``, or the pair of :data:`_ROUNDER` convolutions) that feeds only a
+    ``MaxPool`` behind it: max(round(a)) == round(max(a)) since rounding never decreases, so the result is the
+    same, while Conv -> Clip -> MaxPool stays one fused chain in onnxruntime's blocked (NCHWc) layout and the
+    rounding runs on the pooled, smaller tensor. ``keep``: names that must stay as they are (segment outputs)."""
     users: dict[str, list[onnx.NodeProto]] = {}
     for node in g.nodes:
         for name in node.input:
             users.setdefault(name, []).append(node)
-    for node in g.nodes:
-        if node.op_type != "Floor" or node.output[0] in keep:
+    chains = {node.output[0]: [node] for node in g.nodes if node.op_type == "Floor"}
+    chains.update(g.roundings)
+    for end, chain in chains.items():
+        after = users.get(end, [])
+        if end in keep or len(after) != 1 or after[0].op_type != "MaxPool":
             continue
-        after = users.get(node.output[0], [])
-        if len(after) != 1 or after[0].op_type != "MaxPool":
-            continue
-        pool, floored, pooled = after[0], node.output[0], after[0].output[0]
-        pool.input[0] = node.input[0]
-        pool.output[0] = floored + "_pooled"
-        node.input[0] = pool.output[0]
-        node.output[0] = pooled
+        pool, pooled = after[0], after[0].output[0]
+        pool.input[0] = chain[0].input[0]
+        pool.output[0] = end + "_pooled"
+        chain[0].input[0] = pool.output[0]
+        chain[-1].output[0] = pooled
         # keep the list in topological order: the pool now runs first
-        i, j = g.nodes.index(node), g.nodes.index(pool)
-        g.nodes[i], g.nodes[j] = g.nodes[j], g.nodes[i]
+        g.nodes.remove(pool)
+        g.nodes.insert(g.nodes.index(chain[0]), pool)
+
+
+def _prune(g: _Graph, outputs: list[str]) -> None:
+    """Drop the nodes and constants that no output needs (an NCHW copy that only NHWC readers skipped)."""
+    needed = set(outputs)
+    kept = []
+    for node in reversed(g.nodes):
+        if any(out in needed for out in node.output):
+            kept.append(node)
+            needed.update(node.input)
+    g.nodes[:] = kept[::-1]
+    g.inits[:] = [t for t in g.inits if t.name in needed]
 
 
 def lower_layers(model: Model, layers: list[Layer], inputs: list[str], outputs: list[str],
@@ -504,14 +703,19 @@ def lower_layers(model: Model, layers: list[Layer], inputs: list[str], outputs: 
         info = model.tensors[t]
         graph_inputs.append(helper.make_tensor_value_info(t, _ONNX_TYPE[info.dtype], [None, *info.shape]))
         names[t] = g.op("Cast", [t], "in", to=TensorProto.FLOAT)
+        g.ints[names[t], _ONNX_TYPE[info.dtype]] = t  # an integer GEMM reads the input itself
+    for layer in layers:
+        for t in layer.inputs:
+            g.readers.setdefault(t, set()).add(layer.op)
     for layer in layers:
         names[layer.output] = _lower_layer(g, layer, model, names)
-    _sink_floors(g, {names[t] for t in outputs})
+    _sink_roundings(g, {names[t] for t in outputs})
     graph_outputs = []
     for t in outputs:
         info = model.tensors[t]
         g.nodes.append(helper.make_node("Cast", [names[t]], [t], to=_ONNX_TYPE[info.dtype]))
         graph_outputs.append(helper.make_tensor_value_info(t, _ONNX_TYPE[info.dtype], [None, *info.shape]))
+    _prune(g, outputs)
     graph = helper.make_graph(g.nodes, "accel_segment", graph_inputs, graph_outputs, initializer=g.inits)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)], producer_name="accel")
     proto.ir_version = 8  # readable by every onnxruntime we support

@@ -11,6 +11,12 @@ float32 below 2^24, float64 below 2^53; sums are then moved to int64, where the
 bias, the wrap and the requantization follow :mod:`accel.datapath` exactly. A
 saturating accumulator that can overflow runs in the engine's numba kernel.
 
+Where ``torch._int_mm`` (int8 x int8 -> int32) passed its exactness self-test on
+the device (:func:`accel.engine.capability.torch_int_mm_verdict`), a layer
+without groups whose sums fit int32 runs on it instead (path ``int8``): a uint8
+input is shifted by -128 into int8 and ``128 * sum_k w[n, k]`` added back in
+int64, exact because every term is an integer.
+
 ``device="cpu"`` runs the same lowering on the CPU, which is how CI checks it
 bit for bit against the other backends on every bundled model.
 """
@@ -22,10 +28,10 @@ from typing import Callable
 import numpy as np
 
 from ..config import Overflow, Requant, Rounding
-from ..datapath import effective_weights
+from ..datapath import DTYPE_RANGES, effective_weights
 from ..errors import ModelError
 from ..ir import MAC_OPS, Layer, Model
-from .onnx_lowering import F32_EXACT_BOUND, F64_EXACT_BOUND, _worst_acc, product_bounds
+from .onnx_lowering import F32_EXACT_BOUND, F64_EXACT_BOUND, _abs_weights, _worst_acc, product_bounds
 
 __all__ = ["TORCH_HANDLERS", "TorchExecutor", "cuda_available"]
 
@@ -76,12 +82,55 @@ class _MacPlan:
         self.half_up = cfg.rounding is Rounding.HALF_UP
         self.pad_value = int(a.get("pad_value", 0))
         self.out_dtype = _torch_dtype(model.tensors[layer.output].dtype)
+        self.int8 = not self.numba and self._int8_fits(model, layer, device)
+        if self.int8:
+            self.path = "int8"
+            wi = w.reshape(n, -1).astype(np.int64)
+            self.w_int = torch.from_numpy(np.ascontiguousarray(wi.T).astype(np.int8)).to(device)  # (K, N)
+            # a uint8 input runs shifted by -128: the sums lose 128 * sum_k w[n, k], added back here
+            self.x_offset = 128 if model.tensors[layer.inputs[0]].dtype == "uint8" else 0
+            self.correction = torch.from_numpy(self.x_offset * wi.sum(axis=1)).to(device)
+
+    def _int8_fits(self, model: Model, layer: Layer, device) -> bool:
+        """No groups, the padding value in the input's type, |w| * 128 sums within int32, an exact kernel."""
+        from .capability import torch_int_mm_verdict
+
+        lo, hi = DTYPE_RANGES[model.tensors[layer.inputs[0]].dtype]
+        bound = int(_abs_weights(layer).reshape(layer.arrays["codes"].shape[0], -1).sum(axis=1).max(initial=0)) * 128
+        k = layer.arrays["codes"][0].size
+        # cuBLAS's int8 GEMM takes K and N in multiples of 8 only (rows are padded to 17 where fewer, see _int_mm)
+        shapes_ok = device.type == "cpu" or (k % 8 == 0 and layer.arrays["codes"].shape[0] % 8 == 0)
+        # a multipoint layer's equivalent weights leave int8
+        return (self.groups == 1 and layer.points is None and lo <= self.pad_value <= hi and bound < 1 << 31
+                and shapes_ok and torch_int_mm_verdict(str(device)))
+
+    def int8_sums(self, x):
+        """The bias-free sums through ``torch._int_mm``: int8 (im2col) rows times the int8 weights, as int64."""
+        import torch
+        import torch.nn.functional as F
+
+        xs = (x.to(torch.int16) - self.x_offset).to(torch.int8) if self.x_offset else x
+        if self.kernel is None:
+            return _int_mm(xs, self.w_int) + self.correction
+        a = self.attrs
+        pt, pl, pb, pr = a["padding"]
+        if any(a["padding"]):
+            xs = F.pad(xs, (pl, pr, pt, pb), value=self.pad_value - self.x_offset)
+        (kh, kw), (sh, sw), (dh, dw) = self.kernel, a["stride"], a["dilation"]
+        # (B, C, OH, OW, KH', KW') windows, every dilation-th tap kept: the (C, KH, KW) order of the weights
+        cols = xs.unfold(2, dh * (kh - 1) + 1, sh).unfold(3, dw * (kw - 1) + 1, sw)[..., ::dh, ::dw]
+        b, c, oh, ow = cols.shape[:4]
+        rows = cols.permute(0, 2, 3, 1, 4, 5).reshape(b * oh * ow, c * kh * kw)
+        acc = _int_mm(rows, self.w_int) + self.correction
+        return acc.view(b, oh, ow, -1).permute(0, 3, 1, 2)
 
     def sums(self, x):
         """bias-free exact sums as int64, (B, N, OH, OW) or (B, N)."""
         import torch
         import torch.nn.functional as F
 
+        if self.int8:
+            return self.int8_sums(x)
         xf = x.to(self.float_dtype)
         if self.kernel is None:
             return torch.matmul(xf, self.w[0].T).to(torch.int64)
@@ -116,6 +165,20 @@ class _MacPlan:
         mult = None if self.mult is None else self.mult.view(shape)
         return _requant(acc, mult, self.shift.view(shape), self.attrs["lo"], self.attrs["hi"], self.half_up,
                         self.out_dtype)
+
+
+def _int_mm(a, b):
+    """``torch._int_mm(a, b)`` as int64; on a GPU, fewer than 17 rows are padded with zeros (cuBLAS's minimum)."""
+    import torch
+
+    m, k = a.shape
+    if a.stride() != (k, 1):
+        # row-major with unit strides: torch 2.13's CPU kernel misreads a "contiguous" (M, 1) view whose size-1
+        # dimension has another stride (a 1x1 convolution's im2col) and returns uninitialized memory
+        a = a.clone(memory_format=torch.contiguous_format)
+    if a.device.type != "cpu" and m <= 16:
+        a = torch.cat([a, a.new_zeros((17 - m, a.shape[1]))])
+    return torch._int_mm(a, b)[:m].to(torch.int64)
 
 
 def _requant(v, mult, shift, lo: int, hi: int, half_up: bool, out_dtype):
@@ -161,7 +224,7 @@ class TorchExecutor:
         return f"cpu (torch {torch.__version__})"
 
     def layer_paths(self) -> dict[str, str]:
-        """Per layer: "f32", "f64" or "numba" for conv2d/linear (the GEMM's type), "int64" otherwise."""
+        """Per layer: "f32", "f64", "int8" or "numba" for conv2d/linear (the GEMM's type), "int64" otherwise."""
         return {layer.name: self.plans[layer.name].path if layer.name in self.plans else "int64"
                 for layer in self.model.layers}
 

@@ -136,7 +136,7 @@ def test_calibration_unlike_the_models_data_warns_in_one_line(tmp_path):
 
 
 def test_eval_reports_the_engine_and_backends_agree(tmp_path):
-    from accel.engine.capability import INT_KERNELS
+    from accel.engine.capability import FUSED_KERNELS, INT_KERNELS
     from accel.engine.torch_backend import cuda_available
 
     rc, out, err = accel("quantize", DIGITS, "--calib", "digits", "-o", "d.qmodel", cwd=tmp_path)
@@ -147,7 +147,7 @@ def test_eval_reports_the_engine_and_backends_agree(tmp_path):
         assert rc == 0, err
         results[backend] = json.loads(out)
     fast = results["fast"]["engine"]
-    assert fast["backend"] == "fast" and set(fast["int_kernels"]) == set(INT_KERNELS)
+    assert fast["backend"] == "fast" and set(fast["int_kernels"]) == set(INT_KERNELS) | set(FUSED_KERNELS)
     assert set(fast["int_kernels"].values()) <= {"exact", "rejected"}
     assert len(fast["layer_paths"]) == 7 and "numba" not in fast["layer_paths"].values()
     assert results["torch"]["engine"]["device"].startswith("cpu")

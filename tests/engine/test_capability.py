@@ -5,7 +5,16 @@ import numpy as np
 import pytest
 
 from accel.engine import capability
-from accel.engine.capability import INT_KERNELS, chosen_kernels, cpu_flags, int_matmul_exact, kernel_verdict
+from accel.engine.capability import (
+    FUSED_KERNELS,
+    INT_KERNELS,
+    chosen_kernels,
+    cpu_flags,
+    forced_verdicts,
+    fused_matmul_exact,
+    int_matmul_exact,
+    kernel_verdict,
+)
 
 
 def exact_matmul(a, b):
@@ -66,6 +75,34 @@ def test_verdicts_are_cached_and_reported():
         INT_KERNELS[name] = original
         kernel_verdict.cache_clear()
     report = chosen_kernels()
-    assert set(report["int_kernels"]) == set(INT_KERNELS)
+    assert set(report["int_kernels"]) == set(INT_KERNELS) | set(FUSED_KERNELS)
     assert set(report["int_kernels"].values()) <= {"exact", "rejected"}
     assert set(report["flags"]) <= set(capability.REPORTED_FLAGS) and set(report["flags"]) <= cpu_flags()
+
+
+def fused(matmul, epilogue_dtype=np.float64):
+    """A fused ``(a @ b) * scale + bias`` kernel from an integer GEMM, its epilogue in ``epilogue_dtype``."""
+    def run(a, b, scale, bias):
+        acc = matmul(a, b).astype(epilogue_dtype)
+        return (acc * scale.astype(epilogue_dtype) + bias.astype(epilogue_dtype)).astype(np.float32)
+    return run
+
+
+@pytest.mark.parametrize("a_dtype", [np.uint8, np.int8])
+def test_fused_self_test_accepts_an_exact_kernel(a_dtype):
+    assert fused_matmul_exact(fused(exact_matmul), a_dtype)
+
+
+@pytest.mark.parametrize("kernel", [fused(avx2_pair_saturating_matmul), fused(exact_matmul, np.float16),
+                                    lambda a, b, scale, bias: failing_matmul(a, b)])
+def test_fused_self_test_rejects_inexact_kernels(kernel):
+    """The int16 pair saturation, an epilogue of too few bits, a kernel that cannot run."""
+    assert not fused_matmul_exact(kernel, np.uint8)
+
+
+@pytest.mark.parametrize("verdict", [True, False])
+def test_forced_verdicts_apply_inside_the_block_only(verdict):
+    measured = {name: kernel_verdict(name) for name in [*INT_KERNELS, *FUSED_KERNELS]}
+    with forced_verdicts(verdict):
+        assert all(kernel_verdict(name) is verdict for name in measured)
+    assert {name: kernel_verdict(name) for name in measured} == measured

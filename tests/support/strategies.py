@@ -100,6 +100,46 @@ def conv_cases(draw):
 
 
 @st.composite
+def wide_conv_cases(draw):
+    """(model, input) for one random convolution shaped for the engine's GEMM paths: 16 to 80 output channels
+    (whole blocks of 16 take the rounding by convolutions) and reductions up to 64 x 3 x 3 (the 8-bit GEMM from
+    256), with padding values, strides, dilation and every configuration (the default one half of the time)."""
+    cfg = draw(configs()) if draw(st.booleans()) else AcceleratorConfig(
+        rounding=draw(st.sampled_from(["half_up", "floor"])), lut_scope=draw(st.sampled_from(["layer", "channel"])))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    extreme = draw(st.booleans()) and draw(st.booleans())
+    in_dtype = draw(st.sampled_from(["int8", "uint8"]))
+    c = draw(st.sampled_from([1, 3, 16, 29, 32, 64, 64]))
+    n = draw(st.sampled_from([16, 32, 64, 64, 80]))
+    kh, kw = draw(st.sampled_from([(1, 1), (3, 3), (3, 3), (1, 3)]))
+    dh, dw = draw(st.integers(1, 2)), 1
+    padding = tuple(draw(st.integers(0, 1)) for _ in range(4))
+    h = draw(st.integers(max(1, dh * (kh - 1) + 1 - padding[0] - padding[2]), 6))
+    w = draw(st.integers(max(1, kw - padding[1] - padding[3]), 6))
+    stride = (draw(st.integers(1, 2)), draw(st.integers(1, 2)))
+    raw = draw(st.booleans()) and draw(st.booleans())
+    out_dtype = draw(st.sampled_from(["int8", "uint8"]))
+    lo, hi = clamp_bounds(rng, out_dtype)
+    xlo, xhi = (-128, 127) if in_dtype == "int8" else (0, 255)
+    arrays = mac_arrays(rng, cfg, n, (n, c, kh, kw), extreme)
+    if draw(st.booleans()):  # weights of a quarter of the range: long reductions that stay below 2^24
+        arrays["lut"] = (arrays["lut"] // 4).astype(np.int8)
+    if draw(st.booleans()):
+        arrays["bias"] = rng.integers(-(1 << min(cfg.acc_bits - 2, 12)), 1 << min(cfg.acc_bits - 2, 12), n)
+    if draw(st.booleans()):  # shifts that spread the outputs over the clamp range, not just its ends
+        bound = int(np.abs(arrays["lut"].astype(np.int64)).max()) * max(abs(xlo), xhi) * c * kh * kw
+        arrays["shift"] = np.clip(rng.integers(-2, 3, n) + bound.bit_length() - 8, 0, cfg.max_shift)
+    b = ModelBuilder(cfg)
+    x = b.input("x", (c, h, w), in_dtype)
+    y = b.conv2d("conv", x, **arrays, stride=stride, padding=padding, dilation=(dh, dw),
+                 pad_value=int(rng.integers(xlo, xhi + 1)) if rng.random() < 0.3 else 0,
+                 lo=int(lo), hi=int(hi), raw=raw, dtype=out_dtype)
+    model = b.build([y])
+    xs = _values(rng, xlo, xhi, (draw(st.integers(1, 3)), c, h, w), extreme).astype(in_dtype)
+    return model, xs
+
+
+@st.composite
 def linear_cases(draw):
     cfg = draw(configs())
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
