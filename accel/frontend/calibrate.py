@@ -80,6 +80,10 @@ class Calibration:
         Tensor name -> integer activation offset ``o`` (``x_real = (q + o) * 2^-e``); absent means 0.
         Only tensors whose offset folds exactly into biases and pad values have one
         (:func:`~accel.frontend.quantize.offset_groups`).
+    bits : dict
+        Tensor name -> activation width narrower than the configuration's ``act_bits`` (per-layer
+        mixed precision, :mod:`accel.precision`); absent means ``act_bits``. The exponents of these
+        tensors must have been chosen for that width.
     """
 
     exponents: dict[str, int]
@@ -89,6 +93,7 @@ class Calibration:
     images: int = 0
     input_statistics: dict[str, float] = field(default_factory=dict)
     offsets: dict[str, int] = field(default_factory=dict)
+    bits: dict[str, int] = field(default_factory=dict)
 
 
 def tensor_signedness(graph: FloatGraph) -> dict[str, bool]:

@@ -49,8 +49,8 @@ from .weights import WeightQuant, quantize_weights
 
 __all__ = ["DEFAULT_LUT", "DEFAULT_GRANULARITY", "DEFAULT_LUT_SCOPE", "GRANULARITIES", "QuantizeOptions",
            "TensorExponents", "assign_exponents", "default_config", "dequantize_output", "emit_integer_model",
-           "offset_bias", "offset_groups", "quantize_graph", "quantize_layer_weights", "quantize_onnx", "weight_tensor",
-           "source_sha256"]
+           "offset_bias", "offset_groups", "quantize_graph", "quantize_layer_weights", "quantize_onnx",
+           "source_sha256", "tensor_groups", "weight_tensor"]
 
 #: Default LUT family of ``accel quantize`` (the best general-purpose choice at W4A8, docs/RESULTS.md).
 DEFAULT_LUT = DEFAULT_FAMILY
@@ -164,8 +164,9 @@ class _Groups:
             self.parent[rb] = ra
 
 
-def _range(config: AcceleratorConfig, signed: bool) -> tuple[int, int]:
-    return config.act_range(signed)
+def _range(config: AcceleratorConfig, exponents: TensorExponents, tensor: str) -> tuple[int, int]:
+    """The stored range of ``tensor``: ``act_bits`` wide, or its own narrower width (mixed precision)."""
+    return config.replace(act_bits=exponents.bits(tensor, config.act_bits)).act_range(exponents.signed(tensor))
 
 
 def _clamp_bounds(node: FloatNode, e: int, lo: int, hi: int, offset: int = 0) -> tuple[int, int]:
@@ -207,11 +208,12 @@ class TensorExponents:
     """
 
     def __init__(self, groups: _Groups, exponents: dict[str, int], signed: dict[str, bool], raw_outputs: set[str],
-                 offsets: dict[str, int] | None = None):
+                 offsets: dict[str, int] | None = None, bits: dict[str, int] | None = None):
         self._groups = groups
         self._exponents = exponents
         self._signed = signed
         self._offsets = offsets or {}
+        self._bits = bits or {}
         self.raw_outputs = raw_outputs
 
     def exponent(self, tensor: str) -> int:
@@ -220,6 +222,10 @@ class TensorExponents:
 
     def signed(self, tensor: str) -> bool:
         return self._signed[self._groups.find(tensor)]
+
+    def bits(self, tensor: str, default: int) -> int:
+        """The tensor's activation width: its own (mixed precision) or ``default``."""
+        return self._bits.get(self._groups.find(tensor), default)
 
     def offset(self, tensor: str) -> int:
         """The integer activation offset ``o``: ``x_real = (q + o) * 2^-e`` (0 for most tensors)."""
@@ -264,6 +270,16 @@ def _data_movement_groups(graph: FloatGraph) -> _Groups:
     return groups
 
 
+def tensor_groups(graph: FloatGraph) -> dict[str, list[str]]:
+    """Every group of tensors that share one exponent (a data-movement output with its inputs):
+    group root -> member tensors, in graph order."""
+    groups = _data_movement_groups(graph)
+    members: dict[str, list[str]] = {}
+    for t in [graph.input] + [n.output for n in graph.nodes]:
+        members.setdefault(groups.find(t), []).append(t)
+    return members
+
+
 def offset_groups(graph: FloatGraph) -> dict[str, list[str]]:
     """The groups of tensors (sharing one exponent) whose activation offset folds exactly.
 
@@ -280,11 +296,8 @@ def offset_groups(graph: FloatGraph) -> dict[str, list[str]]:
     dict
         Group root tensor -> its member tensors.
     """
-    groups = _data_movement_groups(graph)
     producer = {n.output: n for n in graph.nodes}
-    members: dict[str, list[str]] = {}
-    for t in [graph.input] + [n.output for n in graph.nodes]:
-        members.setdefault(groups.find(t), []).append(t)
+    members = tensor_groups(graph)
     movement = ("max_pool", "flatten", "reshape", "concat")
     out = {}
     for root, tensors in members.items():
@@ -354,6 +367,7 @@ def assign_exponents(graph: FloatGraph, calib: Calibration, weights: dict[str, W
     raw_outputs = {n.output for n in graph.nodes if n.op in MAC_NODE_OPS
                    and n.output in graph.outputs and not graph.consumers(n.output)}
     offsets = _checked_offsets(graph, groups, calib.offsets, signed)
+    bits = {groups.find(t): int(b) for t, b in calib.bits.items()}
 
     # Output exponents never finer than what a legal (non-negative) shift can reach.
     changed = True
@@ -372,7 +386,7 @@ def assign_exponents(graph: FloatGraph, calib: Calibration, weights: dict[str, W
                 limit = max(exp[groups.find(t)] for t in node.inputs)
                 if exp[out] > limit:
                     exp[out], changed = limit, True
-    return TensorExponents(groups, exp, signed, raw_outputs, offsets)
+    return TensorExponents(groups, exp, signed, raw_outputs, offsets, bits)
 
 
 def emit_integer_model(graph: FloatGraph, calib: Calibration, config: AcceleratorConfig,
@@ -410,6 +424,10 @@ def emit_integer_model(graph: FloatGraph, calib: Calibration, config: Accelerato
     """
     if weights is None:
         weights = quantize_layer_weights(graph, config, options, progress=progress)
+    for tensor, bits in calib.bits.items():
+        if not 2 <= bits <= config.act_bits:
+            raise ModelImportError(f"tensor {tensor!r}: activation width {bits} is outside 2..{config.act_bits} "
+                                   f"(the hardware's act_bits)")
     exponents = assign_exponents(graph, calib, weights, config.requant is Requant.SHIFT)
     builder = ModelBuilder(config, metadata={
         "name": graph.name, "source": str(Path(graph.source).resolve()) if graph.source else "",
@@ -451,7 +469,7 @@ def _emit_mac(em: _Emission, node: FloatNode) -> None:
     e_y = None if raw else em.exponents.exponent(out)
     live = _live_channels(q)
     o_x, o_y = em.exponents.offset(ins[0]), 0 if raw else em.exponents.offset(out)
-    lo, hi = _clamp_bounds(node, e_y, *_range(config, em.exponents.signed(out)), o_y) if not raw else (0, 0)
+    lo, hi = _clamp_bounds(node, e_y, *_range(config, em.exponents, out), o_y) if not raw else (0, 0)
     mult = None
     if config.requant is Requant.SHIFT:
         e_w = q.exponent.astype(np.int64).copy()
@@ -517,7 +535,7 @@ def _emit_add(em: _Emission, node: FloatNode) -> None:
     if e_t - min(e_a, e_b) > ADD_INPUT_SHIFT_MAX:
         raise ModelImportError(f"layer {node.name!r}: input exponents {e_a} and {e_b} are more than "
                                f"{ADD_INPUT_SHIFT_MAX} apart; the add's left shifts allow 0..{ADD_INPUT_SHIFT_MAX}")
-    lo, hi = _clamp_bounds(node, e_y, *_range(em.config, em.exponents.signed(out)))
+    lo, hi = _clamp_bounds(node, e_y, *_range(em.config, em.exponents, out))
     em.builder.add_layer(node.name, "add", ins, {"shift_a": e_t - e_a, "shift_b": e_t - e_b, "shift": e_t - e_y,
                                                  "lo": lo, "hi": hi},
                          dtype=em.exponents.dtype(out), exponent=e_y, output=out)
@@ -531,7 +549,7 @@ def _emit_average_pool(em: _Emission, node: FloatNode) -> None:
               else math.prod(em.graph.shapes[ins[0]][1:]))
     mult, shift = _mult_shift(math.ldexp(1.0, e_y - e_x) / window, POOL_MULT_BITS, POOL_SHIFT_MAX,
                               f"layer {node.name!r}")
-    lo, hi = _range(em.config, em.exponents.signed(out))
+    lo, hi = _range(em.config, em.exponents, out)
     attrs = {"mult": mult, "shift": shift, "lo": lo, "hi": hi}
     arrays = {}
     if node.op == "avg_pool":

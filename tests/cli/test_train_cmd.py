@@ -56,10 +56,11 @@ def test_search_precision_meets_the_budget_and_fine_tunes_exactly(tmp_path):
     rc, out, err = accel("search-precision", DIGITS, "--budget", "3bpw", "--train", "digits", "--epochs", "1",
                          "-o", "s.qmodel", cwd=tmp_path)
     assert rc == 0, err
-    assert re.search(r"^wrote s\.qmodel: per-layer weight bits for a budget of 3 bits per weight: [\d.]+ bits per "
+    assert re.search(r"^wrote s\.qmodel: per-layer bits for a budget of 3 bits per weight: [\d.]+ bits per "
                      r"weight \(LUTs, shifts and biases included\); fine-tuned 1 epochs with self-distillation: "
                      r"top-1 [\d.]+% on 360 test images of digits$", out.strip().splitlines()[-1])
-    assert out.splitlines()[0].split() == ["layer", "weight", "bits", "sensitivity", "(KL)"]
+    assert out.splitlines()[0].split() == ["layer", "weight", "bits", "act", "bits", "sensitivity", "W", "(KL)",
+                                           "sensitivity", "A", "(KL)"]
     model = load_model(tmp_path / "s.qmodel")
     assert network_cost(model, model_weight_bits(model), "bpw") <= 3.0
     assert model.metadata["qat"]["export_check"]["equal_logits"] == 360

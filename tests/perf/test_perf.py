@@ -14,6 +14,7 @@ from accel.errors import ConfigError
 from accel.ir import ModelBuilder, save_model
 from accel.perf import ActivationStats, array_work, coded_bits, decode, encode, estimate, vector_work, weight_storage
 from accel.perf.coding import exp_golomb_bits
+from accel.perf.network import code_bits, stored_bits
 from tests.support.cli import run_accel as accel
 from tests.support.models import small_resnet
 
@@ -204,3 +205,27 @@ def test_flatten_moves_no_data():
     x = b.input("x", (4, 8, 8), "int8")  # 256 bytes: spilled to DRAM
     perf = estimate(b.build([b.flatten("flat", x)]))
     assert (perf.layers[0].dram_bytes, perf.cycles, perf.layers[0].unit) == (0, 0, "none")
+
+
+def test_packed_pricing_follows_clamp_ranges_and_lut_levels():
+    """``packed=True``: a 4-bit hidden map costs half the activation-buffer energy of a byte-wide one,
+    codes with 4 distinct levels are read at 2 bits; without narrowing, packed equals the default."""
+    cfg = AcceleratorConfig()
+    rng = np.random.default_rng(1)
+    b = ModelBuilder(cfg)
+    x = b.input("x", (72,), "int8")
+    h = b.linear("fc1", x, codes=rng.integers(0, 16, (16, 72)).astype(np.uint8),
+                 lut=np.tile(np.arange(4) * 9 - 13, 4)[None, :], bias=np.zeros(16, int), shift=np.full(16, 6),
+                 lo=0, hi=15, dtype="uint8")
+    y = b.linear("fc2", h, codes=rng.integers(0, 16, (10, 16)).astype(np.uint8),
+                 lut=rng.integers(-128, 128, (1, 16)), bias=np.zeros(10, int), shift=np.zeros(10, int), raw=True)
+    model = b.build([y])
+    assert stored_bits(model) == {"x": 8, h: 4, y: 32}
+    assert [code_bits(model.layer(n)) for n in ("fc1", "fc2")] == [2, 4]
+    sram = cfg.replace(energy=only(sram_read_byte_pj=1.0, sram_write_byte_pj=1.0))
+    plain, packed = estimate(model, sram).layers, estimate(model, sram, packed=True).layers
+    assert packed[1].energy_pj["sram_act"] == pytest.approx(plain[1].energy_pj["sram_act"] / 2)  # reads h only
+    assert packed[0].energy_pj["sram_weight"] < plain[0].energy_pj["sram_weight"]
+    assert packed[1].energy_pj["sram_weight"] == plain[1].energy_pj["sram_weight"]
+    wide = fc_model()
+    assert estimate(wide, packed=True).energy_pj == estimate(wide).energy_pj

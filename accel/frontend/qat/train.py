@@ -171,7 +171,7 @@ def _set_rates(optimizer: torch.optim.Optimizer, opts: TrainOptions, progress: f
 def _fingerprint(net: QATNetwork, opts: TrainOptions) -> dict:
     """What a checkpoint must match to be resumed: the network, the hardware and the options."""
     return {"source_sha256": source_sha256(net.graph.source) if net.graph.source else "",
-            "config": net.config.to_dict(),
+            "config": net.config.to_dict(), "quantize": asdict(net.options),
             "options": {k: v for k, v in asdict(opts).items() if k != "epochs"}}
 
 
