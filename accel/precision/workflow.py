@@ -58,8 +58,8 @@ def search_file(model_path: str | os.PathLike, output: str | os.PathLike, *, bud
     rows = []
     for name, bits in result.bits.items():
         act = result.act_bits.get(name)
-        rows.append((name, bits, "" if act is None else act, result.sensitivity[name][bits],
-                     "" if act is None else result.act_sensitivity[name][act]))
+        rows.append((name, bits, act, result.sensitivity[name][bits],
+                     None if act is None else result.act_sensitivity[name][act]))
     table = Table(["layer", Column("weight bits", align="right"), Column("act bits", align="right"),
                    Column("sensitivity W (KL)", fmt=".4f", align="right"),
                    Column("sensitivity A (KL)", fmt=".4f", align="right")], rows)
