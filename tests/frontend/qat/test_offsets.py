@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from accel.data import load_dataset
-from accel.engine import Engine
+from accel.datapath import quantize_input
+from accel.engine import Engine, run_model_contract
 from accel.errors import ModelImportError
 from accel.frontend.calibrate import calibrate, choose_offset
 from accel.frontend.onnx_import import import_onnx
@@ -62,12 +63,11 @@ def test_offsets_export_exactly_through_padded_convolutions(tmp_path, digits):
     assert offset != 0 and consumer.attrs["pad_value"] == -offset and any(consumer.attrs["padding"])
     result = check_export(net, model, test.x, test.y)
     assert result["equal_logits"] == result["images"] == len(test.y)
-    x_int = (model.tensors[model.inputs[0]], test.x)
-    from accel.datapath import quantize_input
-
-    xi = quantize_input(test.x, x_int[0].exponent, -8, 7).astype(np.int8)
+    xi = quantize_input(test.x, model.tensors[model.inputs[0]].exponent, -8, 7).astype(np.int8)
     fast = Engine(model).run(xi)[model.outputs[0]]
-    np.testing.assert_array_equal(Engine(model, "reference").run(xi)[model.outputs[0]], fast)
+    for backend in ("reference", "torch"):  # every CPU executor pads with pad_value
+        np.testing.assert_array_equal(Engine(model, backend).run(xi)[model.outputs[0]], fast)
+    np.testing.assert_array_equal(run_model_contract(model, xi[:20])[model.outputs[0]], fast[:20])
 
 
 def test_offsets_are_learned_and_recover_accuracy(tmp_path, digits):
