@@ -167,14 +167,14 @@ def choose_exponent(values: np.ndarray, lo: int, hi: int, method: str = DEFAULT_
     return candidates[int(np.argmin(errors))]
 
 
-def choose_offset(values: np.ndarray, lo: int, hi: int, exponent: int, *, offsets: tuple[int, int] = (-127, 128),
-                  spread: int = 3, max_values: int = 1 << 14, seed: int = 0) -> tuple[int, int]:
+def choose_offset(values: np.ndarray, lo: int, hi: int, exponent: int, *, spread: int = 3,
+                  max_values: int = 1 << 14, seed: int = 0) -> tuple[int, int]:
     """The exponent and integer offset with the least squared error, LSQ+'s MSE initialisation on
     power-of-two steps: ``x ~ (clamp(round(x * 2^e) - o, lo, hi) + o) * 2^-e``.
 
-    Exponents ``exponent - spread .. exponent + spread`` are tried, each with every offset in
-    ``offsets`` (default: those whose padding code ``-o`` is an int8 value), on a seeded subsample
-    of ``max_values`` values.
+    Exponents ``exponent - spread .. exponent + spread`` are tried, each with every offset that
+    keeps zero a code (``-hi <= o <= -lo``: the padding value ``-o``, the real zero, must be an
+    activation the array takes), on a seeded subsample of ``max_values`` values.
 
     Returns
     -------
@@ -189,7 +189,7 @@ def choose_offset(values: np.ndarray, lo: int, hi: int, exponent: int, *, offset
     values = np.asarray(values, np.float64).reshape(-1)
     if values.size > max_values:
         values = values[np.random.default_rng(seed).choice(values.size, max_values, replace=False)]
-    candidates = np.array(sorted(range(offsets[0], offsets[1] + 1), key=abs), np.float64)  # ties: smallest |o|
+    candidates = np.array(sorted(range(-hi, -lo + 1), key=abs), np.float64)  # ties: the smallest |o|
     best = (math.inf, exponent, 0)
     for e in range(max(exponent - spread, _E_MIN), min(exponent + spread, _E_MAX) + 1):
         scaled = np.round(values * math.ldexp(1.0, e))[None, :]

@@ -424,6 +424,11 @@ def emit_integer_model(graph: FloatGraph, calib: Calibration, config: Accelerato
     """
     if weights is None:
         weights = quantize_layer_weights(graph, config, options, progress=progress)
+    pad_lo, pad_hi = config.act_range(True)
+    for tensor, offset in calib.offsets.items():
+        if not pad_lo <= -offset <= pad_hi:
+            raise ModelImportError(f"tensor {tensor!r}: activation offset {offset} needs pad value {-offset}, "
+                                   f"outside the array's {config.act_bits}-bit activations ({pad_lo}..{pad_hi})")
     for tensor, bits in calib.bits.items():
         if not 2 <= bits <= config.act_bits:
             raise ModelImportError(f"tensor {tensor!r}: activation width {bits} is outside 2..{config.act_bits} "

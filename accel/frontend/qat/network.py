@@ -192,7 +192,8 @@ class QATNetwork(nn.Module):
         key = self._act_key.get(self.groups.find(tensor))
         if key is None or key not in self.act_offset:
             return 0
-        return int(math.floor(float(self.act_offset[key].detach()) + 0.5))
+        lo, hi = self.config.act_range(True)  # the pad value -o must be an activation the array takes
+        return int(min(max(math.floor(float(self.act_offset[key].detach()) + 0.5), -hi), -lo))
 
     def quantized_weights(self) -> dict[str, WeightQuant]:
         """Every MAC node's weights on its LUT: rounded exponents, int8 levels, nearest codes."""

@@ -16,19 +16,16 @@ from accel.frontend.quantize import default_config, emit_integer_model, offset_g
 from accel.frontend.workflow import MODELS_DIR
 from tests.support.models import shifted_cnn_digits
 
-#: The hidden layer of cnn_digits moved to [20, 40]: symmetric 4-bit codes keep only a few levels there.
-_FC_SHIFT = 20.0
-
 
 @pytest.fixture(scope="module")
 def digits():
     return load_dataset("digits", "train"), load_dataset("digits", "test")
 
 
-def test_choose_offset_centres_the_window_on_an_asymmetric_range():
-    values = np.random.default_rng(0).uniform(20.0, 35.0, 4000)
-    e, o = choose_offset(values, -8, 7, -2)
-    assert (e, o) == (0, 28)  # codes -8..7 stand for 20..35 in steps of 1
+def test_choose_offset_moves_the_window_onto_an_asymmetric_range():
+    values = np.random.default_rng(0).uniform(0.0, 15.0, 4000)
+    assert choose_offset(values, -8, 7, -2) == (0, 8)  # codes -8..7 stand for 0..15 in steps of 1
+    assert choose_offset(-values, -8, 7, -2) == (0, -7)  # -15..0: zero stays a code (the pad value)
     assert abs(choose_offset(np.random.default_rng(0).normal(0.0, 1.0, 4000), -8, 7, 2)[1]) <= 1  # symmetric
 
 
@@ -71,10 +68,12 @@ def test_offsets_export_exactly_through_padded_convolutions(tmp_path, digits):
 
 
 def test_offsets_are_learned_and_recover_accuracy(tmp_path, digits):
-    """W4A4 with a hidden layer on [20, 40]: MSE-initialised, learned offsets beat symmetric codes
-    by several points after one epoch, exported bit-exact; an offset started off the optimum moves."""
+    """W4A4 where the features that the classifier reads are signed but never negative (cnn_digits
+    with a bias-free affine after its flatten): MSE-initialised, learned offsets use all 16 codes
+    and beat symmetric codes after one epoch, exported bit-exact; an offset started off the
+    optimum moves back."""
     train_set, test = digits
-    graph = import_onnx(shifted_cnn_digits(tmp_path / "shifted.onnx", "/classifier/classifier.2/Relu", _FC_SHIFT))
+    graph = import_onnx(shifted_cnn_digits(tmp_path / "shifted.onnx", "/classifier/classifier.0/Flatten", 0.0))
     top1 = {}
     for learn in (False, True):
         net, _ = prepare(graph, train_set.x, default_config(act_bits=4), learn_lut=True, learn_offsets=learn)
@@ -82,12 +81,12 @@ def test_offsets_are_learned_and_recover_accuracy(tmp_path, digits):
         result = check_export(net, net.plan(), test.x, test.y)
         assert result["equal_logits"] == result["images"]
         top1[learn] = result["top1"]
-    assert top1[True] > top1[False] + 3.0
+    assert top1[True] > top1[False] + 1.5  # measured: 97.50 against 94.72
 
     net, _ = prepare(graph, train_set.x, default_config(act_bits=4), learn_offsets=True)
     (key,) = list(net.act_offset)
     initial = net.tensor_offset("shifted")
     with torch.no_grad():
-        net.act_offset[key].fill_(initial - 8)  # window 8 codes too low: the top of the range clips
+        net.act_offset[key].fill_(initial - 6)  # window 6 codes too low: the top of the range clips
     train(net, train_set.x, train_set.y, TrainOptions(epochs=1, learn_offsets=True, offset_lr=0.5))
     assert net.tensor_offset("shifted") > initial - 4
