@@ -1,4 +1,4 @@
-"""``accel search-precision``: per-layer weight bits for a storage budget, optionally fine-tuned."""
+"""``accel search-precision``: per-layer weight and activation bits for a budget, optionally fine-tuned."""
 
 from __future__ import annotations
 
@@ -11,9 +11,10 @@ __all__ = ["register", "run"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("search-precision", help="mixed-precision search for a weight-storage budget",
+    p = sub.add_parser("search-precision", help="mixed-precision search for a storage or energy budget",
                        description="Choose 2, 3 or 4 (8 on 8-bit hardware) bits per weight for every "
-                                   "conv/linear layer so that the network meets BUDGET, lowering first the "
+                                   "conv/linear layer, and for an energy budget 4 to act_bits bits for the "
+                                   "activation it writes, so that the network meets BUDGET, lowering first the "
                                    "layers whose outputs the float network's predictions depend on least "
                                    "(measured through the engine on calibration images). With --train and "
                                    "--epochs the result is fine-tuned with self-distillation from the float "
@@ -21,8 +22,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("model", metavar="MODEL.onnx", help="trained float network (ONNX)")
     p.add_argument("-o", "--output", required=True, metavar="OUT.qmodel", help="integer model to write")
     p.add_argument("--budget", required=True, metavar="BUDGET",
-                   help="bits per weight counting LUT tables, shifts and biases (2.5 or 2.5bpw) or bytes of "
-                        "weight memory (12000B, 12kB, 12KiB)")
+                   help="bits per weight counting LUT tables, shifts and biases (2.5 or 2.5bpw), bytes of "
+                        "weight memory (12000B, 12kB, 12KiB) or energy per inference from accel perf's model "
+                        "with packed activations and codes (2.5uJ, 800nJ)")
     p.add_argument("--calib", metavar="DATA",
                    help="calibration data (default: the bundled model's data set)")
     p.add_argument("--config", metavar="CFG.toml", help="accelerator configuration (default: the defaults)")

@@ -10,7 +10,8 @@ __all__ = ["register", "run", "add_run_arguments"]
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from ..frontend.qat import TrainOptions
+    from ..frontend.calibrate import DEFAULT_METHOD, METHODS
+    from ..frontend.qat import SCHEDULES, TrainOptions
 
     defaults = TrainOptions()
     p = sub.add_parser("train", help="quantization-aware training of an ONNX network",
@@ -35,7 +36,15 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"images per step (default {defaults.batch_size})")
     p.add_argument("--lr", type=positive_float, default=defaults.lr, metavar="RATE",
                    help=f"Adam learning rate of the latent weights and biases (default {defaults.lr:g})")
+    p.add_argument("--schedule", choices=SCHEDULES, default=defaults.schedule,
+                   help=f"learning rates constant or decayed to 0 along a cosine (default {defaults.schedule})")
+    p.add_argument("--calib-method", choices=METHODS, default=DEFAULT_METHOD,
+                   help=f"calibration of the starting activation exponents (default {DEFAULT_METHOD}; mse "
+                        f"helps at 4-bit activations, docs/QAT.md)")
     p.add_argument("--learn-lut", action="store_true", help="train the LUT levels (int8 codebooks) too")
+    p.add_argument("--learn-offsets", action="store_true",
+                   help="learn integer activation offsets (LSQ+, MSE-initialised) on signed tensors between "
+                        "conv/linear layers, folded into biases and pad values")
     p.add_argument("--fixed-scales", action="store_true", help="keep the post-training power-of-two scales")
     p.add_argument("--distill", action="store_true", help="learn from the float network's logits too")
     p.add_argument("--sparsity", type=non_negative_float, default=0.0, metavar="L1",
@@ -56,10 +65,11 @@ def run(args: argparse.Namespace) -> int:
     from ..frontend.qat.workflow import train_file
 
     options = TrainOptions(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, learn_lut=args.learn_lut,
-                           learn_scales=not args.fixed_scales, distill=args.distill, sparsity=args.sparsity,
-                           seed=args.seed)
+                           learn_scales=not args.fixed_scales, learn_offsets=args.learn_offsets,
+                           schedule=args.schedule, distill=args.distill, sparsity=args.sparsity, seed=args.seed)
     _, summary = train_file(args.model, args.output, train_data=args.train, calib=args.calib,
                             config_path=args.config, weight_bits=args.weight_bits, act_bits=args.act_bits,
-                            options=options, resume=args.resume, overwrite=args.force, progress=True)
+                            calib_method=args.calib_method, options=options, resume=args.resume,
+                            overwrite=args.force, progress=True)
     print(summary)
     return 0

@@ -155,6 +155,10 @@ def lower_layer(model: Model, layer: Layer, x: np.ndarray) -> list[GemmProblem]:
     else:
         at = layer.attrs
         kh, kw = codes.shape[2:]
+        lo, hi = cfg.act_range(signed)
+        if any(at["padding"]) and not lo <= int(at["pad_value"]) <= hi:  # padded positions enter the array too
+            raise DataError(f"layer {layer.name!r}: pad_value {int(at['pad_value'])} does not fit the array's "
+                            f"{cfg.act_bits}-bit {'signed' if signed else 'unsigned'} activations ({lo}..{hi})")
         cols = datapath.im2col(x, (kh, kw), tuple(at["stride"]), tuple(at["padding"]), tuple(at["dilation"]),
                                int(at["pad_value"]))
         groups = int(at["groups"])

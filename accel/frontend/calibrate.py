@@ -33,8 +33,8 @@ from ..errors import DataError, ModelImportError
 from .graph import FloatGraph, run_float
 
 __all__ = ["METHODS", "DEFAULT_METHOD", "DEFAULT_CALIB_SIZE", "STATISTICS_FACTOR", "Calibration",
-           "tensor_signedness", "choose_exponent", "calibrate", "input_statistics", "statistics_mismatch",
-           "warn_if_statistics_differ"]
+           "tensor_signedness", "choose_exponent", "choose_offset", "calibrate", "input_statistics",
+           "statistics_mismatch", "warn_if_statistics_differ"]
 
 _log = logging.getLogger(__name__)
 
@@ -76,6 +76,14 @@ class Calibration:
         Number of calibration images.
     input_statistics : dict
         ``mean`` and ``std`` of the calibration images' values (:func:`input_statistics`).
+    offsets : dict
+        Tensor name -> integer activation offset ``o`` (``x_real = (q + o) * 2^-e``); absent means 0.
+        Only tensors whose offset folds exactly into biases and pad values have one
+        (:func:`~accel.frontend.quantize.offset_groups`).
+    bits : dict
+        Tensor name -> activation width narrower than the configuration's ``act_bits`` (per-layer
+        mixed precision, :mod:`accel.precision`); absent means ``act_bits``. The exponents of these
+        tensors must have been chosen for that width.
     """
 
     exponents: dict[str, int]
@@ -84,6 +92,8 @@ class Calibration:
     method: str = DEFAULT_METHOD
     images: int = 0
     input_statistics: dict[str, float] = field(default_factory=dict)
+    offsets: dict[str, int] = field(default_factory=dict)
+    bits: dict[str, int] = field(default_factory=dict)
 
 
 def tensor_signedness(graph: FloatGraph) -> dict[str, bool]:
@@ -155,6 +165,40 @@ def choose_exponent(values: np.ndarray, lo: int, hi: int, method: str = DEFAULT_
     candidates = range(e_minmax, min(e_minmax + 5, _E_MAX + 1))
     errors = [_quant_error(values, e, lo, hi) for e in candidates]
     return candidates[int(np.argmin(errors))]
+
+
+def choose_offset(values: np.ndarray, lo: int, hi: int, exponent: int, *, spread: int = 3,
+                  max_values: int = 1 << 14, seed: int = 0) -> tuple[int, int]:
+    """The exponent and integer offset with the least squared error, LSQ+'s MSE initialisation on
+    power-of-two steps: ``x ~ (clamp(round(x * 2^e) - o, lo, hi) + o) * 2^-e``.
+
+    Exponents ``exponent - spread .. exponent + spread`` are tried, each with every offset that
+    keeps zero a code (``-hi <= o <= -lo``: the padding value ``-o``, the real zero, must be an
+    activation the array takes), on a seeded subsample of ``max_values`` values.
+
+    Returns
+    -------
+    (int, int)
+        ``(e, o)``.
+
+    Examples
+    --------
+    >>> choose_offset(np.array([0.0, 1.0, 2.0, 3.0]), -2, 1, 0)
+    (0, 2)
+    """
+    values = np.asarray(values, np.float64).reshape(-1)
+    if values.size > max_values:
+        values = values[np.random.default_rng(seed).choice(values.size, max_values, replace=False)]
+    candidates = np.array(sorted(range(-hi, -lo + 1), key=abs), np.float64)  # ties: the smallest |o|
+    best = (math.inf, exponent, 0)
+    for e in range(max(exponent - spread, _E_MIN), min(exponent + spread, _E_MAX) + 1):
+        scaled = np.round(values * math.ldexp(1.0, e))[None, :]
+        q = np.clip(scaled - candidates[:, None], lo, hi) + candidates[:, None]
+        errors = np.mean((q * math.ldexp(1.0, -e) - values[None, :]) ** 2, axis=1)
+        i = int(np.argmin(errors))
+        if errors[i] < best[0] - 1e-15:
+            best = (float(errors[i]), e, int(candidates[i]))
+    return best[1], best[2]
 
 
 def calibrate(graph: FloatGraph, x: np.ndarray, *, method: str = DEFAULT_METHOD, act_bits: int = 8,

@@ -15,6 +15,9 @@ layer per float node through a table of emitters, one per float op:
   output exponent; a residual add's output is never finer than its finer input
   (its inputs are aligned with left shifts, then one rounding right shift);
 * biases go to the accumulator scale ``round(b * 2^(e_x + e_w[n]))``;
+* an activation offset ``o`` (``x_real = (q + o) * 2^-e``, learned by quantization-aware
+  training) folds exactly into the biases of the layers around its tensor and into the
+  consumers' ``pad_value`` (:func:`offset_groups`), so the hardware stays symmetric;
 * ReLU/ReLU6/Clip become the clamp bounds ``lo``/``hi``;
 * average pools are a window sum times a 16-bit multiplier and a shift;
 * the layers that produce graph outputs emit raw int32 accumulators
@@ -46,8 +49,8 @@ from .weights import WeightQuant, quantize_weights
 
 __all__ = ["DEFAULT_LUT", "DEFAULT_GRANULARITY", "DEFAULT_LUT_SCOPE", "GRANULARITIES", "QuantizeOptions",
            "TensorExponents", "assign_exponents", "default_config", "dequantize_output", "emit_integer_model",
-           "quantize_graph", "quantize_layer_weights", "quantize_onnx", "weight_tensor",
-           "source_sha256"]
+           "offset_bias", "offset_groups", "quantize_graph", "quantize_layer_weights", "quantize_onnx",
+           "source_sha256", "tensor_groups", "weight_tensor"]
 
 #: Default LUT family of ``accel quantize`` (the best general-purpose choice at W4A8, docs/RESULTS.md).
 DEFAULT_LUT = DEFAULT_FAMILY
@@ -161,19 +164,21 @@ class _Groups:
             self.parent[rb] = ra
 
 
-def _range(config: AcceleratorConfig, signed: bool) -> tuple[int, int]:
-    return config.act_range(signed)
+def _range(config: AcceleratorConfig, exponents: TensorExponents, tensor: str) -> tuple[int, int]:
+    """The stored range of ``tensor``: ``act_bits`` wide, or its own narrower width (mixed precision)."""
+    return config.replace(act_bits=exponents.bits(tensor, config.act_bits)).act_range(exponents.signed(tensor))
 
 
-def _clamp_bounds(node: FloatNode, e: int, lo: int, hi: int) -> tuple[int, int]:
+def _clamp_bounds(node: FloatNode, e: int, lo: int, hi: int, offset: int = 0) -> tuple[int, int]:
+    """The stored range ``[lo, hi]`` narrowed by the node's fused activation (codes are ``round(x * 2^e) - offset``)."""
     if node.act is None:
         return lo, hi
     a_lo, a_hi = node.act
     scale = math.ldexp(1.0, e)
     if math.isfinite(a_lo):
-        lo = min(max(lo, int(round(a_lo * scale))), hi)
+        lo = min(max(lo, int(round(a_lo * scale)) - offset), hi)
     if math.isfinite(a_hi):
-        hi = max(min(hi, int(round(a_hi * scale))), lo)
+        hi = max(min(hi, int(round(a_hi * scale)) - offset), lo)
     return lo, hi
 
 
@@ -202,10 +207,13 @@ class TensorExponents:
         that nothing else reads); they have no exponent of their own.
     """
 
-    def __init__(self, groups: _Groups, exponents: dict[str, int], signed: dict[str, bool], raw_outputs: set[str]):
+    def __init__(self, groups: _Groups, exponents: dict[str, int], signed: dict[str, bool], raw_outputs: set[str],
+                 offsets: dict[str, int] | None = None, bits: dict[str, int] | None = None):
         self._groups = groups
         self._exponents = exponents
         self._signed = signed
+        self._offsets = offsets or {}
+        self._bits = bits or {}
         self.raw_outputs = raw_outputs
 
     def exponent(self, tensor: str) -> int:
@@ -214,6 +222,14 @@ class TensorExponents:
 
     def signed(self, tensor: str) -> bool:
         return self._signed[self._groups.find(tensor)]
+
+    def bits(self, tensor: str, default: int) -> int:
+        """The tensor's activation width: its own (mixed precision) or ``default``."""
+        return self._bits.get(self._groups.find(tensor), default)
+
+    def offset(self, tensor: str) -> int:
+        """The integer activation offset ``o``: ``x_real = (q + o) * 2^-e`` (0 for most tensors)."""
+        return self._offsets.get(self._groups.find(tensor), 0)
 
     def dtype(self, tensor: str) -> str:
         return "int8" if self.signed(tensor) else "uint8"
@@ -244,6 +260,78 @@ def _live_channels(q: WeightQuant) -> np.ndarray:
     return np.any(q.dequantize().reshape(q.codes.shape[0], -1) != 0, axis=1)
 
 
+def _data_movement_groups(graph: FloatGraph) -> _Groups:
+    """Tensors that share one exponent: data-movement outputs with their inputs."""
+    groups = _Groups()
+    for node in graph.nodes:
+        if node.op in ("max_pool", "flatten", "reshape", "concat"):
+            for t in node.inputs:
+                groups.union(node.output, t)
+    return groups
+
+
+def tensor_groups(graph: FloatGraph) -> dict[str, list[str]]:
+    """Every group of tensors that share one exponent (a data-movement output with its inputs):
+    group root -> member tensors, in graph order."""
+    groups = _data_movement_groups(graph)
+    members: dict[str, list[str]] = {}
+    for t in [graph.input] + [n.output for n in graph.nodes]:
+        members.setdefault(groups.find(t), []).append(t)
+    return members
+
+
+def offset_groups(graph: FloatGraph) -> dict[str, list[str]]:
+    """The groups of tensors (sharing one exponent) whose activation offset folds exactly.
+
+    An offset ``o`` on a tensor (``x_real = (q + o) * 2^-e``) folds into its producers' biases as
+    ``-o * 2^s[n]`` (``rshift_round(acc - o * 2^s, s) = rshift_round(acc, s) - o`` exactly) and into
+    its consumers' biases as ``+o * sum_k T[c[n, k]]`` with ``pad_value = -o`` (a padded position then
+    adds nothing, as the real zero it stands for). So a group qualifies when every member is made
+    by a MAC layer that requantizes or by data movement within the group, and read only by MAC layers
+    or data movement: adds and pools have no bias to fold into, the input is quantized outside the
+    model, and raw outputs have no exponent.
+
+    Returns
+    -------
+    dict
+        Group root tensor -> its member tensors.
+    """
+    producer = {n.output: n for n in graph.nodes}
+    members = tensor_groups(graph)
+    movement = ("max_pool", "flatten", "reshape", "concat")
+    out = {}
+    for root, tensors in members.items():
+        ok = graph.input not in tensors and not any(t in graph.outputs for t in tensors)
+        for t in tensors:
+            node = producer.get(t)
+            ok = ok and node is not None and (node.op in MAC_NODE_OPS or node.op in movement)
+            ok = ok and all(c.op in MAC_NODE_OPS or c.op in movement for c in graph.consumers(t))
+        if ok and any(producer[t].op in MAC_NODE_OPS for t in tensors):
+            out[root] = tensors
+    return out
+
+
+def _checked_offsets(graph: FloatGraph, groups: _Groups, offsets: dict[str, int],
+                     signed: dict[str, bool]) -> dict[str, int]:
+    """Calibration offsets per group root; refused where they would not fold exactly."""
+    foldable = offset_groups(graph)
+    out: dict[str, int] = {}
+    for t, o in (offsets or {}).items():
+        if not o:
+            continue
+        r = groups.find(t)
+        if not any(t in members for members in foldable.values()):
+            raise ModelImportError(f"tensor {t!r}: an activation offset folds only into tensors made and read by "
+                                   f"conv/linear layers (and data movement)")
+        if not signed[r]:
+            raise ModelImportError(f"tensor {t!r}: activation offsets are for signed tensors; an unsigned one "
+                                   f"already covers [0, max]")
+        if out.get(r, o) != o:
+            raise ModelImportError(f"tensor {t!r}: its group has two activation offsets, {out[r]} and {o}")
+        out[r] = int(o)
+    return out
+
+
 def assign_exponents(graph: FloatGraph, calib: Calibration, weights: dict[str, WeightQuant],
                      power_of_two: bool = True) -> TensorExponents:
     """Choose every tensor's exponent so that each shift is a legal (non-negative) integer.
@@ -268,11 +356,7 @@ def assign_exponents(graph: FloatGraph, calib: Calibration, weights: dict[str, W
     -------
     TensorExponents
     """
-    groups = _Groups()
-    for node in graph.nodes:
-        if node.op in ("max_pool", "flatten", "reshape", "concat"):
-            for t in node.inputs:
-                groups.union(node.output, t)
+    groups = _data_movement_groups(graph)
     tensors = [graph.input] + [n.output for n in graph.nodes]
     exp: dict[str, int] = {}
     signed: dict[str, bool] = {}
@@ -282,6 +366,8 @@ def assign_exponents(graph: FloatGraph, calib: Calibration, weights: dict[str, W
         signed[r] = signed.get(r, False) or calib.signed[t] or t == graph.input
     raw_outputs = {n.output for n in graph.nodes if n.op in MAC_NODE_OPS
                    and n.output in graph.outputs and not graph.consumers(n.output)}
+    offsets = _checked_offsets(graph, groups, calib.offsets, signed)
+    bits = {groups.find(t): int(b) for t, b in calib.bits.items()}
 
     # Output exponents never finer than what a legal (non-negative) shift can reach.
     changed = True
@@ -300,7 +386,7 @@ def assign_exponents(graph: FloatGraph, calib: Calibration, weights: dict[str, W
                 limit = max(exp[groups.find(t)] for t in node.inputs)
                 if exp[out] > limit:
                     exp[out], changed = limit, True
-    return TensorExponents(groups, exp, signed, raw_outputs)
+    return TensorExponents(groups, exp, signed, raw_outputs, offsets, bits)
 
 
 def emit_integer_model(graph: FloatGraph, calib: Calibration, config: AcceleratorConfig,
@@ -338,6 +424,15 @@ def emit_integer_model(graph: FloatGraph, calib: Calibration, config: Accelerato
     """
     if weights is None:
         weights = quantize_layer_weights(graph, config, options, progress=progress)
+    pad_lo, pad_hi = config.act_range(True)
+    for tensor, offset in calib.offsets.items():
+        if not pad_lo <= -offset <= pad_hi:
+            raise ModelImportError(f"tensor {tensor!r}: activation offset {offset} needs pad value {-offset}, "
+                                   f"outside the array's {config.act_bits}-bit activations ({pad_lo}..{pad_hi})")
+    for tensor, bits in calib.bits.items():
+        if not 2 <= bits <= config.act_bits:
+            raise ModelImportError(f"tensor {tensor!r}: activation width {bits} is outside 2..{config.act_bits} "
+                                   f"(the hardware's act_bits)")
     exponents = assign_exponents(graph, calib, weights, config.requant is Requant.SHIFT)
     builder = ModelBuilder(config, metadata={
         "name": graph.name, "source": str(Path(graph.source).resolve()) if graph.source else "",
@@ -350,6 +445,9 @@ def emit_integer_model(graph: FloatGraph, calib: Calibration, config: Accelerato
     for node in graph.nodes:
         _EMITTERS[node.op](emission, node)
     builder.model.metadata["output_scales"] = emission.output_scales
+    offsets = {t: emission.exponents.offset(t) for t in [graph.input] + [n.output for n in graph.nodes]}
+    if any(offsets.values()):  # the real reading of these tensors is (q + o) * 2^-e
+        builder.model.metadata["activation_offsets"] = {t: o for t, o in offsets.items() if o}
     return builder.build(graph.outputs)
 
 
@@ -375,7 +473,8 @@ def _emit_mac(em: _Emission, node: FloatNode) -> None:
     raw = out in em.exponents.raw_outputs
     e_y = None if raw else em.exponents.exponent(out)
     live = _live_channels(q)
-    lo, hi = _clamp_bounds(node, e_y, *_range(config, em.exponents.signed(out))) if not raw else (0, 0)
+    o_x, o_y = em.exponents.offset(ins[0]), 0 if raw else em.exponents.offset(out)
+    lo, hi = _clamp_bounds(node, e_y, *_range(config, em.exponents, out), o_y) if not raw else (0, 0)
     mult = None
     if config.requant is Requant.SHIFT:
         e_w = q.exponent.astype(np.int64).copy()
@@ -399,11 +498,16 @@ def _emit_mac(em: _Emission, node: FloatNode) -> None:
             for n in range(n_out):
                 mult[n], shift[n] = _mult_shift(step[n] * math.ldexp(1.0, e_y - e_x), config.mult_bits,
                                                 config.max_shift, f"layer {node.name!r} channel {n}")
-    bias = np.clip(np.round(bias_real * acc_scale), config.acc_min, config.acc_max).astype(np.int64)
+    bias = np.round(bias_real * acc_scale)
     lut = np.asarray(q.lut, np.int8)
+    if o_x or o_y:
+        if mult is not None:
+            raise ModelImportError(f"layer {node.name!r}: activation offsets fold only with requant 'shift'")
+        bias = bias + offset_bias(q.codes, lut, shift, o_x, o_y)
+    bias = np.clip(bias, config.acc_min, config.acc_max).astype(np.int64)
     kwargs = dict(codes=np.asarray(q.codes, np.uint8), lut=lut, bias=bias, shift=shift, mult=mult,
                   lo=lo, hi=hi, raw=raw, exponent=e_y, weight_exponent=e_w,
-                  dtype=None if raw else em.exponents.dtype(out))
+                  dtype=None if raw else em.exponents.dtype(out), pad_value=-o_x)
     x_shape = em.graph.shapes[ins[0]]
     if node.op == "conv" or (node.op == "affine" and len(x_shape) == 3):
         a = node.attrs
@@ -416,6 +520,18 @@ def _emit_mac(em: _Emission, node: FloatNode) -> None:
         em.output_scales[out] = [float(v) for v in 1.0 / acc_scale]
 
 
+def offset_bias(codes: np.ndarray, lut: np.ndarray, shift: np.ndarray, input_offset: int,
+                output_offset: int) -> np.ndarray:
+    """What activation offsets add to a MAC layer's integer biases (:func:`offset_groups`):
+    ``input_offset * sum_k T[c[n, k]] - output_offset * 2^shift[n]``, exact integers."""
+    n_out = codes.shape[0]
+    lut = np.asarray(lut, np.int64).reshape(-1, lut.shape[-1])
+    rows = np.broadcast_to(lut, (n_out, lut.shape[1]))
+    flat = np.asarray(codes, np.int64).reshape(n_out, -1)
+    weight_sums = np.take_along_axis(rows, flat, axis=1).sum(axis=1)
+    return input_offset * weight_sums - output_offset * np.left_shift(1, np.asarray(shift, np.int64))
+
+
 def _emit_add(em: _Emission, node: FloatNode) -> None:
     """A residual add: inputs aligned to the finer exponent by left shifts, one rounding right shift."""
     ins, out = node.inputs, node.output
@@ -424,7 +540,7 @@ def _emit_add(em: _Emission, node: FloatNode) -> None:
     if e_t - min(e_a, e_b) > ADD_INPUT_SHIFT_MAX:
         raise ModelImportError(f"layer {node.name!r}: input exponents {e_a} and {e_b} are more than "
                                f"{ADD_INPUT_SHIFT_MAX} apart; the add's left shifts allow 0..{ADD_INPUT_SHIFT_MAX}")
-    lo, hi = _clamp_bounds(node, e_y, *_range(em.config, em.exponents.signed(out)))
+    lo, hi = _clamp_bounds(node, e_y, *_range(em.config, em.exponents, out))
     em.builder.add_layer(node.name, "add", ins, {"shift_a": e_t - e_a, "shift_b": e_t - e_b, "shift": e_t - e_y,
                                                  "lo": lo, "hi": hi},
                          dtype=em.exponents.dtype(out), exponent=e_y, output=out)
@@ -438,7 +554,7 @@ def _emit_average_pool(em: _Emission, node: FloatNode) -> None:
               else math.prod(em.graph.shapes[ins[0]][1:]))
     mult, shift = _mult_shift(math.ldexp(1.0, e_y - e_x) / window, POOL_MULT_BITS, POOL_SHIFT_MAX,
                               f"layer {node.name!r}")
-    lo, hi = _range(em.config, em.exponents.signed(out))
+    lo, hi = _range(em.config, em.exponents, out)
     attrs = {"mult": mult, "shift": shift, "lo": lo, "hi": hi}
     arrays = {}
     if node.op == "avg_pool":
@@ -486,7 +602,7 @@ def _add_mac(builder: ModelBuilder, output: str, op: str, name: str, x: str, att
     if op == "conv2d":
         full = {"stride": list(attrs.get("stride", (1, 1))), "padding": list(attrs.get("padding", (0, 0, 0, 0))),
                 "dilation": list(attrs.get("dilation", (1, 1))), "groups": int(attrs.get("groups", 1)),
-                "pad_value": 0}
+                "pad_value": int(kw["pad_value"])}
     full.update(lo=int(kw["lo"]), hi=int(kw["hi"]), raw=bool(kw["raw"]))
     dtype = "int32" if kw["raw"] else kw["dtype"]
     return builder.add_layer(name, op, [x], full, arrays, dtype=dtype, exponent=kw["exponent"], output=output)
@@ -589,4 +705,5 @@ def dequantize_output(model: Model, name: str, values: np.ndarray) -> np.ndarray
             shape = (1, -1) + (1,) * (values.ndim - 2)
             return values * np.exp2(-e).reshape(shape)
         raise ModelImportError(f"tensor {name!r} has no exponent or output scale; cannot read it as real values")
-    return values * math.ldexp(1.0, -info.exponent)
+    offset = model.metadata.get("activation_offsets", {}).get(name, 0)
+    return (values + offset) * math.ldexp(1.0, -info.exponent)

@@ -27,14 +27,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from ..config import AcceleratorConfig, Requant
 from ..errors import ConfigError
 from ..ir import MAC_OPS, Model
 from .cycles import array_work, point_epilogue_work, vector_work
 from .footprint import weight_storage
 
-__all__ = ["ActivationStats", "LayerPerf", "NetworkPerf", "ENERGY_PARTS", "estimate", "int8_baseline",
-           "check_compatible"]
+__all__ = ["ActivationStats", "LayerPerf", "NetworkPerf", "ENERGY_PARTS", "code_bits", "estimate", "int8_baseline",
+           "check_compatible", "stored_bits"]
 
 #: Energy components, in report order.
 ENERGY_PARTS = ("mac", "acc_add", "lut", "requant", "vector", "sram_act", "sram_weight", "sram_out", "dram",
@@ -194,8 +196,33 @@ def _tensor_bytes(model: Model, name: str) -> int:
     return math.prod(info.shape) * (4 if info.dtype == "int32" else 1)
 
 
+def stored_bits(model: Model) -> dict[str, int]:
+    """Bits per value of every tensor as it would be stored packed: what its range needs.
+
+    A requantizing layer's output needs ``ceil(log2(hi - lo + 1))`` bits, raw accumulators 32, the
+    input ``act_bits``; data movement keeps its inputs' width. Mixed-precision models
+    (:mod:`accel.precision`) narrow ``lo``/``hi`` per layer.
+    """
+    bits = {t: model.config.act_bits for t in model.inputs}
+    for lay in model.layers:
+        if model.tensors[lay.output].dtype == "int32":
+            bits[lay.output] = 32
+        elif "lo" in lay.attrs and lay.op not in ("max_pool",):
+            bits[lay.output] = max(1, math.ceil(math.log2(int(lay.attrs["hi"]) - int(lay.attrs["lo"]) + 1)))
+        else:
+            bits[lay.output] = max(bits[t] for t in lay.inputs)
+    return bits
+
+
+def code_bits(layer) -> int:
+    """Bits a MAC layer's weight codes need: ``ceil(log2)`` of the most distinct levels in one LUT row."""
+    lut = np.asarray(layer.arrays["lut"])
+    distinct = max(len(np.unique(row)) for row in lut)
+    return max(1, math.ceil(math.log2(max(distinct, 2))))
+
+
 def estimate(model: Model, config: AcceleratorConfig | None = None, stats: ActivationStats | None = None, *,
-             gate_zero_macs: bool = False, lut: bool = True, label: str = "") -> NetworkPerf:
+             gate_zero_macs: bool = False, lut: bool = True, label: str = "", packed: bool = False) -> NetworkPerf:
     """Per-layer and total cost of one inference of ``model`` on ``config`` (default: the model's).
 
     Parameters
@@ -209,6 +236,11 @@ def estimate(model: Model, config: AcceleratorConfig | None = None, stats: Activ
     lut : bool
         False prices plain ``weight_bits`` weights with no table (no LUT storage,
         decodes or load cycles): the int8 baseline of :func:`int8_baseline`.
+    packed : bool
+        Price activation maps and weight-code reads at the width each tensor and layer needs
+        (:func:`stored_bits`, :func:`code_bits`) rather than a byte per activation and
+        ``weight_bits`` per code: the memory cost of per-layer mixed precision (the array's MACs
+        cost the same at any width).
     """
     cfg = config or model.config
     if lut:  # the int8 baseline prices the model's layer shapes under another weight format
@@ -222,12 +254,20 @@ def estimate(model: Model, config: AcceleratorConfig | None = None, stats: Activ
         for t in lay.inputs:
             consumers[t] = consumers.get(t, 0) + 1
     coding = cfg.activation_coding and stats is not None
+    widths = stored_bits(model) if packed else {}
+
+    def width(t: str) -> float:
+        """Bytes per value of tensor ``t`` relative to one byte (1 unless ``packed``)."""
+        return widths[t] / 8 if packed and widths[t] != 32 else 1.0
+
+    def tensor_bytes(t: str) -> float:
+        return _tensor_bytes(model, t) * width(t)
 
     def spilled(t: str) -> bool:
-        return t in model.inputs or t in model.outputs or _tensor_bytes(model, t) > cfg.act_buffer_bytes
+        return t in model.inputs or t in model.outputs or tensor_bytes(t) > cfg.act_buffer_bytes
 
     def dram_bytes(t: str) -> float:
-        raw = _tensor_bytes(model, t)
+        raw = tensor_bytes(t)
         return raw * stats.ratio(t) if coding else raw
 
     sram = {"act": sram_pj_per_byte(e.sram_read_byte_pj, cfg.act_buffer_bytes),
@@ -237,14 +277,14 @@ def estimate(model: Model, config: AcceleratorConfig | None = None, stats: Activ
     layers = []
     for lay in model.layers:
         energy = dict.fromkeys(ENERGY_PARTS, 0.0)
-        out_bytes = _tensor_bytes(model, lay.output)
+        out_bytes = tensor_bytes(lay.output)
         act_reads = act_writes = 0.0
         dram = 0.0
         moves_data = lay.op not in ("flatten", "reshape")  # these only rename a buffer
         for t in lay.inputs:
             if moves_data and spilled(t):
                 dram += dram_bytes(t)
-                act_writes += _tensor_bytes(model, t)
+                act_writes += tensor_bytes(t)
         if moves_data and spilled(lay.output):
             dram += dram_bytes(lay.output)
         elif moves_data:
@@ -257,7 +297,7 @@ def estimate(model: Model, config: AcceleratorConfig | None = None, stats: Activ
             w = array_work(model, lay, cfg, lut_loads=lut)
             st = storages[lay.name]
             x = lay.inputs[0]
-            if spilled(x) and _tensor_bytes(model, x) > cfg.act_buffer_bytes:
+            if spilled(x) and tensor_bytes(x) > cfg.act_buffer_bytes:
                 dram += dram_bytes(x) * (w.col_blocks - 1)  # re-read once per further column block
             if not resident:
                 block_fits = st.total_bytes / w.col_blocks <= cfg.weight_buffer_bytes
@@ -285,10 +325,11 @@ def estimate(model: Model, config: AcceleratorConfig | None = None, stats: Activ
                 energy["sram_out"] += raw_out * (sram_w["out"] + sram["out"])
             elif not raw:
                 energy["requant"] = w.outputs * per
-            act_reads += w.data_beats * cfg.rows
+            act_reads += w.data_beats * cfg.rows * width(x)
             tile_bits = cfg.acc_bits + cfg.max_shift.bit_length() + (
                 cfg.mult_bits if cfg.requant is Requant.MULTIPLY_SHIFT else 0)
-            weight_read = (w.data_beats * cfg.cols * cfg.weight_bits / 8 + w.tiles * cfg.cols * tile_bits / 8
+            codes = code_bits(lay) if packed and lut else cfg.weight_bits
+            weight_read = (w.data_beats * cfg.cols * codes / 8 + w.tiles * cfg.cols * tile_bits / 8
                            + (w.lut_loads * cfg.lut_entries * cfg.cols if lut else 0))
             energy["sram_weight"] += weight_read * sram["weight"]
             energy["sram_out"] += out_bytes * (sram_w["out"] + sram["out"])  # written by the array, read out
@@ -304,7 +345,7 @@ def estimate(model: Model, config: AcceleratorConfig | None = None, stats: Activ
             v = vector_work(model, lay, cfg)
             energy["vector"] = v.element_ops * e.vector_op_pj
             energy["requant"] = v.requants * (e.requant_pj + (e.requant_mult_pj if "pool" in lay.op else 0.0))
-            act_reads += v.reads
+            act_reads += v.reads * (sum(map(width, lay.inputs)) / len(lay.inputs) if lay.inputs else 1.0)
             perf.unit = "vector" if v.cycles else "none"
             perf.compute_cycles = v.cycles
         energy["sram_act"] = act_reads * sram["act"] + act_writes * sram_w["act"]

@@ -1,4 +1,5 @@
-"""``accel search-precision``: per-layer weight bits for a budget, optionally fine-tuned, written exactly."""
+"""``accel search-precision``: per-layer weight and activation bits for a budget, optionally fine-tuned,
+written exactly."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ def search_file(model_path: str | os.PathLike, output: str | os.PathLike, *, bud
                 act_bits: int | None = None, train_data: str | None = None, options: TrainOptions | None = None,
                 resume: bool = False, overwrite: bool = False,
                 progress: bool = False) -> tuple[Model, Table, str]:
-    """Search per-layer weight bits for ``budget`` (:class:`~accel.precision.Budget` text),
+    """Search per-layer weight (and, for an energy budget, activation) bits for ``budget``
+    (:class:`~accel.precision.Budget` text),
     optionally fine-tune with self-distillation on ``train_data`` (``options.epochs``; the LUTs stay, so
     the widths do), and write the ``.qmodel``; returns the model, a table of the chosen bits per layer
     and a one-line summary."""
@@ -42,7 +44,7 @@ def search_file(model_path: str | os.PathLike, output: str | os.PathLike, *, bud
     if train_data is not None and options.epochs > 0:
         train_set, test_set = data_splits(graph, train_data)
         opts = TrainOptions(**{**asdict(options), "learn_lut": False, "distill": True})
-        net = QATNetwork(graph, calibration, model, result.weights, quant, learn_scales=opts.learn_scales)
+        net = QATNetwork(graph, result.calibration, model, result.weights, quant, learn_scales=opts.learn_scales)
         history = train(net, train_set.x, train_set.y, opts, checkpoint=checkpoint, resume=resume,
                         progress=progress)
         model, check = finish(net, test_set, checkpoint, output, overwrite, calib_name,
@@ -53,10 +55,16 @@ def search_file(model_path: str | os.PathLike, output: str | os.PathLike, *, bud
     else:
         model.metadata["frontend"]["calibration_data"] = calib_name
         save_model(model, output, overwrite=overwrite)
-    rows = [(name, result.bits[name], result.sensitivity[name][result.bits[name]]) for name in result.bits]
-    table = Table(["layer", Column("weight bits", align="right"),
-                   Column("sensitivity (KL)", fmt=".4f", align="right")], rows)
-    summary = (f"wrote {output}: per-layer weight bits for a budget of {wanted}: "
-               f"{result.cost:.4g} {'bits per weight' if wanted.unit == 'bpw' else 'bytes'} (LUTs, shifts and "
-               f"biases included){tuned}")
+    rows = []
+    for name, bits in result.bits.items():
+        act = result.act_bits.get(name)
+        rows.append((name, bits, act, result.sensitivity[name][bits],
+                     None if act is None else result.act_sensitivity[name][act]))
+    table = Table(["layer", Column("weight bits", align="right"), Column("act bits", align="right"),
+                   Column("sensitivity W (KL)", fmt=".4f", align="right"),
+                   Column("sensitivity A (KL)", fmt=".4f", align="right")], rows)
+    counted = ("packed activations and weight codes, accel perf's energy model" if wanted.unit == "uJ"
+               else "LUTs, shifts and biases included")
+    summary = (f"wrote {output}: per-layer bits for a budget of {wanted}: {result.cost:.4g} {wanted.unit_name} "
+               f"({counted}){tuned}")
     return model, table, summary

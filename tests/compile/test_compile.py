@@ -20,14 +20,14 @@ from accel.errors import DataError, ModelError
 from accel.ir import ModelBuilder
 
 
-def _conv_model(cfg, groups=1, signed=True):
+def _conv_model(cfg, groups=1, signed=True, pad_value=None):
     rng = np.random.default_rng(3)
     b = ModelBuilder(cfg)
     x = b.input("x", (8, 9, 7), "int8" if signed else "uint8")
     y = b.conv2d("conv", x, codes=rng.integers(0, 16, (12, 8 // groups, 3, 3)).astype(np.uint8),
                  lut=rng.integers(-128, 128, (1, 16)), bias=rng.integers(-500, 500, 12),
                  shift=rng.integers(3, 9, 12), stride=(2, 1), padding=(1, 0, 1, 2), groups=groups,
-                 pad_value=0 if signed else 3, lo=0, hi=127)
+                 pad_value=(0 if signed else 3) if pad_value is None else pad_value, lo=0, hi=127)
     return b.build([y])
 
 
@@ -52,6 +52,14 @@ def test_lowering_rejects_activations_wider_than_the_array():
     model = _conv_model(cfg)
     with pytest.raises(DataError, match=r"^layer 'conv': input values .* 4-bit signed"):
         lower_layer(model, model.layers[0], np.full((1, 8, 9, 7), 100))
+
+
+def test_lowering_rejects_a_pad_value_wider_than_the_array():
+    """Padded positions enter the array as pad_value: -9 does not fit 4-bit signed activations."""
+    model = _conv_model(AcceleratorConfig(act_bits=4, acc_bits=16), pad_value=-9)
+    with pytest.raises(DataError, match=r"^layer 'conv': pad_value -9 does not fit the array's 4-bit signed "
+                                        r"activations \(-8\.\.7\)$"):
+        lower_layer(model, model.layers[0], np.zeros((1, 8, 9, 7), int))
 
 
 def test_output_words_round_trip_through_hex():

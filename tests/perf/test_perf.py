@@ -15,6 +15,7 @@ from accel.ir import ModelBuilder, save_model
 from accel.perf import ActivationStats, array_work, coded_bits, decode, encode, estimate, vector_work, weight_storage
 from accel.perf.coding import exp_golomb_bits
 from accel.perf.cycles import point_epilogue_work
+from accel.perf.network import code_bits, stored_bits
 from tests.support.cli import run_accel as accel
 from tests.support.models import small_resnet
 
@@ -227,3 +228,27 @@ def test_multipoint_costs_column_tiles_and_the_epilogue():
     assert (lay.extra_columns, lay.epilogue_cycles, lay.energy_pj["vector"], lay0.energy_pj["vector"]) == (4, 8, 4, 0)
     st0, st = (weight_storage(m.layer("fc"), cfg) for m in (plain, model))
     assert st.total_bits - st0.total_bits == 4 * 72 * 4 + 4 * (4 + 5)  # codes, channel (4 bits) and shift (5)
+
+
+def test_packed_pricing_follows_clamp_ranges_and_lut_levels():
+    """``packed=True``: a 4-bit hidden map costs half the activation-buffer energy of a byte-wide one,
+    codes with 4 distinct levels are read at 2 bits; without narrowing, packed equals the default."""
+    cfg = AcceleratorConfig()
+    rng = np.random.default_rng(1)
+    b = ModelBuilder(cfg)
+    x = b.input("x", (72,), "int8")
+    h = b.linear("fc1", x, codes=rng.integers(0, 16, (16, 72)).astype(np.uint8),
+                 lut=np.tile(np.arange(4) * 9 - 13, 4)[None, :], bias=np.zeros(16, int), shift=np.full(16, 6),
+                 lo=0, hi=15, dtype="uint8")
+    y = b.linear("fc2", h, codes=rng.integers(0, 16, (10, 16)).astype(np.uint8),
+                 lut=rng.integers(-128, 128, (1, 16)), bias=np.zeros(10, int), shift=np.zeros(10, int), raw=True)
+    model = b.build([y])
+    assert stored_bits(model) == {"x": 8, h: 4, y: 32}
+    assert [code_bits(model.layer(n)) for n in ("fc1", "fc2")] == [2, 4]
+    sram = cfg.replace(energy=only(sram_read_byte_pj=1.0, sram_write_byte_pj=1.0))
+    plain, packed = estimate(model, sram).layers, estimate(model, sram, packed=True).layers
+    assert packed[1].energy_pj["sram_act"] == pytest.approx(plain[1].energy_pj["sram_act"] / 2)  # reads h only
+    assert packed[0].energy_pj["sram_weight"] < plain[0].energy_pj["sram_weight"]
+    assert packed[1].energy_pj["sram_weight"] == plain[1].energy_pj["sram_weight"]
+    wide = fc_model()
+    assert estimate(wide, packed=True).energy_pj == estimate(wide).energy_pj

@@ -10,7 +10,7 @@ from onnx import TensorProto, helper, numpy_helper
 from accel.config import AcceleratorConfig
 from accel.ir import ModelBuilder
 
-__all__ = ["small_resnet", "GraphBuilder", "save", "all_ops_model", "affine_model"]
+__all__ = ["small_resnet", "GraphBuilder", "save", "all_ops_model", "affine_model", "shifted_cnn_digits"]
 
 
 def small_resnet(config: AcceleratorConfig | None = None, seed: int = 0, channels: int = 8,
@@ -162,3 +162,32 @@ def nearest_digits(weight_bits: int = 2):
     config = default_config(weight_bits=weight_bits)
     weights = quantize_layer_weights(graph, config)
     return graph, x, weights, emit_integer_model(graph, calibrate(graph, x), config, weights=weights)
+
+
+def shifted_cnn_digits(path, after: str, shift: float) -> str:
+    """The bundled ``cnn_digits`` with ``+ shift`` added to the output of node ``after`` (a signed,
+    asymmetric tensor where there was a ReLU output) and the next Conv/Gemm's bias lowered to match,
+    so that the float network's logits stay those of ``cnn_digits`` (exactly for a Gemm; for a Conv
+    away from the zero padding). Saved to ``path``; returns it."""
+    from accel.frontend.workflow import MODELS_DIR
+
+    model = onnx.load(MODELS_DIR / "cnn_digits.onnx")
+    graph = model.graph
+    inits = {i.name: i for i in graph.initializer}
+    nodes = list(graph.node)
+    source = next(n for n in nodes if n.name == after)
+    consumer = next(n for n in nodes[nodes.index(source):] if n.op_type in ("Conv", "Gemm"))
+    weight = numpy_helper.to_array(inits[consumer.input[1]])
+    bias = numpy_helper.to_array(inits[consumer.input[2]])
+    channels = weight.shape[1]
+    shape = (channels, 1, 1) if consumer.op_type == "Conv" else (channels,)
+    graph.initializer.append(numpy_helper.from_array(np.full(shape, shift, np.float32), "shift_value"))
+    moved = weight.reshape(weight.shape[0], channels, -1).sum(axis=2) @ np.full(channels, shift)
+    inits[consumer.input[2]].CopyFrom(numpy_helper.from_array((bias - moved).astype(np.float32), consumer.input[2]))
+    graph.node.insert(nodes.index(source) + 1, helper.make_node("Add", [source.output[0], "shift_value"],
+                                                                ["shifted"], name="shift"))
+    for node in graph.node:
+        if node.name != "shift":
+            node.input[:] = ["shifted" if t == source.output[0] else t for t in node.input]
+    onnx.save(model, path)
+    return str(path)

@@ -5,7 +5,17 @@ See :mod:`accel.frontend.qat.network` (the trainable integer model) and
 """
 
 from .network import QATNetwork, nearest_codes, scale_gradient, straight_through
-from .train import TrainOptions, check_export, export, load_checkpoint, prepare, save_checkpoint, train
+from .train import (
+           SCHEDULES,
+           TrainOptions,
+           check_export,
+           export,
+           initial_offsets,
+           load_checkpoint,
+           prepare,
+           save_checkpoint,
+           train,
+)
 
-__all__ = ["QATNetwork", "TrainOptions", "check_export", "export", "load_checkpoint", "nearest_codes", "prepare",
-           "save_checkpoint", "scale_gradient", "straight_through", "train"]
+__all__ = ["QATNetwork", "SCHEDULES", "TrainOptions", "check_export", "export", "initial_offsets", "load_checkpoint",
+           "nearest_codes", "prepare", "save_checkpoint", "scale_gradient", "straight_through", "train"]

@@ -25,9 +25,14 @@ in real units (``x_real = q * 2^-e``) with straight-through gradients:
 * the gradient of a log2 scale is LSQ's (``ln 2 * (x - x_hat)`` inside the clamp range,
   the clipped bound outside), scaled by LSQ's ``1 / sqrt(elements * q_max)``.
 
+With ``learn_offsets``, every signed activation group whose offset folds exactly
+(:func:`~accel.frontend.quantize.offset_groups`: made and read by conv/linear layers) also
+learns an integer offset ``o`` in the spirit of LSQ+ (``x_real = (q + o) * 2^-e``, rounded
+with a straight-through estimator: its gradient is the clipped bound's, as LSQ+'s); the
+emitter folds it into the biases around the tensor and the consumers' ``pad_value``.
+
 The network ignores accumulator wrap-around (``acc_bits``); the export check runs the
-engine and reports any disagreement. Activation offsets (LSQ+) are not learned: the
-contract's symmetric activations and ``pad_value = 0`` are kept (docs/QAT.md).
+engine and reports any disagreement.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from ...errors import ConfigError
 from ...ir import MAC_OPS, Model
 from ..calibrate import Calibration
 from ..graph import MAC_NODE_OPS, FloatGraph
-from ..quantize import QuantizeOptions, emit_integer_model, weight_tensor
+from ..quantize import QuantizeOptions, emit_integer_model, offset_bias, offset_groups, weight_tensor
 from ..weights import WeightQuant
 
 __all__ = ["QATNetwork", "straight_through", "scale_gradient", "nearest_codes"]
@@ -109,6 +114,9 @@ class QATNetwork(nn.Module):
         Train the LUT levels (int8 codebook per layer or channel).
     learn_scales : bool
         Train the log2 scales of weights and activations.
+    learn_offsets : bool
+        Train the integer activation offsets of the signed tensors where they fold exactly
+        (starting from ``calib.offsets``).
 
     Members
     -------
@@ -117,7 +125,8 @@ class QATNetwork(nn.Module):
     """
 
     def __init__(self, graph: FloatGraph, calib: Calibration, start: Model, weights: dict[str, WeightQuant],
-                 options: QuantizeOptions, *, learn_lut: bool = False, learn_scales: bool = True):
+                 options: QuantizeOptions, *, learn_lut: bool = False, learn_scales: bool = True,
+                 learn_offsets: bool = False):
         super().__init__()
         config = start.config
         if config.requant is not Requant.SHIFT:
@@ -156,6 +165,15 @@ class QATNetwork(nn.Module):
                 self._act_key[root] = key
                 self.act_log2[key] = nn.Parameter(torch.tensor(float(start.tensors[t].exponent)),
                                                   requires_grad=learn_scales)
+        # Offsets: one per foldable signed group (keyed as its log2 scale), fixed at calib's unless learned.
+        self.act_offset = nn.ParameterDict()
+        for members in offset_groups(graph).values():
+            key = self._act_key.get(self.groups.find(members[0]))
+            if key is None or not start.tensors[members[0]].dtype == "int8":
+                continue
+            initial = next((calib.offsets[t] for t in members if calib.offsets.get(t)), 0)
+            if learn_offsets or initial:
+                self.act_offset[key] = nn.Parameter(torch.tensor(float(initial)), requires_grad=learn_offsets)
         self._plan: Model | None = None
 
     # ------------------------------------------------------------------------------------------
@@ -168,6 +186,14 @@ class QATNetwork(nn.Module):
             return self.input_exponent
         key = self._act_key.get(root)
         return 0 if key is None else int(math.floor(float(self.act_log2[key].detach()) + 0.5))
+
+    def tensor_offset(self, tensor: str) -> int:
+        """The rounded activation offset that the parameters give ``tensor`` (0 where none is learned)."""
+        key = self._act_key.get(self.groups.find(tensor))
+        if key is None or key not in self.act_offset:
+            return 0
+        lo, hi = self.config.act_range(True)  # the pad value -o must be an activation the array takes
+        return int(min(max(math.floor(float(self.act_offset[key].detach()) + 0.5), -hi), -lo))
 
     def quantized_weights(self) -> dict[str, WeightQuant]:
         """Every MAC node's weights on its LUT: rounded exponents, int8 levels, nearest codes."""
@@ -193,7 +219,8 @@ class QATNetwork(nn.Module):
             nodes.append(node)
         graph = replace(self.graph, nodes=nodes)
         exponents = {t: self.tensor_exponent(t) for t in [graph.input] + [n.output for n in graph.nodes]}
-        calib = replace(self.calib, exponents=exponents)
+        offsets = {t: o for t in exponents if (o := self.tensor_offset(t))}
+        calib = replace(self.calib, exponents=exponents, offsets=offsets)
         self._plan = emit_integer_model(graph, calib, self.config, self.options, weights=self.quantized_weights())
         return self._plan
 
@@ -216,10 +243,27 @@ class QATNetwork(nn.Module):
         latent = scale_gradient(self.act_log2[key], 1.0 / math.sqrt(max(numel * q_max, 1)))
         return straight_through(torch.tensor(exact, dtype=latent.dtype), latent)
 
-    def _requantize(self, v: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
-        """``clamp(round(v), lo, hi)`` with the contract's rounding; straight-through inside the range."""
+    def _offset(self, plan: Model, tensor: str) -> tuple[int, torch.Tensor | None]:
+        """The plan's activation offset of ``tensor`` and, where it has one, its value with the
+        straight-through gradient of its latent parameter (``None`` otherwise)."""
+        exact = int(plan.metadata.get("activation_offsets", {}).get(tensor, 0))
+        key = self._act_key.get(self.groups.find(tensor))
+        if key is None or key not in self.act_offset:
+            return exact, torch.tensor(float(exact)) if exact else None
+        latent = self.act_offset[key]
+        return exact, straight_through(torch.tensor(float(exact), dtype=latent.dtype), latent)
+
+    def _requantize(self, v: torch.Tensor, lo: int, hi: int, offset: torch.Tensor | None = None) -> torch.Tensor:
+        """``clamp(round(v), lo, hi)`` with the contract's rounding; straight-through inside the range.
+
+        With an activation ``offset`` ``o``: ``clamp(round(v) - o, lo, hi) + o`` (the stored code plus
+        its offset), whose gradient in ``o`` is LSQ+'s: 1 where clipped, 0 inside.
+        """
         exact = torch.floor(v + 0.5) if self.config.rounding is Rounding.HALF_UP else torch.floor(v)
-        return torch.clamp(straight_through(exact.detach(), v), float(lo), float(hi))
+        rounded = straight_through(exact.detach(), v)
+        if offset is None:
+            return torch.clamp(rounded, float(lo), float(hi))
+        return torch.clamp(rounded - offset.to(v.dtype), float(lo), float(hi)) + offset.to(v.dtype)
 
     def _mac(self, plan: Model, layer, values) -> torch.Tensor:
         k = self._key[layer.name]
@@ -241,8 +285,11 @@ class QATNetwork(nn.Module):
         weight = (levels + (scaled - scaled.detach())) / w_scale
         acc_scale = torch.exp2(e_x + e_w)
         b_latent = self.latent_bias[k].to(x.dtype) * acc_scale
-        bias = straight_through(torch.as_tensor(np.asarray(arr["bias"], np.float64), dtype=x.dtype), b_latent) \
-            / acc_scale
+        o_x, _ = self._offset(plan, layer.inputs[0])
+        o_y, offset = (0, None) if attrs["raw"] else self._offset(plan, layer.output)
+        # The real network's bias: the plan's less what the offsets folded into it (x already holds q + o_x).
+        core = np.asarray(arr["bias"], np.float64) - offset_bias(arr["codes"], arr["lut"], arr["shift"], o_x, o_y)
+        bias = straight_through(torch.as_tensor(core, dtype=x.dtype), b_latent) / acc_scale
         if layer.op == "conv2d":
             pt, pl, pb, pr = attrs["padding"]
             xp = F.pad(x, (pl, pr, pt, pb), value=0.0) if any(attrs["padding"]) else x
@@ -253,7 +300,7 @@ class QATNetwork(nn.Module):
         if attrs["raw"]:
             return acc
         e_y = self._exponent(plan, layer.output, acc[0].numel(), max(abs(attrs["lo"]), abs(attrs["hi"])))
-        q = self._requantize(acc * torch.exp2(e_y), attrs["lo"], attrs["hi"])
+        q = self._requantize(acc * torch.exp2(e_y), attrs["lo"], attrs["hi"], offset)
         self._activations.append(q * torch.exp2(-e_y))
         return self._activations[-1]
 

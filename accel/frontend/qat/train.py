@@ -13,22 +13,28 @@ import io
 import math
 import pickle
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ...data import sample
 from ...errors import ConfigError, ModelError
 from ...ir import Model
 from ...report.files import write_bytes
-from ..calibrate import calibrate
+from ..calibrate import Calibration, calibrate, choose_offset
 from ..graph import FloatGraph, run_float
-from ..quantize import QuantizeOptions, emit_integer_model, quantize_layer_weights, source_sha256
+from ..quantize import QuantizeOptions, emit_integer_model, offset_groups, quantize_layer_weights, source_sha256
 from .network import QATNetwork
 
-__all__ = ["TrainOptions", "prepare", "train", "export", "check_export", "save_checkpoint", "load_checkpoint"]
+__all__ = ["SCHEDULES", "TrainOptions", "initial_offsets", "prepare", "train", "export", "check_export",
+           "save_checkpoint", "load_checkpoint"]
+
+
+#: Learning-rate schedules of :class:`TrainOptions`.
+SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -50,8 +56,16 @@ class TrainOptions:
         (on resnet_mnist at W2A8 a rate of 1e-2 for both made the second epoch diverge).
     lut_lr : float
         Adam learning rate of the LUT levels (int8 units).
+    offset_lr : float
+        Adam learning rate of the activation offsets (integer code units).
     learn_lut, learn_scales : bool
         Train the LUT levels; train the power-of-two scales.
+    learn_offsets : bool
+        Learn integer activation offsets (LSQ+) where they fold exactly, initialised by MSE
+        (:func:`initial_offsets`).
+    schedule : str
+        ``constant`` learning rates, or ``cosine``: every rate decays to 0 over the ``epochs``
+        (per batch), so the last steps settle the rounded exponents, codes and offsets.
     distill : bool
         Learn from the float network's logits too (knowledge distillation, temperature
         ``temperature``, half the loss).
@@ -68,8 +82,11 @@ class TrainOptions:
     scale_lr: float = 1e-2
     weight_scale_lr: float = 1e-3
     lut_lr: float = 0.05
+    offset_lr: float = 0.02
     learn_lut: bool = False
     learn_scales: bool = True
+    learn_offsets: bool = False
+    schedule: str = "constant"
     distill: bool = False
     temperature: float = 2.0
     sparsity: float = 0.0
@@ -79,16 +96,40 @@ class TrainOptions:
         for name in ("epochs", "batch_size"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} {getattr(self, name)}: expected a positive integer")
-        for name in ("lr", "scale_lr", "weight_scale_lr", "lut_lr", "temperature"):
+        if self.schedule not in SCHEDULES:
+            raise ConfigError(f"schedule {self.schedule!r}: expected one of {', '.join(SCHEDULES)}")
+        for name in ("lr", "scale_lr", "weight_scale_lr", "lut_lr", "offset_lr", "temperature"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} {getattr(self, name)}: expected a positive number")
         if not self.sparsity >= 0:
             raise ConfigError(f"sparsity {self.sparsity}: expected an L1 weight of 0 or more")
 
 
+def initial_offsets(graph: FloatGraph, calib: Calibration, calib_x: np.ndarray, act_bits: int,
+                    options: QuantizeOptions) -> Calibration:
+    """``calib`` with MSE-initialised activation offsets (and their tensors' exponents, chosen jointly,
+    :func:`~accel.frontend.calibrate.choose_offset`) on every signed group where an offset folds."""
+    groups = [members for members in offset_groups(graph).values() if calib.signed[members[0]]]
+    if not groups:
+        return calib
+    values = run_float(graph, sample(calib_x, options.calib_size, options.seed), return_all=True)
+    lo, hi = -(1 << (act_bits - 1)), (1 << (act_bits - 1)) - 1
+    exponents, offsets = dict(calib.exponents), dict(calib.offsets)
+    for members in groups:
+        v = np.concatenate([values[t].reshape(-1) for t in members])
+        e, o = choose_offset(v, lo, hi, min(calib.exponents[t] for t in members), seed=options.seed)
+        exponents.update({t: e for t in members})
+        offsets.update({t: o for t in members})
+    return replace(calib, exponents=exponents, offsets=offsets)
+
+
 def prepare(graph: FloatGraph, calib_x: np.ndarray, config, options: QuantizeOptions | None = None, *,
-            learn_lut: bool = False, learn_scales: bool = True) -> tuple[QATNetwork, Model]:
+            learn_lut: bool = False, learn_scales: bool = True,
+            learn_offsets: bool = False) -> tuple[QATNetwork, Model]:
     """The post-training integer model of ``graph`` and the trainable network that starts from it.
+
+    With ``learn_offsets`` the starting point has MSE-initialised activation offsets
+    (:func:`initial_offsets`) and the network learns them.
 
     Returns
     -------
@@ -97,9 +138,12 @@ def prepare(graph: FloatGraph, calib_x: np.ndarray, config, options: QuantizeOpt
     options = options or QuantizeOptions()
     calib = calibrate(graph, calib_x, method=options.calib_method, act_bits=config.act_bits,
                       size=options.calib_size, seed=options.seed)
+    if learn_offsets:
+        calib = initial_offsets(graph, calib, calib_x, config.act_bits, options)
     weights = quantize_layer_weights(graph, config, options)
     start = emit_integer_model(graph, calib, config, options, weights=weights)
-    net = QATNetwork(graph, calib, start, weights, options, learn_lut=learn_lut, learn_scales=learn_scales)
+    net = QATNetwork(graph, calib, start, weights, options, learn_lut=learn_lut, learn_scales=learn_scales,
+                     learn_offsets=learn_offsets)
     return net, start
 
 
@@ -109,16 +153,25 @@ def _optimizer(net: QATNetwork, opts: TrainOptions) -> torch.optim.Optimizer:
         trained = [p for p in params if p.requires_grad]
         if trained:
             groups.append({"params": trained, "lr": lr})
-    luts = [p for p in net.lut.values() if p.requires_grad]
-    if luts:
-        groups.append({"params": luts, "lr": opts.lut_lr})
+    for params, lr in ((net.lut.values(), opts.lut_lr), (net.act_offset.values(), opts.offset_lr)):
+        trained = [p for p in params if p.requires_grad]
+        if trained:
+            groups.append({"params": trained, "lr": lr})
     return torch.optim.Adam(groups)
+
+
+def _set_rates(optimizer: torch.optim.Optimizer, opts: TrainOptions, progress: float) -> None:
+    """Every group's rate at ``progress`` (0..1) of the whole run under ``opts.schedule``."""
+    factor = 0.5 * (1.0 + math.cos(math.pi * progress)) if opts.schedule == "cosine" else 1.0
+    for group in optimizer.param_groups:
+        group.setdefault("initial_lr", group["lr"])
+        group["lr"] = group["initial_lr"] * factor
 
 
 def _fingerprint(net: QATNetwork, opts: TrainOptions) -> dict:
     """What a checkpoint must match to be resumed: the network, the hardware and the options."""
     return {"source_sha256": source_sha256(net.graph.source) if net.graph.source else "",
-            "config": net.config.to_dict(),
+            "config": net.config.to_dict(), "quantize": asdict(net.options),
             "options": {k: v for k, v in asdict(opts).items() if k != "epochs"}}
 
 
@@ -187,7 +240,9 @@ def train(net: QATNetwork, x: np.ndarray, y: np.ndarray, opts: TrainOptions | No
             bar = tqdm(batches, desc=f"epoch {epoch + 1}/{opts.epochs}", unit="batch", leave=False)
             batches = bar
         total_loss, correct, seen = 0.0, 0, 0
-        for first in batches:
+        steps = math.ceil(len(x) / opts.batch_size)
+        for step, first in enumerate(batches):
+            _set_rates(optimizer, opts, (epoch * steps + step) / (opts.epochs * steps))
             idx = order[first:first + opts.batch_size]
             labels = torch.as_tensor(y[idx])
             logits = net(net.quantize_input(x[idx]))

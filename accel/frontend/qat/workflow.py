@@ -12,6 +12,7 @@ from ...data import Dataset, load_dataset
 from ...errors import DataError, OutputError
 from ...ir import Model, save_model
 from ...report.files import check_output
+from ..calibrate import DEFAULT_METHOD
 from ..evaluate import evaluate
 from ..graph import FloatGraph
 from ..onnx_import import import_onnx
@@ -67,13 +68,15 @@ def finish(net: QATNetwork, test_set: Dataset, checkpoint: Path, output: Path, o
 
 def train_file(model_path: str | os.PathLike, output: str | os.PathLike, *, train_data: str,
                calib: str | None = None, config_path: str | os.PathLike | None = None,
-               weight_bits: int | None = None, act_bits: int | None = None, options: TrainOptions | None = None,
-               resume: bool = False, overwrite: bool = False, progress: bool = False) -> tuple[Model, str]:
+               weight_bits: int | None = None, act_bits: int | None = None, calib_method: str = DEFAULT_METHOD,
+               options: TrainOptions | None = None, resume: bool = False, overwrite: bool = False,
+               progress: bool = False) -> tuple[Model, str]:
     """Quantize an ONNX file, train it on ``train_data``'s training split, check the export on its
     test split and write the ``.qmodel``; returns the model and a one-line summary.
 
     A checkpoint (:func:`checkpoint_path`) is written after every epoch and removed once the model
-    is written; ``resume`` continues from it.
+    is written; ``resume`` continues from it. ``calib_method`` calibrates the starting activation
+    exponents (``mse`` suits 4-bit activations, docs/QAT.md).
 
     Raises
     ------
@@ -88,8 +91,9 @@ def train_file(model_path: str | os.PathLike, output: str | os.PathLike, *, trai
     graph = onnx_graph(model_path)
     train_set, test_set = data_splits(graph, train_data)
     calib_x, calib_name = calibration_images(graph, calib)
-    net, start = prepare(graph, calib_x, config, QuantizeOptions(seed=options.seed), learn_lut=options.learn_lut,
-                         learn_scales=options.learn_scales)
+    net, start = prepare(graph, calib_x, config, QuantizeOptions(seed=options.seed, calib_method=calib_method),
+                         learn_lut=options.learn_lut, learn_scales=options.learn_scales,
+                         learn_offsets=options.learn_offsets)
     ptq_top1 = evaluate(start, test_set, sqnr=False).quant_top1
     began = time.perf_counter()
     history = train(net, train_set.x, train_set.y, options, checkpoint=checkpoint, resume=resume, progress=progress)

@@ -108,7 +108,22 @@ def test_resume_refuses_a_checkpoint_of_other_options(trained, digits):
               checkpoint=trained["checkpoint"], resume=True)
 
 
-@pytest.mark.parametrize("field, value", [("epochs", 0), ("lr", 0.0), ("sparsity", -1.0)])
+@pytest.mark.parametrize("schedule, factors", [("constant", [1.0, 1.0, 1.0]), ("cosine", [1.0, 0.5, 0.0])])
+def test_learning_rate_schedules(schedule, factors):
+    from accel.frontend.qat.train import _set_rates
+
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.Adam([{"params": [param], "lr": 0.2}])
+    opts = TrainOptions(schedule=schedule)
+    rates = []
+    for progress in (0.0, 0.5, 1.0):
+        _set_rates(optimizer, opts, progress)
+        rates.append(optimizer.param_groups[0]["lr"])
+    assert rates == pytest.approx([0.2 * f for f in factors])
+
+
+@pytest.mark.parametrize("field, value", [("epochs", 0), ("lr", 0.0), ("sparsity", -1.0), ("offset_lr", 0.0),
+                                          ("schedule", "linear")])
 def test_bad_training_options(field, value):
     with pytest.raises(ConfigError, match=rf"^{field} "):
         TrainOptions(**{field: value})
