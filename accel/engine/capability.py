@@ -22,7 +22,7 @@ import numpy as np
 
 __all__ = ["FUSED_KERNELS", "INT_KERNELS", "chosen_kernels", "cpu_flags", "cpu_summary", "forced_verdicts",
            "fused_matmul_exact", "int_matmul_exact", "kernel_verdict", "ort_matmul_integer",
-           "ort_matmul_integer_to_float", "torch_int_mm", "torch_int_mm_verdict"]
+           "ort_matmul_integer_to_float", "torch_int_mm", "torch_int_mm_verdict", "int_mm_weights"]
 
 #: Flags that decide which integer kernels a CPU runs natively (shown in reports).
 REPORTED_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
@@ -109,11 +109,20 @@ def _session(proto):
 
 
 def torch_int_mm(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """``a @ b`` through ``torch._int_mm`` (s8 x s8 -> int32; a u8 operand is refused by torch)."""
+    """``a @ b`` through ``torch._int_mm`` (s8 x s8 -> int32; a u8 operand is refused by torch), ``b`` in the
+    column-major layout the torch backend gives it (:func:`int_mm_weights`)."""
     import torch
 
-    return torch._int_mm(torch.from_numpy(np.ascontiguousarray(a)),
-                         torch.from_numpy(np.ascontiguousarray(b))).numpy()
+    return torch._int_mm(torch.from_numpy(np.ascontiguousarray(a)), int_mm_weights(b, "cpu")).numpy()
+
+
+def int_mm_weights(b: np.ndarray, device: str):
+    """``b`` (K, N) as the (K, N) transpose of a contiguous (N, K) tensor on ``device``: cuBLASLt's int8 GEMM
+    refuses a row-major ``b`` for some shapes (CUBLAS_STATUS_NOT_SUPPORTED for M=784, K=32, N=64 on an H200),
+    and takes this layout for every shape; the CPU kernel takes either."""
+    import torch
+
+    return torch.from_numpy(np.ascontiguousarray(np.asarray(b).T)).to(device).t()
 
 
 def _adversarial_cases(a_dtype, rng: np.random.Generator, ks=(64, 1024, 16384)):
@@ -190,7 +199,7 @@ def _device_int_mm_verdict(device: str) -> bool:
     import torch
 
     def on_device(a, b):
-        return torch._int_mm(torch.from_numpy(a).to(device), torch.from_numpy(b).to(device)).cpu().numpy()
+        return torch._int_mm(torch.from_numpy(a).to(device), int_mm_weights(b, device)).cpu().numpy()
 
     return int_matmul_exact(on_device, np.int8)
 

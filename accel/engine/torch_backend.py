@@ -86,7 +86,9 @@ class _MacPlan:
         if self.int8:
             self.path = "int8"
             wi = w.reshape(n, -1).astype(np.int64)
-            self.w_int = torch.from_numpy(np.ascontiguousarray(wi.T).astype(np.int8)).to(device)  # (K, N)
+            from .capability import int_mm_weights
+
+            self.w_int = int_mm_weights(wi.T.astype(np.int8), str(device))  # (K, N), column-major
             # a uint8 input runs shifted by -128: the sums lose 128 * sum_k w[n, k], added back here
             self.x_offset = 128 if model.tensors[layer.inputs[0]].dtype == "uint8" else 0
             self.correction = torch.from_numpy(self.x_offset * wi.sum(axis=1)).to(device)
