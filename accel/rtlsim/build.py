@@ -38,6 +38,13 @@ HARNESS_LIMITS = {"CTRL_DEPTH": 1 << 14, "DATA_DEPTH": 1 << 17, "OUT_DEPTH": 1 <
 #: Verilator warnings waived for the Amaranth-generated core (docs/RTL.md says why).
 LINT_WAIVERS = ("DECLFILENAME", "UNUSEDSIGNAL", "PROCASSINIT", "CASEINCOMPLETE", "WIDTHEXPAND", "WIDTHTRUNC")
 
+#: Icarus language switch, after the runner's ``-g2012`` (the last one wins). yosys writes
+#: Verilog-2005 whose combinational ``always @*`` blocks are first evaluated by the time-0 event
+#: of a declaration initializer (its ``dump_module`` register); under SystemVerilog rules an
+#: initializer makes no event, so those blocks stay X until an input changes and the registers
+#: they feed load X (the ``out__valid`` X after reset). Verilog-2005 rules keep the event.
+ICARUS_LANGUAGE = "-g2005"
+
 #: Environment variable that moves the cache (simulator builds and run folders).
 CACHE_ENV = "ACCEL_CACHE_DIR"
 
@@ -177,6 +184,8 @@ def build_simulation(config: AcceleratorConfig, sim: str = "verilator", *, waves
         raise ToolError(f"unknown simulation top {top!r}; expected 'harness' or 'axi'")
     require_simulator(sim)
     fields = {"cfg": _gateware_fields(config), "sim": sim, "waves": waves, "src": _source_digest()}
+    if sim == "icarus":
+        fields["language"] = ICARUS_LANGUAGE
     if top != "harness":
         fields["top"] = top
     key_src = json.dumps(fields, sort_keys=True)
@@ -233,6 +242,8 @@ def _build_into(build_dir: Path, config: AcceleratorConfig, sim: str, waves: boo
         args = ["--timing", "-O3", "--x-assign", "fast", "--x-initial", "fast", "-Wno-fatal",
                 "--trace-max-array", "64", "-CFLAGS", "-fcoroutines"]
         args += [f"-Wno-{w}" for w in LINT_WAIVERS]
+    else:
+        args = [ICARUS_LANGUAGE]
     activate_simulators()
     runner = _runner(sim, public=top == "axi")
     log = build_dir / "build.log"

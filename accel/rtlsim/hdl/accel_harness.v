@@ -48,12 +48,14 @@ module accel_harness (
   reg [31:0] layer_word = 0;
   reg [31:0] ci = 0, di = 0, oi = 0, ti_in = 0, ti_out = 0, cycle = 0, row_count = 0;
 
-  wire [`CTRL_W-1:0] cw = ctrl_mem[ci[`CTRL_AW-1:0]];
-  wire [`DATA_W-1:0] dw = data_mem[di[`DATA_AW-1:0]];
+  // Payloads are 0 while not valid: the memories hold X past the loaded words, and the core
+  // registers its input beats every cycle (an X there is harmless but shows in waveforms).
   wire ctrl_avail = running && (ci < n_ctrl);
+  wire data_valid = running && (di < n_data);
+  wire [`CTRL_W-1:0] cw = ctrl_avail ? ctrl_mem[ci[`CTRL_AW-1:0]] : {`CTRL_W{1'b0}};
+  wire [`DATA_W-1:0] dw = data_valid ? data_mem[di[`DATA_AW-1:0]] : {`DATA_W{1'b0}};
   wire lut_valid  = ctrl_avail && !cw[`CTRL_W-1];
   wire tile_valid = ctrl_avail &&  cw[`CTRL_W-1];
-  wire data_valid = running && (di < n_data);
   wire lut_ready, tile_ready, data_ready, out_valid, busy;
   wire [`OUT_W-1:0] out_payload;
 
