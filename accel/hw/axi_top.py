@@ -267,16 +267,21 @@ class AxiTop(wiring.Component):
                         m.d.sync += state.eq(_HEADER)
 
         # --- Job control and counters --------------------------------------------------------
+        # Tiles still to send, and whether that is one, as registers: no counter compare lies in
+        # front of `running` (which gates the input stream).
+        tiles_left = Signal(32)
+        one_left = Signal()
         with m.If(start & ~running):
             m.d.sync += [cycles.eq(0), out_stalls.eq(0), tiles_done.eq(0), header_error.eq(0),
-                         running.eq(tiles != 0), done.eq(tiles == 0)]
+                         running.eq(tiles != 0), done.eq(tiles == 0), tiles_left.eq(tiles), one_left.eq(tiles == 1)]
         with m.Elif(running):
             m.d.sync += cycles.eq(cycles + 1)
             with m.If(self.m_axis_tvalid & ~self.m_axis_tready):
                 m.d.sync += out_stalls.eq(out_stalls + 1)
             with m.If(tile_sent):
-                m.d.sync += tiles_done.eq(tiles_done + 1)
-                with m.If(tiles_done + 1 == tiles):
+                m.d.sync += [tiles_done.eq(tiles_done + 1), tiles_left.eq(tiles_left - 1),
+                             one_left.eq(tiles_left == 2)]
+                with m.If(one_left):
                     m.d.sync += [running.eq(0), done.eq(1)]
         return m
 
