@@ -34,7 +34,11 @@ module accel_harness (
   end
 `endif
 
-  reg rst = 1'b1;
+  // Reset rises at 1 ns (before the first clock edge at 10 ns) rather than holding 1 from its
+  // declaration: the rising edge is an event, so every block that computes a register's reset
+  // value runs before the first edge, under SystemVerilog rules too (where an initializer is no event).
+  reg rst = 1'b0;
+  initial #1 rst = 1'b1;
   initial running = 1'b0;
 
   reg [31:0]          head     [0:7];
