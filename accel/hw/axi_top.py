@@ -198,7 +198,7 @@ class AxiTop(wiring.Component):
             m.d.sync += out_word.eq(Mux(last_word, 0, out_word + 1))
         # Rows promised to the FIFO: those of every tile let into the core, less those sent.
         reserved = Signal(range(self._fifo_rows + 1))
-        room = Signal()  # a register: reserved <= fifo_rows - rows, after this cycle's updates
+        room = Signal(init=1)  # a register: reserved <= fifo_rows - rows, after this cycle's updates
         tile_fire = core.tile.valid & core.tile.ready
         reserved_next = reserved + Mux(tile_fire, rows, 0) - row_sent
         m.d.sync += [reserved.eq(reserved_next), room.eq(reserved_next <= self._fifo_rows - rows)]
