@@ -14,7 +14,7 @@ from accel.compile import plan_tiles
 from accel.config import AcceleratorConfig
 from accel.rtlsim import build_simulation
 from accel.rtlsim.axi import run_axi_jobs
-from tests.rtlsim.test_rtl_sim import SAMPLES, _describe
+from tests.support.rtlcheck import SAMPLES, describe_mismatch
 from tests.support.strategies import random_problem
 
 pytestmark = pytest.mark.cocotb
@@ -45,7 +45,7 @@ def check_axi(config, sim, rng, n_jobs, max_depth=40, **kw):
         assert res.x_findings == [], f"{name}: X/Z after reset: {res.x_findings}"
         assert [len(f) for f in res.frames] == [len(f) for f in res.expected_frames], f"{name}: frame lengths"
         got = res.results(32)[0]
-        assert np.array_equal(got, expected[0]), _describe(plan.problems[0], got, expected[0])
+        assert np.array_equal(got, expected[0]), describe_mismatch(plan.problems[0], got, expected[0])
         bad = [t for t, (g, e) in enumerate(zip(res.frames, res.expected_frames)) if g != e]
         assert not bad, f"{name}: tiles {bad} differ from the contract (padding lanes included)"
         assert res.status & 0b111 == 0b010 and res.irq == 1, f"{name}: STATUS {res.status:#x}, irq {res.irq}"
