@@ -256,7 +256,9 @@ def _build_into(build_dir: Path, config: AcceleratorConfig, sim: str, waves: boo
     try:
         runner.build(sources=sources, hdl_toplevel=toplevel,
                      build_dir=str(build_dir), includes=[str(build_dir)], build_args=args,
-                     timescale=("1ns", "1ps"), waves=waves, defines={"ACCEL_WAVES": 1} if waves else {},
+                     # Icarus: the harness dumps its own waveform (ACCEL_WAVES), see accel_harness.v.
+                     timescale=("1ns", "1ps"), waves=waves and sim != "icarus",
+                     defines={"ACCEL_WAVES": 1} if waves else {},
                      always=True, log_file=str(log))
     except (SystemExit, Exception) as exc:  # the runner exits or raises on a failed build
         tail = log.read_text()[-2000:] if log.exists() else ""

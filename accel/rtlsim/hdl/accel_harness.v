@@ -37,6 +37,21 @@ module accel_harness (
   // Reset rises at 1 ns (before the first clock edge at 10 ns) rather than holding 1 from its
   // declaration: the rising edge is an event, so every block that computes a register's reset
   // value runs before the first edge, under SystemVerilog rules too (where an initializer is no event).
+`ifdef ACCEL_WAVES
+`ifdef __ICARUS__
+  // Icarus waveforms, dumped here rather than by cocotb's dump module, which declares a
+  // SystemVerilog `string` and so cannot build under the Verilog-2005 rules used here.
+  reg [8*1024-1:0] dumpfile_path;
+  initial begin
+    if ($value$plusargs("dumpfile_path=%s", dumpfile_path))
+      $dumpfile(dumpfile_path);
+    else
+      $dumpfile("accel_harness.fst");
+    $dumpvars(0, accel_harness);
+  end
+`endif
+`endif
+
   reg rst = 1'b0;
   initial #1 rst = 1'b1;
   initial running = 1'b0;
