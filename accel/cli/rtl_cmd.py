@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     g.add_argument("-o", "--output", metavar="DIR", default="rtl/build", help="output folder (default rtl/build)")
     g.add_argument("--lint", action="store_true", help="also run verilator --lint-only -Wall on the result")
     g.add_argument("--force", action="store_true", help="replace existing files in DIR (hand edits are lost)")
+    g.add_argument("--top", choices=["core", "axi"], default="core",
+                   help="core: accel_gemm_core (valid/ready streams); axi: accel_axi_top (AXI4-Stream in/out, "
+                        "AXI4-Lite registers; docs/RTL.md)")
     g.set_defaults(func=run_generate)
     v = rtl.add_parser("verify", help="run a model's conv/linear layers on the RTL and compare with the engine",
                        description="Lower each conv2d/linear layer (im2col), run it on the exported Verilog "
@@ -56,7 +59,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "under the user cache by the Verilog, target and tool versions.")
     s.add_argument("--config", metavar="CFG.toml", help="accelerator configuration (default: the defaults)")
     s.add_argument("--target", choices=list(TARGETS), default="ecp5-85k", help="FPGA (default ecp5-85k)")
-    s.add_argument("--top", choices=["core"], default="core", help="top level to synthesize (default core)")
+    s.add_argument("--top", choices=["core", "axi"], default="core",
+                   help="top level to synthesize: the core or the AXI top (default core)")
     s.add_argument("--freq", type=positive_float, metavar="MHZ",
                    help="clock constraint (default: the config's clock_mhz)")
     s.add_argument("-o", "--output", metavar="DIR", help="also write synth-<target>.json and .md to DIR")
@@ -73,7 +77,7 @@ def run_generate(args: argparse.Namespace) -> int:
     from ..hw import generate_verilog
 
     config = load_config(args.config)
-    paths = generate_verilog(config, args.output, overwrite=args.force)
+    paths = generate_verilog(config, args.output, overwrite=args.force, top=args.top)
     for kind, path in paths.items():
         print(f"wrote {path} ({kind})")
     if args.lint:
@@ -145,11 +149,13 @@ def run_synth(args: argparse.Namespace) -> int:
         raise UsageError(f"--freq {args.freq:g}: expected a clock above 0 MHz")
     config = load_config(args.config)
     target = get_target(args.target)
-    names = [f"synth-{target.name}.json", f"synth-{target.name}.md"]
+    stem = f"synth-{target.name}" if args.top == "core" else f"synth-{args.top}-{target.name}"
+    names = [f"{stem}.json", f"{stem}.md"]
     paths = check_output_dir(args.output, names, overwrite=args.force) if args.output else None
-    result = synthesize(config, target, freq_mhz=args.freq, cache=args.build_dir, progress=sys.stderr.isatty())
+    result = synthesize(config, target, freq_mhz=args.freq, cache=args.build_dir, progress=sys.stderr.isatty(),
+                        top=args.top)
     table = result_table(result)
-    title = (f"{result.array} core on {result.device}"
+    title = (f"{result.array} {'core' if args.top == 'core' else 'AXI top'} on {result.device}"
              f"{' (out of context)' if result.out_of_context else ''}{' [cached]' if result.cached else ''}")
     if paths:
         write_text(paths[0], json.dumps(result.to_dict(), indent=2) + "\n", overwrite=args.force)

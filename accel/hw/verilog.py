@@ -11,25 +11,40 @@ from amaranth.lib import wiring
 
 from ..config import AcceleratorConfig
 from ..report import Table, check_output_dir, write_text
+from .axi_top import AXI_TOP_NAME, REGISTERS, AxiTop
 from .core import GemmCore
 from .params import mark_unelaborated
 
-__all__ = ["TOP_NAME", "verilog_text", "port_description", "generate_verilog"]
+__all__ = ["TOP_NAME", "TOPS", "module_name", "verilog_text", "port_description", "generate_verilog"]
 
 #: Module name of the exported core.
 TOP_NAME = "accel_gemm_core"
+#: Top levels that can be exported: ``core`` (the streams of :class:`GemmCore`) and ``axi`` (:class:`AxiTop`).
+TOPS = ("core", "axi")
 
 
-def verilog_text(config: AcceleratorConfig, *, dsp: str | None = None) -> str:
-    """The Verilog of :class:`GemmCore` for ``config`` (checked before elaboration); ``dsp`` names an
-    FPGA family whose DSP primitive the PEs instantiate (synthesis only, see :class:`GemmCore`)."""
+def module_name(top: str = "core") -> str:
+    """The Verilog module name of a top level (:data:`TOPS`)."""
+    return {"core": TOP_NAME, "axi": AXI_TOP_NAME}[top]
+
+
+def _component(config: AcceleratorConfig, top: str, dsp: str | None = None):
+    if top not in TOPS:
+        raise ValueError(f"top {top!r}: expected one of {', '.join(TOPS)}")
+    return GemmCore(config, dsp=dsp) if top == "core" else AxiTop(config, dsp=dsp)
+
+
+def verilog_text(config: AcceleratorConfig, *, dsp: str | None = None, top: str = "core") -> str:
+    """The Verilog of :class:`GemmCore` (or, with ``top="axi"``, :class:`AxiTop`) for ``config``
+    (checked before elaboration); ``dsp`` names an FPGA family whose DSP primitive the PEs
+    instantiate (synthesis only, see :class:`GemmCore`)."""
     from amaranth.hdl import Const, Value
 
-    core = GemmCore(config, dsp=dsp)
-    # `out` is always ready: its constant `ready` is no port.
-    ports = [Value.cast(value) for _, _, value in core.signature.flatten(core)
+    component = _component(config, top, dsp)
+    # The core's `out` is always ready: its constant `ready` is no port.
+    ports = [Value.cast(value) for _, _, value in component.signature.flatten(component)
              if not isinstance(value, Const)]
-    return verilog.convert(core, name=TOP_NAME, ports=ports, emit_src=False)
+    return verilog.convert(component, name=module_name(top), ports=ports, emit_src=False)
 
 
 def _flatten(layout, prefix, offset=0):
@@ -55,11 +70,13 @@ def _shape_text(shape) -> str:
     return f"{'signed' if s.signed else 'unsigned'}({s.width})"
 
 
-def port_description(config: AcceleratorConfig) -> dict:
-    """Ports, payload fields (bit offsets), timing and parameters of the core for ``config``."""
+def port_description(config: AcceleratorConfig, top: str = "core") -> dict:
+    """Ports, payload fields (bit offsets), timing and parameters of the core (or the AXI top) for ``config``."""
     from amaranth.hdl import Const, Shape
     from amaranth.lib import data
 
+    if top == "axi":
+        return _axi_description(config)
     core = mark_unelaborated(GemmCore(config))
     ports = []
     for path, member, value in core.signature.flatten(core):
@@ -92,7 +109,31 @@ def port_description(config: AcceleratorConfig) -> dict:
     }
 
 
+def _axi_description(config: AcceleratorConfig) -> dict:
+    from amaranth.hdl import Shape
+
+    axi = mark_unelaborated(AxiTop(config))
+    ports = [{"name": "clk", "direction": "input", "width": 1},
+             {"name": "rst", "direction": "input", "width": 1, "note": "synchronous, active high"}]
+    for path, member, _ in axi.signature.flatten(axi):
+        ports.append({"name": "__".join(map(str, path)), "direction": "input" if member.flow == wiring.In
+                      else "output", "width": Shape.cast(member.shape).width})
+    return {
+        "module": AXI_TOP_NAME,
+        "config": config.to_dict(),
+        "bus_bits": axi.bus_bits,
+        "out_fifo_rows": axi.out_fifo_rows,
+        "pins": sum(p["width"] for p in ports),
+        "ports": ports,
+        "words_per_beat": axi.beat_words(),
+        "registers": [{"name": n, "offset": f"0x{o:02X}", "access": a, "meaning": t}
+                      for n, (o, a, t) in REGISTERS.items()],
+    }
+
+
 def _markdown(desc: dict) -> str:
+    if "registers" in desc:
+        return _axi_markdown(desc)
     cfg = desc["config"]
     parameters = Table(["field", "value"], [(k, v) for k, v in cfg.items() if k != "energy"])
     ports = Table(["port", "dir", "width", "fields (lsb: shape)"],
@@ -111,9 +152,25 @@ def _markdown(desc: dict) -> str:
     return "\n".join(lines)
 
 
+def _axi_markdown(desc: dict) -> str:
+    cfg = desc["config"]
+    ports = Table(["port", "dir", "width"], [(f"`{p['name']}`", p["direction"], p["width"]) for p in desc["ports"]])
+    regs = Table(["offset", "register", "access", "meaning"],
+                 [(r["offset"], r["name"], r["access"], r["meaning"]) for r in desc["registers"]])
+    words = Table(["beat", "stream words"], desc["words_per_beat"].items())
+    return "\n".join([
+        f"# `{desc['module']}`", "",
+        f"The {cfg['rows']}x{cfg['cols']} GEMM core behind AXI4-Stream ({desc['bus_bits']}-bit) in/out and "
+        f"AXI4-Lite control; {desc['pins']} pins; an output FIFO of {desc['out_fifo_rows']} rows. "
+        "Protocol: docs/RTL.md.", "",
+        "## Ports", "", ports.markdown(), "", "## Registers (AXI4-Lite, 32-bit)", "", regs.markdown(), "",
+        "## Stream words per beat", "", words.markdown(), ""])
+
+
 def generate_verilog(config: AcceleratorConfig, out_dir: str | os.PathLike, *,
-                     overwrite: bool = False) -> dict[str, Path]:
-    """Write ``accel_gemm_core.v``, ``accel_gemm_core.json`` and ``accel_gemm_core.md`` to ``out_dir``.
+                     overwrite: bool = False, top: str = "core") -> dict[str, Path]:
+    """Write ``<module>.v``, ``<module>.json`` and ``<module>.md`` to ``out_dir`` (the module is
+    ``accel_gemm_core``, or ``accel_axi_top`` with ``top="axi"``).
 
     The folder is created if missing; existing files are replaced only with ``overwrite`` (a
     hand-edited Verilog file is never lost by accident), each atomically.
@@ -131,10 +188,11 @@ def generate_verilog(config: AcceleratorConfig, out_dir: str | os.PathLike, *,
     ConfigError
         The gateware cannot build ``config``.
     """
-    kinds = {"verilog": f"{TOP_NAME}.v", "json": f"{TOP_NAME}.json", "markdown": f"{TOP_NAME}.md"}
-    desc = port_description(config)  # checks the config before any folder is created
+    name = module_name(top)
+    kinds = {"verilog": f"{name}.v", "json": f"{name}.json", "markdown": f"{name}.md"}
+    desc = port_description(config, top)  # checks the config before any folder is created
     paths = dict(zip(kinds, check_output_dir(out_dir, list(kinds.values()), overwrite=overwrite)))
-    texts = {"verilog": verilog_text(config), "json": json.dumps(desc, indent=2) + "\n",
+    texts = {"verilog": verilog_text(config, top=top), "json": json.dumps(desc, indent=2) + "\n",
              "markdown": _markdown(desc)}
     for kind, path in paths.items():
         write_text(path, texts[kind], overwrite=overwrite)

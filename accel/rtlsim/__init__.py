@@ -9,7 +9,8 @@ testbench (``testbench/``) ship inside the package.
 
 import importlib
 
-_EXPORTS = {"build": ("SIMULATORS", "SimBuild", "build_simulation", "cache_dir", "lint_verilog"),
+_EXPORTS = {"axi": ("AxiJobResult", "run_axi_jobs"),
+            "build": ("SIMULATORS", "SimBuild", "build_simulation", "cache_dir", "lint_verilog"),
             "jobs": ("JobResult", "run_jobs", "run_plan", "run_testbench", "waves_file"),
             "verify": ("LayerReport", "Mismatch", "model_inputs", "verify_model", "write_cycles")}
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

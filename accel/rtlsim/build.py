@@ -38,6 +38,13 @@ HARNESS_LIMITS = {"CTRL_DEPTH": 1 << 14, "DATA_DEPTH": 1 << 17, "OUT_DEPTH": 1 <
 #: Verilator warnings waived for the Amaranth-generated core (docs/RTL.md says why).
 LINT_WAIVERS = ("DECLFILENAME", "UNUSEDSIGNAL", "PROCASSINIT", "CASEINCOMPLETE", "WIDTHEXPAND", "WIDTHTRUNC")
 
+#: Icarus language switch, after the runner's ``-g2012`` (the last one wins). yosys writes
+#: Verilog-2005 whose combinational ``always @*`` blocks are first evaluated by the time-0 event
+#: of a declaration initializer (its ``dump_module`` register); under SystemVerilog rules an
+#: initializer makes no event, so those blocks stay X until an input changes and the registers
+#: they feed load X (the ``out__valid`` X after reset). Verilog-2005 rules keep the event.
+ICARUS_LANGUAGE = "-g2005"
+
 #: Environment variable that moves the cache (simulator builds and run folders).
 CACHE_ENV = "ACCEL_CACHE_DIR"
 
@@ -101,18 +108,27 @@ class SimBuild:
     waves: bool
     build_dir: Path
     cache: Path  #: the cache folder it belongs to (run folders go to its ``runs/``)
+    top: str = "harness"  #: ``harness`` (the core in accel_harness.v) or ``axi`` (accel_axi_top alone)
+
+    @property
+    def toplevel(self) -> str:
+        """The simulated Verilog module."""
+        from ..hw.axi_top import AXI_TOP_NAME
+
+        return AXI_TOP_NAME if self.top == "axi" else "accel_harness"
 
     def runner(self):
         activate_simulators()
         return _runner(self.sim)
 
 
-def _runner(sim: str):
-    """cocotb's runner for ``sim``; for Verilator, without ``--public-flat-rw``.
+def _runner(sim: str, public: bool = False):
+    """cocotb's runner for ``sim``; for Verilator, without ``--public-flat-rw`` unless ``public``.
 
     cocotb's Verilator runner makes every signal public, which costs the model
     about 4x in speed here; the harness marks the two signals the testbench
-    touches (``start``, ``done``) public itself.
+    touches (``start``, ``done``) public itself. The AXI top (generated Verilog, no
+    such marks) keeps the switch: without it cocotb finds no handle at all.
     """
     import logging
 
@@ -121,7 +137,8 @@ def _runner(sim: str):
     class _Verilator(Verilator):
         def _build_command(self):
             cmds = super()._build_command()
-            cmds[0] = [arg for arg in cmds[0] if arg != "--public-flat-rw"]
+            if not public:
+                cmds[0] = [arg for arg in cmds[0] if arg != "--public-flat-rw"]
             return cmds
 
     runner = _Verilator() if sim == "verilator" else get_runner(sim)
@@ -142,8 +159,11 @@ def _params_header(config: AcceleratorConfig) -> str:
 
 
 def build_simulation(config: AcceleratorConfig, sim: str = "verilator", *, waves: bool = False,
-                     cache: str | os.PathLike | None = None) -> SimBuild:
+                     cache: str | os.PathLike | None = None, top: str = "harness") -> SimBuild:
     """Export the core and build the harness for ``sim``; reuse a cached build of the same key.
+
+    With ``top="axi"`` the build is the AXI top level (:class:`~accel.hw.axi_top.AxiTop`) alone,
+    driven by the cocotb testbench through its buses.
 
     Safe to call from several processes at once: one builds (under a lock on
     the key), the others wait and reuse its build.
@@ -160,14 +180,20 @@ def build_simulation(config: AcceleratorConfig, sim: str = "verilator", *, waves
     check_buildable(config)
     if sim not in SIMULATORS:
         raise ToolError(f"unknown simulator {sim!r}; expected one of {', '.join(SIMULATORS)}")
+    if top not in ("harness", "axi"):
+        raise ToolError(f"unknown simulation top {top!r}; expected 'harness' or 'axi'")
     require_simulator(sim)
-    key_src = json.dumps({"cfg": _gateware_fields(config), "sim": sim, "waves": waves,
-                          "src": _source_digest()}, sort_keys=True)
+    fields = {"cfg": _gateware_fields(config), "sim": sim, "waves": waves, "src": _source_digest()}
+    if sim == "icarus":
+        fields["language"] = ICARUS_LANGUAGE
+    if top != "harness":
+        fields["top"] = top
+    key_src = json.dumps(fields, sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
     cache = cache_dir(cache)
     builds = cache / "rtlsim"
-    name = f"{sim}-{config.rows}x{config.cols}-{key}"
-    built = SimBuild(config, sim, waves, builds / name, cache)
+    name = f"{sim}-{'' if top == 'harness' else top + '-'}{config.rows}x{config.cols}-{key}"
+    built = SimBuild(config, sim, waves, builds / name, cache, top)
     if _reuse(built.build_dir):
         return built
     cache_subdir(cache, "rtlsim", "simulator")
@@ -176,7 +202,7 @@ def build_simulation(config: AcceleratorConfig, sim: str = "verilator", *, waves
             return built
         staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=builds))
         try:
-            _build_into(staging, config, sim, waves)
+            _build_into(staging, config, sim, waves, top)
             (staging / _STAMP).write_text(key_src + "\n")
             shutil.rmtree(built.build_dir, ignore_errors=True)  # a build of an older layout, never a live one
             os.replace(staging, built.build_dir)
@@ -197,22 +223,29 @@ def _reuse(build_dir: Path) -> bool:
     return True
 
 
-def _build_into(build_dir: Path, config: AcceleratorConfig, sim: str, waves: bool) -> None:
+def _build_into(build_dir: Path, config: AcceleratorConfig, sim: str, waves: bool, top: str = "harness") -> None:
     """Run the simulator's build in ``build_dir``; nothing in the result depends on the folder's path
     (the Icarus waveform file is named at run time), so the folder can be renamed afterwards."""
-    from ..hw.verilog import generate_verilog
+    from ..hw.verilog import generate_verilog, module_name
 
-    paths = generate_verilog(config, build_dir)
-    (build_dir / "accel_harness_params.vh").write_text(_params_header(config))
-    harness = build_dir / HARNESS
-    harness.write_bytes(_harness_source())
+    if top == "axi":
+        paths = generate_verilog(config, build_dir, top="axi")
+        sources, toplevel = [str(paths["verilog"])], module_name("axi")
+    else:
+        paths = generate_verilog(config, build_dir)
+        (build_dir / "accel_harness_params.vh").write_text(_params_header(config))
+        harness = build_dir / HARNESS
+        harness.write_bytes(_harness_source())
+        sources, toplevel = [str(paths["verilog"]), str(harness)], "accel_harness"
     args: list[str] = []
     if sim == "verilator":
         args = ["--timing", "-O3", "--x-assign", "fast", "--x-initial", "fast", "-Wno-fatal",
                 "--trace-max-array", "64", "-CFLAGS", "-fcoroutines"]
         args += [f"-Wno-{w}" for w in LINT_WAIVERS]
+    else:
+        args = [ICARUS_LANGUAGE]
     activate_simulators()
-    runner = _runner(sim)
+    runner = _runner(sim, public=top == "axi")
     log = build_dir / "build.log"
     saved_makeflags = os.environ.get("MAKEFLAGS")
     if sim == "verilator":
@@ -221,9 +254,11 @@ def _build_into(build_dir: Path, config: AcceleratorConfig, sim: str, waves: boo
         os.environ["MAKEFLAGS"] = " ".join(filter(None, [saved_makeflags,
                                                          "CFG_CXXFLAGS_PCH_I=-include", "OPT_FAST=-O2"]))
     try:
-        runner.build(sources=[str(paths["verilog"]), str(harness)], hdl_toplevel="accel_harness",
+        runner.build(sources=sources, hdl_toplevel=toplevel,
                      build_dir=str(build_dir), includes=[str(build_dir)], build_args=args,
-                     timescale=("1ns", "1ps"), waves=waves, defines={"ACCEL_WAVES": 1} if waves else {},
+                     # Icarus: the harness dumps its own waveform (ACCEL_WAVES), see accel_harness.v.
+                     timescale=("1ns", "1ps"), waves=waves and sim != "icarus",
+                     defines={"ACCEL_WAVES": 1} if waves else {},
                      always=True, log_file=str(log))
     except (SystemExit, Exception) as exc:  # the runner exits or raises on a failed build
         tail = log.read_text()[-2000:] if log.exists() else ""

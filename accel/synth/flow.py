@@ -137,17 +137,17 @@ def _fail(stage: str, log: Path, what: str) -> ToolError:
 
 
 def _synthesize_into(folder: Path, verilog: str, config: AcceleratorConfig, target: Target,
-                     freq_mhz: float, progress: bool) -> dict:
+                     freq_mhz: float, progress: bool, design: str = "core") -> dict:
     """Run yosys and nextpnr in ``folder``; the result as a dict (:class:`SynthResult` fields)."""
-    from ..hw.verilog import TOP_NAME, port_description
+    from ..hw.verilog import module_name, port_description
 
-    what = f"the {config.rows}x{config.cols} core for {target.device}"
-    ports = port_description(config)["ports"]
+    what = f"the {config.rows}x{config.cols} {'core' if design == 'core' else 'AXI top'} for {target.device}"
+    ports = port_description(config, design)["ports"]
     port_bits = sum(p["width"] for p in ports)
     (folder / "core.v").write_text(verilog)
-    sources, top, wrapper_ffs = ["core.v"], TOP_NAME, 0
+    sources, top, wrapper_ffs = ["core.v"], module_name(design), 0
     if not target.out_of_context:
-        wrapper, wrapper_ffs = scan_wrapper(ports, TOP_NAME)
+        wrapper, wrapper_ffs = scan_wrapper(ports, top)
         (folder / "wrapper.v").write_text(wrapper)
         sources.append("wrapper.v")
         top = WRAPPER_TOP
@@ -189,7 +189,7 @@ def _synthesize_into(folder: Path, verilog: str, config: AcceleratorConfig, targ
 
 
 def synthesize(config: AcceleratorConfig, target: Target, *, freq_mhz: float | None = None,
-               cache: str | os.PathLike | None = None, progress: bool = False,
+               cache: str | os.PathLike | None = None, progress: bool = False, top: str = "core",
                cached_only: bool = False) -> SynthResult | None:
     """Area and Fmax of the core for ``config`` on ``target`` (cached; see the module docstring).
 
@@ -201,6 +201,8 @@ def synthesize(config: AcceleratorConfig, target: Target, *, freq_mhz: float | N
         The cache folder (default :func:`~accel.rtlsim.build.cache_dir`).
     progress : bool
         Show the running stage and its elapsed time on stderr.
+    top : {"core", "axi"}
+        The design: the core's streams, or the AXI top level (:class:`~accel.hw.axi_top.AxiTop`).
     cached_only : bool
         Return the cached result, or ``None`` when there is none, without running the tools.
 
@@ -221,15 +223,18 @@ def synthesize(config: AcceleratorConfig, target: Target, *, freq_mhz: float | N
     freq = float(freq_mhz if freq_mhz is not None else config.clock_mhz)
     tools = tool_versions(target)
     # ECP5: the PEs' product registers go into the DSPs (yosys does not absorb them itself).
-    verilog = verilog_text(config, dsp="ecp5" if target.family == "ecp5" else None)
+    verilog = verilog_text(config, dsp="ecp5" if target.family == "ecp5" else None, top=top)
     key_src = json.dumps({"verilog": hashlib.sha256(verilog.encode()).hexdigest(), "target": target.name,
                           "freq": freq, "tools": tools, "flow": FLOW_VERSION, "seed": _SEED}, sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
     runs = cache_subdir(cache, "synth", "synthesis")
-    name = f"{target.name}-{config.rows}x{config.cols}-{key}"
+    name = f"{target.name}-{top}-{config.rows}x{config.cols}-{key}"
     final = runs / name
-    if (final / _RESULT).exists():
-        return SynthResult.from_dict({**json.loads((final / _RESULT).read_text()), "cached": True})
+    # Results of the core cached before the AXI top existed have no top in their name (same key).
+    legacy = runs / f"{target.name}-{config.rows}x{config.cols}-{key}"
+    for folder in (final, legacy) if top == "core" else (final,):
+        if (folder / _RESULT).exists():
+            return SynthResult.from_dict({**json.loads((folder / _RESULT).read_text()), "cached": True})
     if cached_only:
         return None
     with FileLock(str(runs / f"{name}.lock")):
@@ -237,7 +242,7 @@ def synthesize(config: AcceleratorConfig, target: Target, *, freq_mhz: float | N
             return SynthResult.from_dict({**json.loads((final / _RESULT).read_text()), "cached": True})
         staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=runs))
         try:
-            result = _synthesize_into(staging, verilog, config, target, freq, progress)
+            result = _synthesize_into(staging, verilog, config, target, freq, progress, top)
         except ToolError as exc:
             # Keep the logs of a failed run for the user (the message names them); no result.json.
             failed = runs / f"{name}-failed"

@@ -22,6 +22,18 @@ def test_generate_writes_verilog_and_description_and_lints_clean(tmp_path, capsy
     assert desc["config"]["rows"] == 2 and desc["timing"]["min_last_interval"] == 7
 
 
+def test_generate_axi_top_lints_clean_and_fits_a_package(tmp_path, capsys):
+    assert main(["rtl", "generate", "--top", "axi", "-o", str(tmp_path / "out"), "--lint"]) == 0
+    out = capsys.readouterr().out
+    assert "accel_axi_top.v (verilog)" in out and ": clean" in out
+    desc = json.loads((tmp_path / "out" / "accel_axi_top.json").read_text())
+    # 32-bit streams both ways, AXI4-Lite, clk, rst, irq: 167 pins for every array size (the
+    # LFE5U-85F's 381-ball package has 205 user I/O); the core alone has 767 port bits at 8x8.
+    assert desc["pins"] == sum(p["width"] for p in desc["ports"]) == 167
+    assert {r["name"] for r in desc["registers"]} >= {"CTRL", "STATUS", "TILES", "CYCLES", "OUT_STALLS"}
+    assert "| 0x0C | CTRL |" in (tmp_path / "out" / "accel_axi_top.md").read_text()
+
+
 def test_generate_refuses_an_unbuildable_config_with_one_line(tmp_path, capsys):
     cfg = tmp_path / "cfg.toml"
     cfg.write_text("acc_bits = 14\n")

@@ -21,19 +21,12 @@ from accel.config import AcceleratorConfig
 from accel.frontend.workflow import MODELS_DIR
 from accel.ir import ModelBuilder
 from accel.rtlsim import build_simulation, model_inputs, run_jobs, verify_model, write_cycles
+from tests.support.rtlcheck import SAMPLES, describe_mismatch
 from tests.support.strategies import random_config, random_problem
 
 pytestmark = pytest.mark.cocotb
 WAVES = os.environ.get("ACCEL_WAVES", "") not in ("", "0")
 SIMS = ["verilator", "icarus"]
-SAMPLES = int(os.environ.get("ACCEL_SIM_SAMPLES", "6"))
-
-
-def _describe(prob, res, exp):
-    bad = np.argwhere(res != exp)
-    p, c = bad[0]
-    return (f"{prob.name}: {len(bad)} mismatches; first: channel {c}, pixel {p}: expected {exp[p, c]}, "
-            f"got {res[p, c]}")
 
 
 def check_random_problems(config, sim, rng, n_jobs, **kw):
@@ -50,7 +43,7 @@ def check_random_problems(config, sim, rng, n_jobs, **kw):
     assert len(results) == len(jobs)
     for (name, plan, expected), res in zip(jobs, results):
         got = res.results()[0]
-        assert np.array_equal(got, expected[0]), _describe(plan.problems[0], got, expected[0])
+        assert np.array_equal(got, expected[0]), describe_mismatch(plan.problems[0], got, expected[0])
         assert [(c.first_in, c.last_out) for c in res.tile_cycles] == \
                [(c.first_in, c.last_out) for c in res.expected_cycles], f"{name}: cycles differ from the schedule"
         assert res.total_cycles == res.expected_cycles[-1].last_out + 1

@@ -74,6 +74,19 @@ def test_ecp5_out_of_context_reports_area_fmax_and_path(cache, tmp_path):
 
 
 @pytest.mark.synthesis
+def test_axi_top_synthesizes_through_the_cli(cache, tmp_path):
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("rows = 1\ncols = 2\n")
+    out = accel("rtl", "synth", "--top", "axi", "--config", str(cfg), "--target", "ecp5-25k", "--json", "-o",
+                str(tmp_path / "rep"), env_cache=cache)
+    assert out.returncode == 0, out.stderr
+    r = json.loads(out.stdout)
+    assert (r["top"], r["array"], r["port_bits"], r["dsp"]) == ("accel_axi_top", "1x2", 167, 2)
+    assert r["ffs"] > r["port_bits"] and r["fmax_mhz"]["clk"] > 10
+    assert (tmp_path / "rep" / "synth-axi-ecp5-25k.json").exists()
+
+
+@pytest.mark.synthesis
 def test_design_that_does_not_fit_names_the_resource(cache):
     # Nine multipliers for the eight DSPs of an iCE40 UP5K.
     with pytest.raises(FitError, match=r"the 3x3 core for iCE40UP5K \(SG48\) does not fit: "

@@ -34,7 +34,26 @@ module accel_harness (
   end
 `endif
 
-  reg rst = 1'b1;
+  // Reset rises at 1 ns (before the first clock edge at 10 ns) rather than holding 1 from its
+  // declaration: the rising edge is an event, so every block that computes a register's reset
+  // value runs before the first edge, under SystemVerilog rules too (where an initializer is no event).
+`ifdef ACCEL_WAVES
+`ifdef __ICARUS__
+  // Icarus waveforms, dumped here rather than by cocotb's dump module, which declares a
+  // SystemVerilog `string` and so cannot build under the Verilog-2005 rules used here.
+  reg [8*1024-1:0] dumpfile_path;
+  initial begin
+    if ($value$plusargs("dumpfile_path=%s", dumpfile_path))
+      $dumpfile(dumpfile_path);
+    else
+      $dumpfile("accel_harness.fst");
+    $dumpvars(0, accel_harness);
+  end
+`endif
+`endif
+
+  reg rst = 1'b0;
+  initial #1 rst = 1'b1;
   initial running = 1'b0;
 
   reg [31:0]          head     [0:7];
@@ -48,12 +67,14 @@ module accel_harness (
   reg [31:0] layer_word = 0;
   reg [31:0] ci = 0, di = 0, oi = 0, ti_in = 0, ti_out = 0, cycle = 0, row_count = 0;
 
-  wire [`CTRL_W-1:0] cw = ctrl_mem[ci[`CTRL_AW-1:0]];
-  wire [`DATA_W-1:0] dw = data_mem[di[`DATA_AW-1:0]];
+  // Payloads are 0 while not valid: the memories hold X past the loaded words, and the core
+  // registers its input beats every cycle (an X there is harmless but shows in waveforms).
   wire ctrl_avail = running && (ci < n_ctrl);
+  wire data_valid = running && (di < n_data);
+  wire [`CTRL_W-1:0] cw = ctrl_avail ? ctrl_mem[ci[`CTRL_AW-1:0]] : {`CTRL_W{1'b0}};
+  wire [`DATA_W-1:0] dw = data_valid ? data_mem[di[`DATA_AW-1:0]] : {`DATA_W{1'b0}};
   wire lut_valid  = ctrl_avail && !cw[`CTRL_W-1];
   wire tile_valid = ctrl_avail &&  cw[`CTRL_W-1];
-  wire data_valid = running && (di < n_data);
   wire lut_ready, tile_ready, data_ready, out_valid, busy;
   wire [`OUT_W-1:0] out_payload;
 
