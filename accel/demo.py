@@ -173,8 +173,9 @@ def area_from_cache(config, cache: str | os.PathLike | None = None) -> dict:
     if result is None:
         return {"target": AREA_TARGET, "cached": False,
                 "hint": f"not synthesized yet: accel rtl synth --target {AREA_TARGET} (about 10 minutes on 2 cores)"}
-    return {"target": AREA_TARGET, "cached": True, "lut4": result.luts, "dsp": result.dsp,
-            "fmax_mhz": result.fmax_mhz, "result": result.to_dict()}
+    return {"target": AREA_TARGET, "cached": True, "device": result.device, "lut4": result.luts, "ffs": result.ffs,
+            "dsp": result.dsp, "fmax_mhz": result.fmax_mhz, "constraint_mhz": result.constraint_mhz,
+            "critical_path": result.critical_path}
 
 
 def run_demo_sweep(db: Path, report_dir: Path, *, overwrite: bool = False, progress: bool = True,
