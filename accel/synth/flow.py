@@ -10,6 +10,7 @@ tool versions, so a repeated run is instant. Concurrent runs of one key share on
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -28,7 +29,7 @@ from ..rtlsim.build import cache_subdir
 from .results import IO_CELL, LOGIC_CELL, SynthResult, count_cells, critical_path, device_utilization, overflowing
 from .targets import Target
 
-__all__ = ["SYNTH_TOOLS", "FitError", "tool_versions", "scan_wrapper", "synthesize"]
+__all__ = ["SYNTH_TOOLS", "FitError", "tool_versions", "scan_wrapper", "synthesize", "cached_result", "run_name"]
 
 #: Bump when the scripts below change what a cached result means.
 FLOW_VERSION = 1
@@ -188,6 +189,49 @@ def _synthesize_into(folder: Path, verilog: str, config: AcceleratorConfig, targ
             "utilization": utilization, "seconds": seconds}
 
 
+@functools.lru_cache(maxsize=32)
+def _verilog(config: AcceleratorConfig, dsp: str | None) -> str:
+    """The core's Verilog, kept: a matrix asks for one configuration's cache name several times,
+    and elaborating a 16x16 core takes seconds."""
+    from ..hw.verilog import verilog_text
+
+    return verilog_text(config, dsp=dsp)
+
+
+def _cache_entry(config: AcceleratorConfig, target: Target, freq_mhz: float | None,
+                 cache: str | os.PathLike | None) -> tuple[str, float, dict[str, str], Path, str]:
+    """The Verilog, clock constraint, tool versions, cache folder and run name of one synthesis."""
+    check_buildable(config)
+    freq = float(freq_mhz if freq_mhz is not None else config.clock_mhz)
+    tools = tool_versions(target)
+    # ECP5: the PEs' product registers go into the DSPs (yosys does not absorb them itself).
+    verilog = _verilog(config, "ecp5" if target.family == "ecp5" else None)
+    key_src = json.dumps({"verilog": hashlib.sha256(verilog.encode()).hexdigest(), "target": target.name,
+                          "freq": freq, "tools": tools, "flow": FLOW_VERSION, "seed": _SEED}, sort_keys=True)
+    key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
+    runs = cache_subdir(cache, "synth", "synthesis")
+    return verilog, freq, tools, runs, f"{target.name}-{config.rows}x{config.cols}-{key}"
+
+
+def run_name(config: AcceleratorConfig, target: Target, *, freq_mhz: float | None = None) -> str:
+    """The cache entry's name of :func:`synthesize` with these arguments: it changes with the
+    Verilog, the target, the constraint and the tool versions (a memo of a failed run keys on it)."""
+    return _cache_entry(config, target, freq_mhz, None)[4]
+
+
+def cached_result(config: AcceleratorConfig, target: Target, *, freq_mhz: float | None = None,
+                  cache: str | os.PathLike | None = None) -> SynthResult | None:
+    """The cached result of :func:`synthesize` with these arguments, or None (nothing is run)."""
+    _, _, _, runs, name = _cache_entry(config, target, freq_mhz, cache)
+    return _load_cached(runs / name)
+
+
+def _load_cached(folder: Path) -> SynthResult | None:
+    """The result kept in a finished run's folder, marked cached; None when it has none."""
+    path = folder / _RESULT
+    return SynthResult.from_dict({**json.loads(path.read_text()), "cached": True}) if path.exists() else None
+
+
 def synthesize(config: AcceleratorConfig, target: Target, *, freq_mhz: float | None = None,
                cache: str | os.PathLike | None = None, progress: bool = False) -> SynthResult:
     """Area and Fmax of the core for ``config`` on ``target`` (cached; see the module docstring).
@@ -212,24 +256,13 @@ def synthesize(config: AcceleratorConfig, target: Target, *, freq_mhz: float | N
     """
     from filelock import FileLock
 
-    from ..hw.verilog import verilog_text
-
-    check_buildable(config)
-    freq = float(freq_mhz if freq_mhz is not None else config.clock_mhz)
-    tools = tool_versions(target)
-    # ECP5: the PEs' product registers go into the DSPs (yosys does not absorb them itself).
-    verilog = verilog_text(config, dsp="ecp5" if target.family == "ecp5" else None)
-    key_src = json.dumps({"verilog": hashlib.sha256(verilog.encode()).hexdigest(), "target": target.name,
-                          "freq": freq, "tools": tools, "flow": FLOW_VERSION, "seed": _SEED}, sort_keys=True)
-    key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
-    runs = cache_subdir(cache, "synth", "synthesis")
-    name = f"{target.name}-{config.rows}x{config.cols}-{key}"
+    verilog, freq, tools, runs, name = _cache_entry(config, target, freq_mhz, cache)
     final = runs / name
-    if (final / _RESULT).exists():
-        return SynthResult.from_dict({**json.loads((final / _RESULT).read_text()), "cached": True})
+    if (done := _load_cached(final)) is not None:
+        return done
     with FileLock(str(runs / f"{name}.lock")):
-        if (final / _RESULT).exists():  # another process finished it while we waited
-            return SynthResult.from_dict({**json.loads((final / _RESULT).read_text()), "cached": True})
+        if (done := _load_cached(final)) is not None:  # another process finished it while we waited
+            return done
         staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=runs))
         try:
             result = _synthesize_into(staging, verilog, config, target, freq, progress)
