@@ -21,6 +21,7 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
+from typing import Callable
 
 from ..config import AcceleratorConfig
 from ..errors import ToolError
@@ -100,9 +101,10 @@ def scan_wrapper(ports: list[dict], core: str) -> tuple[str, int]:
     return text, in_bits + out_bits + 2
 
 
-def _run(cmd: list[str], cwd: Path, log: Path, stage: str, progress: bool) -> int:
+def _run(cmd: list[str], cwd: Path, log: Path, stage: str, progress: bool,
+         give_up: Callable[[], bool] | None = None) -> int:
     """Run a tool in ``cwd`` (YoWASP refuses paths outside it), its output to ``log``; a ticking
-    elapsed-time line on stderr with ``progress``."""
+    elapsed-time line on stderr with ``progress``. The tool is stopped when ``give_up()`` says so."""
     bar = None
     if progress:
         from tqdm import tqdm
@@ -115,6 +117,9 @@ def _run(cmd: list[str], cwd: Path, log: Path, stage: str, progress: bool) -> in
                 time.sleep(0.5)
                 if bar is not None:
                     bar.refresh()
+                if give_up is not None and give_up():
+                    proc.kill()
+                    proc.wait()
         except BaseException:
             proc.kill()
             proc.wait()
@@ -123,6 +128,27 @@ def _run(cmd: list[str], cwd: Path, log: Path, stage: str, progress: bool) -> in
             if bar is not None:
                 bar.close()
     return proc.returncode
+
+
+def _overflow_watch(log: Path) -> Callable[[], bool]:
+    """A ``give_up`` for :func:`_run`: true once nextpnr's log holds a whole "Device utilisation"
+    block with a resource over the device; the log is read only until that block is complete.
+
+    nextpnr reports the packed design's use before placing it, but goes on placing a design whose
+    logic cells overflow for as long as a whole run takes; the block decides the fit already.
+    """
+    verdict: list[bool] = []
+
+    def give_up() -> bool:
+        if verdict:
+            return verdict[0]
+        text = log.read_text(errors="replace") if log.exists() else ""
+        start = text.find("Device utilisation:")
+        if start >= 0 and "\n\n" in text[start:]:  # the whole block is there
+            verdict.append(bool(overflowing(device_utilization(text[start:]))))
+        return bool(verdict) and verdict[0]
+
+    return give_up
 
 
 def _clock_name(net: str) -> str:
@@ -169,7 +195,8 @@ def _synthesize_into(folder: Path, verilog: str, config: AcceleratorConfig, targ
     if target.out_of_context:
         pnr.append("--out-of-context")
     start = time.monotonic()
-    code = _run(pnr, folder, folder / "nextpnr.out", "nextpnr", progress)
+    code = _run(pnr, folder, folder / "nextpnr.out", "nextpnr", progress,
+                give_up=_overflow_watch(folder / "nextpnr.log"))
     seconds["nextpnr"] = round(time.monotonic() - start, 1)
     log_text = (folder / "nextpnr.log").read_text(errors="replace") if (folder / "nextpnr.log").exists() else ""
     utilization = device_utilization(log_text)

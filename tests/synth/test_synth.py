@@ -10,7 +10,7 @@ from accel.config import AcceleratorConfig
 from accel.errors import ToolError, UsageError
 from accel.hw.verilog import port_description
 from accel.synth import TARGETS, FitError, cached_result, get_target, run_name, synthesize
-from accel.synth.flow import _tool
+from accel.synth.flow import _overflow_watch, _tool
 
 SMALL = AcceleratorConfig(rows=2, cols=2)
 
@@ -86,6 +86,32 @@ def test_run_name_follows_the_verilog_target_and_constraint():
     assert name not in others and len(others) == 3
 
 
+# The head of nextpnr-ecp5's log of the 16x16 shift_add core on an 85k part (unused resources left out).
+_UTILISATION = """Info: Packing FFs...
+Info: Checksum: 0xff37c9ad
+
+Info: Device utilisation:
+Info: \t          TRELLIS_IO:       0/    365     0%
+Info: \t          MULT18X18D:       0/    156     0%
+Info: \t          TRELLIS_FF:   32731/  83640    39%
+Info: \t        TRELLIS_COMB:   {comb}/  83640   107%
+"""
+
+
+@pytest.mark.parametrize("comb, stops", [(90173, True), (52227, False)])
+def test_overflow_watch_stops_nextpnr_once_the_utilisation_block_overflows(tmp_path, comb, stops):
+    log = tmp_path / "nextpnr.log"
+    give_up = _overflow_watch(log)
+    assert not give_up()  # no log yet
+    log.write_text(_UTILISATION.format(comb=comb))
+    assert not give_up()  # the block may go on: no verdict yet
+    log.write_text(_UTILISATION.format(comb=comb) + "\nInfo: Placed 0 cells based on constraints.\n")
+    assert give_up() is stops
+    # Decided once: later lines (another block, while routing) are not read.
+    log.write_text(_UTILISATION.format(comb=10 * comb) + "\n")
+    assert give_up() is stops
+
+
 @pytest.mark.synthesis
 def test_design_that_does_not_fit_names_the_resource(cache):
     # Nine multipliers for the eight DSPs of an iCE40 UP5K.
@@ -120,7 +146,11 @@ def test_multiplier_free_16x16_fits_ecp5_85k():
 
 @pytest.mark.synthesis
 @pytest.mark.slow
-def test_general_16x16_overflows_the_dsps_of_ecp5_85k():
-    with pytest.raises(FitError, match=r"16x16 core for LFE5U-85F does not fit: DSP multipliers \(MULT18X18D\): "
-                                       r"256 of 156"):
-        synthesize(AcceleratorConfig(rows=16, cols=16), TARGETS["ecp5-85k"])
+@pytest.mark.parametrize("kind, resource", [
+    ("general", r"DSP multipliers \(MULT18X18D\): 256 of 156"),
+    # Two shifters and an adder per PE: more logic cells than the part has (stopped before placing).
+    ("shift_add", r"logic cells \(LUT4/carry\) \(TRELLIS_COMB\): \d+ of 83640"),
+])
+def test_16x16_that_does_not_fit_ecp5_85k_names_the_resource(kind, resource):
+    with pytest.raises(FitError, match=r"16x16 core for LFE5U-85F does not fit: " + resource):
+        synthesize(AcceleratorConfig(rows=16, cols=16, pe_kind=kind), TARGETS["ecp5-85k"])
