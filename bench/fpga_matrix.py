@@ -151,7 +151,7 @@ def matrix_rows(accuracy: dict, models: list[str]) -> list[tuple]:
         if isinstance(found, SynthResult):
             seconds = sum(found.seconds.values())
             rows.append((*head, found.luts, found.ffs, found.carry, found.dsp, _fmax(found), _fits(found),
-                         f"{seconds / 60:.0f}", PE_LUT_FAMILY[c.pe_kind.value], acc_cell))
+                         f"{seconds / 60:.1f}", PE_LUT_FAMILY[c.pe_kind.value], acc_cell))
         else:
             fits = "pending" if found is None else "no: " + found.split("does not fit: ", 1)[-1]
             rows.append((*head, None, None, None, None, None, fits, None, PE_LUT_FAMILY[c.pe_kind.value], acc_cell))
