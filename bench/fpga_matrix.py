@@ -32,7 +32,7 @@ from accel.config import AcceleratorConfig
 from accel.errors import ToolError
 from accel.report import Column, Table, write_json
 from accel.report.sections import update_section
-from accel.synth import FitError, SynthResult, cached_result, get_target, run_name, synthesize
+from accel.synth import FitError, SynthResult, get_target, run_name, synthesize
 
 ROOT = Path(__file__).resolve().parent.parent
 MEMO = ROOT / "bench" / "fpga_matrix.json"
@@ -85,7 +85,7 @@ def _load(path: Path) -> dict:
 def outcome(run: Run) -> SynthResult | str | None:
     """The run's result, its "does not fit" line, or None while it has not been run."""
     target = get_target(run.target)
-    found = cached_result(run.config, target)
+    found = synthesize(run.config, target, cached_only=True)
     if found is not None:
         return found
     return _load(MEMO).get(run_name(run.config, target))  # read afresh: another instance may have added it

@@ -30,7 +30,7 @@ from ..rtlsim.build import cache_subdir
 from .results import IO_CELL, LOGIC_CELL, SynthResult, count_cells, critical_path, device_utilization, overflowing
 from .targets import Target
 
-__all__ = ["SYNTH_TOOLS", "FitError", "tool_versions", "scan_wrapper", "synthesize", "cached_result", "run_name"]
+__all__ = ["SYNTH_TOOLS", "FitError", "tool_versions", "scan_wrapper", "synthesize", "run_name"]
 
 #: Bump when the scripts below change what a cached result means.
 FLOW_VERSION = 1
@@ -246,13 +246,6 @@ def run_name(config: AcceleratorConfig, target: Target, *, freq_mhz: float | Non
     return _cache_entry(config, target, freq_mhz, None)[4]
 
 
-def cached_result(config: AcceleratorConfig, target: Target, *, freq_mhz: float | None = None,
-                  cache: str | os.PathLike | None = None) -> SynthResult | None:
-    """The cached result of :func:`synthesize` with these arguments, or None (nothing is run)."""
-    _, _, _, runs, name = _cache_entry(config, target, freq_mhz, cache)
-    return _load_cached(runs / name)
-
-
 def _load_cached(folder: Path) -> SynthResult | None:
     """The result kept in a finished run's folder, marked cached; None when it has none."""
     path = folder / _RESULT
@@ -260,7 +253,8 @@ def _load_cached(folder: Path) -> SynthResult | None:
 
 
 def synthesize(config: AcceleratorConfig, target: Target, *, freq_mhz: float | None = None,
-               cache: str | os.PathLike | None = None, progress: bool = False) -> SynthResult:
+               cache: str | os.PathLike | None = None, progress: bool = False,
+               cached_only: bool = False) -> SynthResult | None:
     """Area and Fmax of the core for ``config`` on ``target`` (cached; see the module docstring).
 
     Parameters
@@ -271,6 +265,8 @@ def synthesize(config: AcceleratorConfig, target: Target, *, freq_mhz: float | N
         The cache folder (default :func:`~accel.rtlsim.build.cache_dir`).
     progress : bool
         Show the running stage and its elapsed time on stderr.
+    cached_only : bool
+        Return the cached result, or ``None`` when there is none, without running the tools.
 
     Raises
     ------
@@ -285,7 +281,7 @@ def synthesize(config: AcceleratorConfig, target: Target, *, freq_mhz: float | N
 
     verilog, freq, tools, runs, name = _cache_entry(config, target, freq_mhz, cache)
     final = runs / name
-    if (done := _load_cached(final)) is not None:
+    if (done := _load_cached(final)) is not None or cached_only:
         return done
     with FileLock(str(runs / f"{name}.lock")):
         if (done := _load_cached(final)) is not None:  # another process finished it while we waited

@@ -9,7 +9,7 @@ import pytest
 from accel.config import AcceleratorConfig
 from accel.errors import ToolError, UsageError
 from accel.hw.verilog import port_description
-from accel.synth import TARGETS, FitError, cached_result, get_target, run_name, synthesize
+from accel.synth import TARGETS, FitError, get_target, run_name, synthesize
 from accel.synth.flow import _overflow_watch, _tool
 
 SMALL = AcceleratorConfig(rows=2, cols=2)
@@ -66,8 +66,8 @@ def test_ecp5_out_of_context_reports_area_fmax_and_path(cache, tmp_path):
     again = synthesize(SMALL, TARGETS["ecp5-25k"], cache=cache)
     assert again.cached and again.luts == r["luts"]
     # Looked up without running: the same result here, nothing in another cache.
-    assert cached_result(SMALL, TARGETS["ecp5-25k"], cache=cache) == again
-    assert cached_result(SMALL, TARGETS["ecp5-25k"], cache=tmp_path / "empty") is None
+    assert synthesize(SMALL, TARGETS["ecp5-25k"], cache=cache, cached_only=True) == again
+    assert synthesize(SMALL, TARGETS["ecp5-25k"], cache=tmp_path / "empty", cached_only=True) is None
     refused = accel("rtl", "synth", "--config", str(cfg), "--target", "ecp5-25k", "-o", str(tmp_path / "rep"),
                     env_cache=cache)
     assert refused.returncode == 2 and "synth-ecp5-25k.json" in refused.stderr
