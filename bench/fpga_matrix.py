@@ -4,7 +4,7 @@ Run from the repository root (hours on 2 shared cores: each 8x8 place and route 
 each 16x16 one tens of minutes)::
 
     .venv/bin/python bench/fpga_matrix.py                 # every run, cheapest first, then the docs
-    .venv/bin/python bench/fpga_matrix.py --only 4x4      # runs whose label contains "4x4"
+    .venv/bin/python bench/fpga_matrix.py --only 4x4,acc16   # runs whose label contains "4x4" or "acc16"
     .venv/bin/python bench/fpga_matrix.py --list          # what is done and what is pending; runs nothing
     .venv/bin/python bench/fpga_matrix.py --accuracy      # also the W4A8 top-1 of each PE kind's LUT family
 
@@ -194,7 +194,7 @@ def write_markdown(accuracy: dict) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", help="run only the runs whose label contains this text")
+    parser.add_argument("--only", help="run only the runs whose label contains one of these comma-separated texts")
     parser.add_argument("--list", action="store_true", help="show what is done and pending; run nothing")
     parser.add_argument("--markdown-only", action="store_true", help="rewrite docs/FPGA.md from the caches")
     parser.add_argument("--accuracy", action="store_true", help="measure the missing accuracy cells first")
@@ -216,7 +216,7 @@ def main() -> None:
             if missing:
                 accuracy.setdefault(key, {}).update(lut_family_top1(config, missing))
                 write_json(ACCURACY, accuracy, overwrite=True, indent=1)
-    runs = [] if args.markdown_only else [r for r in RUNS if not args.only or args.only in r.label]
+    runs = [] if args.markdown_only else [r for r in RUNS if not args.only or any(t in r.label for t in args.only.split(","))]
     for run in runs:
         if outcome(run) is None:
             synthesize_run(run)
