@@ -216,7 +216,8 @@ def main() -> None:
             if missing:
                 accuracy.setdefault(key, {}).update(lut_family_top1(config, missing))
                 write_json(ACCURACY, accuracy, overwrite=True, indent=1)
-    runs = [] if args.markdown_only else [r for r in RUNS if not args.only or any(t in r.label for t in args.only.split(","))]
+    wanted = args.only.split(",") if args.only else [""]
+    runs = [] if args.markdown_only else [r for r in RUNS if any(text in r.label for text in wanted)]
     for run in runs:
         if outcome(run) is None:
             synthesize_run(run)
