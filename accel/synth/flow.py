@@ -10,6 +10,7 @@ tool versions, so a repeated run is instant. Concurrent runs of one key share on
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -20,6 +21,7 @@ import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
+from typing import Callable
 
 from ..config import AcceleratorConfig
 from ..errors import ToolError
@@ -28,7 +30,7 @@ from ..rtlsim.build import cache_subdir
 from .results import IO_CELL, LOGIC_CELL, SynthResult, count_cells, critical_path, device_utilization, overflowing
 from .targets import Target
 
-__all__ = ["SYNTH_TOOLS", "FitError", "tool_versions", "scan_wrapper", "synthesize"]
+__all__ = ["SYNTH_TOOLS", "FitError", "tool_versions", "scan_wrapper", "synthesize", "run_name"]
 
 #: Bump when the scripts below change what a cached result means.
 FLOW_VERSION = 1
@@ -99,9 +101,10 @@ def scan_wrapper(ports: list[dict], core: str) -> tuple[str, int]:
     return text, in_bits + out_bits + 2
 
 
-def _run(cmd: list[str], cwd: Path, log: Path, stage: str, progress: bool) -> int:
+def _run(cmd: list[str], cwd: Path, log: Path, stage: str, progress: bool,
+         give_up: Callable[[], bool] | None = None) -> int:
     """Run a tool in ``cwd`` (YoWASP refuses paths outside it), its output to ``log``; a ticking
-    elapsed-time line on stderr with ``progress``."""
+    elapsed-time line on stderr with ``progress``. The tool is stopped when ``give_up()`` says so."""
     bar = None
     if progress:
         from tqdm import tqdm
@@ -114,6 +117,9 @@ def _run(cmd: list[str], cwd: Path, log: Path, stage: str, progress: bool) -> in
                 time.sleep(0.5)
                 if bar is not None:
                     bar.refresh()
+                if give_up is not None and give_up():
+                    proc.kill()
+                    proc.wait()
         except BaseException:
             proc.kill()
             proc.wait()
@@ -122,6 +128,27 @@ def _run(cmd: list[str], cwd: Path, log: Path, stage: str, progress: bool) -> in
             if bar is not None:
                 bar.close()
     return proc.returncode
+
+
+def _overflow_watch(log: Path) -> Callable[[], bool]:
+    """A ``give_up`` for :func:`_run`: true once nextpnr's log holds a whole "Device utilisation"
+    block with a resource over the device; the log is read only until that block is complete.
+
+    nextpnr reports the packed design's use before placing it, but goes on placing a design whose
+    logic cells overflow for as long as a whole run takes; the block decides the fit already.
+    """
+    verdict: list[bool] = []
+
+    def give_up() -> bool:
+        if verdict:
+            return verdict[0]
+        text = log.read_text(errors="replace") if log.exists() else ""
+        start = text.find("Device utilisation:")
+        if start >= 0 and "\n\n" in text[start:]:  # the whole block is there
+            verdict.append(bool(overflowing(device_utilization(text[start:]))))
+        return bool(verdict) and verdict[0]
+
+    return give_up
 
 
 def _clock_name(net: str) -> str:
@@ -168,7 +195,8 @@ def _synthesize_into(folder: Path, verilog: str, config: AcceleratorConfig, targ
     if target.out_of_context:
         pnr.append("--out-of-context")
     start = time.monotonic()
-    code = _run(pnr, folder, folder / "nextpnr.out", "nextpnr", progress)
+    code = _run(pnr, folder, folder / "nextpnr.out", "nextpnr", progress,
+                give_up=_overflow_watch(folder / "nextpnr.log"))
     seconds["nextpnr"] = round(time.monotonic() - start, 1)
     log_text = (folder / "nextpnr.log").read_text(errors="replace") if (folder / "nextpnr.log").exists() else ""
     utilization = device_utilization(log_text)
@@ -186,6 +214,44 @@ def _synthesize_into(folder: Path, verilog: str, config: AcceleratorConfig, targ
             "fmax_mhz": {_clock_name(clock): round(v["achieved"], 2) for clock, v in report.get("fmax", {}).items()},
             "constraint_mhz": freq_mhz, "critical_path": critical_path(report),
             "utilization": utilization, "seconds": seconds}
+
+
+@functools.lru_cache(maxsize=32)
+def _verilog(config: AcceleratorConfig, dsp: str | None, top: str) -> str:
+    """The design's Verilog, kept: a matrix asks for one configuration's cache name several times,
+    and elaborating a 16x16 core takes seconds."""
+    from ..hw.verilog import verilog_text
+
+    return verilog_text(config, dsp=dsp, top=top)
+
+
+def _cache_entry(config: AcceleratorConfig, target: Target, freq_mhz: float | None,
+                 cache: str | os.PathLike | None, top: str = "core") -> tuple[str, float, dict[str, str], Path, str]:
+    """The Verilog, clock constraint, tool versions, cache folder and run name of one synthesis."""
+    check_buildable(config)
+    freq = float(freq_mhz if freq_mhz is not None else config.clock_mhz)
+    tools = tool_versions(target)
+    # ECP5: the PEs' product registers go into the DSPs (yosys does not absorb them itself).
+    verilog = _verilog(config, "ecp5" if target.family == "ecp5" else None, top)
+    key_src = json.dumps({"verilog": hashlib.sha256(verilog.encode()).hexdigest(), "target": target.name,
+                          "freq": freq, "tools": tools, "flow": FLOW_VERSION, "seed": _SEED}, sort_keys=True)
+    key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
+    runs = cache_subdir(cache, "synth", "synthesis")
+    # The core's runs keep the names they had before the AXI top existed; the AXI top's say so.
+    design = "" if top == "core" else f"{top}-"
+    return verilog, freq, tools, runs, f"{target.name}-{design}{config.rows}x{config.cols}-{key}"
+
+
+def run_name(config: AcceleratorConfig, target: Target, *, freq_mhz: float | None = None, top: str = "core") -> str:
+    """The cache entry's name of :func:`synthesize` with these arguments: it changes with the
+    Verilog, the target, the constraint and the tool versions (a memo of a failed run keys on it)."""
+    return _cache_entry(config, target, freq_mhz, None, top)[4]
+
+
+def _load_cached(folder: Path) -> SynthResult | None:
+    """The result kept in a finished run's folder, marked cached; None when it has none."""
+    path = folder / _RESULT
+    return SynthResult.from_dict({**json.loads(path.read_text()), "cached": True}) if path.exists() else None
 
 
 def synthesize(config: AcceleratorConfig, target: Target, *, freq_mhz: float | None = None,
@@ -217,29 +283,13 @@ def synthesize(config: AcceleratorConfig, target: Target, *, freq_mhz: float | N
     """
     from filelock import FileLock
 
-    from ..hw.verilog import verilog_text
-
-    check_buildable(config)
-    freq = float(freq_mhz if freq_mhz is not None else config.clock_mhz)
-    tools = tool_versions(target)
-    # ECP5: the PEs' product registers go into the DSPs (yosys does not absorb them itself).
-    verilog = verilog_text(config, dsp="ecp5" if target.family == "ecp5" else None, top=top)
-    key_src = json.dumps({"verilog": hashlib.sha256(verilog.encode()).hexdigest(), "target": target.name,
-                          "freq": freq, "tools": tools, "flow": FLOW_VERSION, "seed": _SEED}, sort_keys=True)
-    key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
-    runs = cache_subdir(cache, "synth", "synthesis")
-    name = f"{target.name}-{top}-{config.rows}x{config.cols}-{key}"
+    verilog, freq, tools, runs, name = _cache_entry(config, target, freq_mhz, cache, top)
     final = runs / name
-    # Results of the core cached before the AXI top existed have no top in their name (same key).
-    legacy = runs / f"{target.name}-{config.rows}x{config.cols}-{key}"
-    for folder in (final, legacy) if top == "core" else (final,):
-        if (folder / _RESULT).exists():
-            return SynthResult.from_dict({**json.loads((folder / _RESULT).read_text()), "cached": True})
-    if cached_only:
-        return None
+    if (done := _load_cached(final)) is not None or cached_only:
+        return done
     with FileLock(str(runs / f"{name}.lock")):
-        if (final / _RESULT).exists():  # another process finished it while we waited
-            return SynthResult.from_dict({**json.loads((final / _RESULT).read_text()), "cached": True})
+        if (done := _load_cached(final)) is not None:  # another process finished it while we waited
+            return done
         staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=runs))
         try:
             result = _synthesize_into(staging, verilog, config, target, freq, progress, top)

@@ -9,8 +9,8 @@ import pytest
 from accel.config import AcceleratorConfig
 from accel.errors import ToolError, UsageError
 from accel.hw.verilog import port_description
-from accel.synth import TARGETS, FitError, get_target, synthesize
-from accel.synth.flow import _tool
+from accel.synth import TARGETS, FitError, get_target, run_name, synthesize
+from accel.synth.flow import _overflow_watch, _tool
 
 SMALL = AcceleratorConfig(rows=2, cols=2)
 
@@ -65,12 +65,51 @@ def test_ecp5_out_of_context_reports_area_fmax_and_path(cache, tmp_path):
     # The same key again: from the cache; the report files are not replaced without --force.
     again = synthesize(SMALL, TARGETS["ecp5-25k"], cache=cache)
     assert again.cached and again.luts == r["luts"]
+    # Looked up without running: the same result here, nothing in another cache.
+    assert synthesize(SMALL, TARGETS["ecp5-25k"], cache=cache, cached_only=True) == again
+    assert synthesize(SMALL, TARGETS["ecp5-25k"], cache=tmp_path / "empty", cached_only=True) is None
     refused = accel("rtl", "synth", "--config", str(cfg), "--target", "ecp5-25k", "-o", str(tmp_path / "rep"),
                     env_cache=cache)
     assert refused.returncode == 2 and "synth-ecp5-25k.json" in refused.stderr
     assert len(refused.stderr.strip().splitlines()) == 1
     text = accel("rtl", "synth", "--config", str(cfg), "--target", "ecp5-25k", env_cache=cache)
     assert "2x2 core on LFE5U-25F (out of context) [cached]" in text.stdout and "Fmax clk" in text.stdout
+
+
+def test_run_name_follows_the_verilog_target_and_constraint():
+    name = run_name(SMALL, TARGETS["ecp5-25k"])
+    assert name.startswith("ecp5-25k-2x2-") and name == run_name(SMALL, TARGETS["ecp5-25k"])
+    others = {run_name(SMALL, TARGETS["ecp5-85k"]), run_name(SMALL, TARGETS["ecp5-25k"], freq_mhz=150),
+              run_name(AcceleratorConfig(rows=2, cols=2, pe_kind="shift"), TARGETS["ecp5-25k"]),
+              # clock_mhz is the default constraint: the same run as freq_mhz=150 above.
+              run_name(AcceleratorConfig(rows=2, cols=2, clock_mhz=150), TARGETS["ecp5-25k"])}
+    assert name not in others and len(others) == 3
+
+
+# The head of nextpnr-ecp5's log of the 16x16 shift_add core on an 85k part (unused resources left out).
+_UTILISATION = """Info: Packing FFs...
+Info: Checksum: 0xff37c9ad
+
+Info: Device utilisation:
+Info: \t          TRELLIS_IO:       0/    365     0%
+Info: \t          MULT18X18D:       0/    156     0%
+Info: \t          TRELLIS_FF:   32731/  83640    39%
+Info: \t        TRELLIS_COMB:   {comb}/  83640   107%
+"""
+
+
+@pytest.mark.parametrize("comb, stops", [(90173, True), (52227, False)])
+def test_overflow_watch_stops_nextpnr_once_the_utilisation_block_overflows(tmp_path, comb, stops):
+    log = tmp_path / "nextpnr.log"
+    give_up = _overflow_watch(log)
+    assert not give_up()  # no log yet
+    log.write_text(_UTILISATION.format(comb=comb))
+    assert not give_up()  # the block may go on: no verdict yet
+    log.write_text(_UTILISATION.format(comb=comb) + "\nInfo: Placed 0 cells based on constraints.\n")
+    assert give_up() is stops
+    # Decided once: later lines (another block, while routing) are not read.
+    log.write_text(_UTILISATION.format(comb=10 * comb) + "\n")
+    assert give_up() is stops
 
 
 @pytest.mark.synthesis
@@ -108,3 +147,23 @@ def test_ice40_scan_wrapper_places_in_five_pins(cache):
 def test_default_8x8_on_ecp5_85k():
     r = synthesize(AcceleratorConfig(), TARGETS["ecp5-85k"])  # the user cache: docs/FPGA.md's numbers
     assert r.dsp == 64 and r.fmax_mhz["clk"] > 0
+
+
+@pytest.mark.synthesis
+@pytest.mark.slow
+def test_multiplier_free_16x16_fits_ecp5_85k():
+    # Issue 11: 256 shift PEs place and route on an LFE5U-85F without DSPs (docs/FPGA.md's numbers).
+    r = synthesize(AcceleratorConfig(rows=16, cols=16, pe_kind="shift"), TARGETS["ecp5-85k"])
+    assert r.dsp == 0 and r.logic_cells[0] < r.logic_cells[1] and r.fmax_mhz["clk"] > 0
+
+
+@pytest.mark.synthesis
+@pytest.mark.slow
+@pytest.mark.parametrize("kind, resource", [
+    ("general", r"DSP multipliers \(MULT18X18D\): 256 of 156"),
+    # Two shifters and an adder per PE: more logic cells than the part has (stopped before placing).
+    ("shift_add", r"logic cells \(LUT4/carry\) \(TRELLIS_COMB\): \d+ of 83640"),
+])
+def test_16x16_that_does_not_fit_ecp5_85k_names_the_resource(kind, resource):
+    with pytest.raises(FitError, match=r"16x16 core for LFE5U-85F does not fit: " + resource):
+        synthesize(AcceleratorConfig(rows=16, cols=16, pe_kind=kind), TARGETS["ecp5-85k"])
