@@ -183,7 +183,8 @@ def _channel_scales(flat: np.ndarray, granularity: str, power_of_two: bool, top:
 
 
 def _fit_table(family: str, x: np.ndarray, n_levels: int, pe_kind: str = "general") -> tuple[np.ndarray, int]:
-    """Levels for ``x`` and the number of doublings of its scale (finer exponents) that were taken.
+    """Levels for ``x`` and the number of doublings of its scale (finer exponents) that were taken
+    (-1: one halving, for a multiplier-free PE's table, whose largest level is a power of two).
 
     While the largest level is below 64 the weights are scaled by 2 more (the
     exponent one finer) and the table refitted, kept when the error (in the
@@ -192,6 +193,13 @@ def _fit_table(family: str, x: np.ndarray, n_levels: int, pe_kind: str = "genera
     lv = family_levels(family, x, n_levels, pe_kind=pe_kind)
     err = squared_error(x, lv)
     d = 0
+    if pe_kind != "general" and np.abs(x).max(initial=0) > np.abs(lv).max(initial=0):
+        # A multiplier-free PE's table tops out at a power of two (64): weights scaled up to 127
+        # clip to it. One coarser exponent (the weights halved) is kept when it loses less.
+        lv2 = family_levels(family, x / 2.0, n_levels, pe_kind=pe_kind)
+        err2 = squared_error(x / 2.0, lv2) * 4.0
+        if err2 < err:
+            return lv2, -1
     while np.abs(lv).max() < 64 and d < 6 and err > 0:
         x2 = x * 2.0 ** (d + 1)
         lv2 = family_levels(family, x2, n_levels, pe_kind=pe_kind)

@@ -242,6 +242,18 @@ def test_multiplier_free_pe_kinds_get_decodable_luts(pe_kind, family, lut_scope,
         assert set(np.unique(q.lut).tolist()) <= {0, 1, 2, 4, 8, 16, 32, 64, -1, -2, -4, -8, -16, -32, -64, -128}
 
 
+@pytest.mark.parametrize("power_of_two", [True, False])
+def test_multiplier_free_tables_take_a_coarser_exponent_rather_than_clip(power_of_two):
+    """A shift PE's table tops out at 64: weights scaled up to 96..127 would clip to it, halving the
+    largest weights. One coarser exponent keeps them: the largest weights come back within a third
+    (the pot grid's rounding), and the whole layer loses less than with the clipped fit."""
+    w = np.random.default_rng(3).uniform(-1, 1, size=(4, 64)) * np.array([1.0, 0.9, 0.8, 0.95])[:, None]
+    q = quantize_weights(w, family="pot", pe_kind="shift", power_of_two=power_of_two)
+    big = np.abs(w) > 0.75 * np.abs(w).max(axis=1, keepdims=True)
+    assert np.all(np.abs(q.dequantize()[big] - w[big]) <= np.abs(w[big]) / 3 + 1e-12)
+    assert (q.step > quantize_weights(w, family="pot", power_of_two=power_of_two).step).all()  # coarser
+
+
 @pytest.mark.parametrize("pe_kind,family", [("shift", "mse"), ("shift", "apot"), ("shift_add", "uniform")])
 def test_a_family_the_pe_kind_cannot_decode_is_refused_in_one_line(pe_kind, family):
     with pytest.raises(ConfigError, match=rf"^LUT family '{family}' cannot be decoded by the '{pe_kind}' PEs "
