@@ -14,6 +14,7 @@ import sqlite3
 from pathlib import Path
 
 from ..errors import OutputError
+from ..report.sweepdb import POINT_COLUMNS, STATUSES
 
 __all__ = ["SCHEMA", "POINT_COLUMNS", "STATUSES", "FINISHED", "open_db", "load_points", "point_key",
            "finished_keys", "record_sweep", "record_point"]
@@ -36,14 +37,7 @@ CREATE TABLE IF NOT EXISTS points (
 );
 """
 
-#: The columns of ``points``, in table order.
-POINT_COLUMNS = ("key", "sweep", "model", "status", "error", "params_json", "accelerator_toml", "quantize_json",
-                 "accuracy", "float_accuracy", "cycles", "energy_uj", "bits_per_weight", "lut4", "dsp", "fmax_mhz",
-                 "seconds", "finished_at", "code_version", "model_hash")
-
-#: ``done``: measured; ``failed``: the point raised (``error`` says why; a rerun tries it again);
-#: ``invalid``: the combination cannot exist (``error`` says why; a rerun skips it).
-STATUSES = ("done", "failed", "invalid")
+# The columns and statuses are the report's (accel.report reads this schema and sits below us).
 #: The statuses that a rerun skips.
 FINISHED = ("done", "invalid")
 
