@@ -14,8 +14,9 @@ size, in one process with the same thread count (2 by default):
 * onnxruntime on the float ONNX network, and on its int8 QDQ quantization
   (``quantize_static``, per-channel weights, u8 activations).
 
-Repetitions are interleaved (one run of each executor per round) and the median
-of the rounds is reported. The CPU's flags, the integer kernels' self-test
+Repetitions are interleaved (each executor takes a turn per round: a pause, a
+call that wakes its threads, a timed block of calls) and the median of the
+rounds is reported. The CPU's flags, the integer kernels' self-test
 verdicts and each model's layer paths are printed as measured; the results go to
 ``docs/BENCHMARKS.md`` between the ``engine`` markers with the machine.
 
@@ -167,16 +168,40 @@ def check_exact(bm: BenchModel) -> None:
             raise SystemExit(f"{bm.name}: backends differ on {bad[:3]}")
 
 
+#: Pause before each executor's turn in a round: the previous executor's thread pool (onnxruntime's spinning
+#: workers, OpenMP's) goes idle instead of competing with the next one for the 2 cores.
+SETTLE_S = 0.05
+#: Least wall time of one timed block: fast executors run several calls per block, so that the clock's and the
+#: thread pool's wake-up overheads do not dominate.
+BLOCK_S = 0.05
+
+
 def interleaved_medians(runs: dict, repeats: int) -> dict[str, float]:
-    """Median seconds per executor over ``repeats`` rounds, each round one run of every executor."""
-    for fn in runs.values():
+    """Median seconds per call of each executor over ``repeats`` interleaved rounds.
+
+    In each round every executor takes its turn: a pause (:data:`SETTLE_S`), one untimed call that wakes its
+    threads (for calls shorter than 0.2 s), then a timed block of calls lasting at least :data:`BLOCK_S`. Timing
+    single calls back to back instead measured each executor against the previous one's spinning threads: on 2
+    cores that cost the fast executors 2-5x, and more than it cost the slow ones."""
+    calls = {}
+    for name, fn in runs.items():
         fn()  # warm-up: numba compilation, session initialization, allocator
+        t0 = time.perf_counter()
+        fn()
+        calls[name] = max(1, min(100, int(BLOCK_S / max(time.perf_counter() - t0, 1e-6))))
     times: dict[str, list[float]] = {k: [] for k in runs}
     for _ in range(max(repeats, 1)):
         for name, fn in runs.items():
+            time.sleep(SETTLE_S)
             t0 = time.perf_counter()
             fn()
-            times[name].append(time.perf_counter() - t0)
+            if time.perf_counter() - t0 < 0.2:
+                t0 = time.perf_counter()
+                for _ in range(calls[name]):
+                    fn()
+                times[name].append((time.perf_counter() - t0) / calls[name])
+            else:  # a long call: waking the threads is noise
+                times[name].append(time.perf_counter() - t0)
     return {k: float(np.median(v)) for k, v in times.items()}
 
 
@@ -296,7 +321,9 @@ def main(argv=None) -> int:
                    + ", ".join(f"{k}: {v}" for k, v in kernels["int_kernels"].items())
                    + f".\nCommand: `.venv/bin/python bench/engine_throughput.py{' --quick' if args.quick else ''}`"
                    f" (`make bench`); median of {repeats} interleaved rounds ({max(2, repeats // 2)} for the "
-                   f"ImageNet-scale networks, at batch {imagenet_batch} and 1; the others at 256 and 1); load average "
+                   f"ImageNet-scale networks, at batch {imagenet_batch} and 1; the others at 256 and 1), each "
+                   f"executor's turn a {SETTLE_S * 1e3:.0f} ms pause, one untimed call and a timed block of at least "
+                   f"{BLOCK_S * 1e3:.0f} ms; load average "
                    f"(1 minute, os.getloadavg) {min(loads):.1f} to {max(loads):.1f} while it ran.\n\n"
                    "Layer paths of the fast backend:\n\n"
                    + "\n".join(paths_lines) + f"\n\n{short.markdown()}\n\n" + "\n".join(lines) + "\n" + prof

@@ -19,9 +19,11 @@ DSP_FAMILIES = ("ecp5",)
 PE_LATENCY = 1
 
 #: Cycles from a beat at a PE's inputs to its product in ``acc`` (and a captured ``result``):
-#: a product register (the multiplier's own output register on an FPGA DSP), then the accumulator.
-#: The register keeps the multiplier and the accumulator's carry chain in different cycles.
-PE_MAC_LATENCY = 2
+#: a product register (the multiplier's own output register on an FPGA DSP), a second product
+#: register in the fabric, then the accumulator. The first keeps the multiplier and the
+#: accumulator's carry chain in different cycles; the second takes the route from the DSP
+#: column to the accumulator's slices (4 ns of routing on an ECP5-85k) off the carry chain's cycle.
+PE_MAC_LATENCY = 3
 
 
 def pe_control_layout() -> data.StructLayout:
@@ -41,10 +43,10 @@ class ProcessingElement(wiring.Component):
     otherwise a stage of the column's drain chain: with ``drain`` it takes
     ``result_in`` (the result of the PE above). A capture wins over a drain.
     Activations, control, weights and bias are passed on registered (one cycle
-    per hop, :attr:`latency`). The product is registered first and the
-    accumulator adds it one cycle later, with the beat's registered control and
-    bias (the same registers that pass them on): ``acc`` and a captured
-    ``result`` show a beat :attr:`mac_latency` (2) cycles after it was at the inputs.
+    per hop, :attr:`latency`). The product is registered twice and the
+    accumulator adds it two cycles later, with the beat's registered control and
+    bias (one register behind those that pass them on): ``acc`` and a captured
+    ``result`` show a beat :attr:`mac_latency` (3) cycles after it was at the inputs.
 
     Parameters
     ----------
@@ -79,6 +81,7 @@ class ProcessingElement(wiring.Component):
         Decoded weight from the north, passed south (``signed(8)`` for the general PE).
     bias_in, bias_out : In/Out(signed(acc_bits))
         Bias of the column, used with ``first``, passed south (only with ``bias_preload``).
+        Without it, ``first`` is not needed: the last beat of a tile leaves the accumulator at 0.
     result_in : In(signed(acc_bits))
         The drain chain from the PE above.
     drain : In(1)
@@ -86,7 +89,7 @@ class ProcessingElement(wiring.Component):
     result : Out(signed(acc_bits))
         Captured result (or the drained value from above).
     acc : Out(signed(acc_bits))
-        The running accumulator.
+        The running accumulator (0 after a tile's last beat without ``bias_preload``; at reset, too).
     """
 
     def __init__(self, *, act_bits: int, acc_bits: int, overflow: Overflow | str = Overflow.WRAP,
@@ -145,7 +148,9 @@ class ProcessingElement(wiring.Component):
         lo, hi = -(1 << (self._acc_bits - 1)), (1 << (self._acc_bits - 1)) - 1
         # Data registers have no reset (only the control flags do): this halves the logic a
         # simulator evaluates per PE and cycle, and a tile's first beat overwrites them anyway.
-        acc = Signal.like(self.acc, reset_less=True, name="acc_reg")
+        # Without the bias preload the accumulator is cleared by the last beat of each tile (and by reset), so
+        # that a tile's first beat adds to 0 with no selection in front of the carry chain.
+        acc = Signal.like(self.acc, reset_less=self._bias_preload, name="acc_reg")
         result = Signal.like(self.result, reset_less=True, name="result_reg")
         act_out = Signal.like(self.act_out, reset_less=True, name="act_reg")
         weight_out = Signal.like(self.weight_out, reset_less=True, name="weight_reg")
@@ -161,18 +166,21 @@ class ProcessingElement(wiring.Component):
         ]
         m.d.comb += [self.acc.eq(acc), self.result.eq(result), self.act_out.eq(act_out),
                      self.weight_out.eq(weight_out)]
-        start = 0
-        if self._bias_preload:
-            bias_out = Signal.like(self.bias_out, reset_less=True, name="bias_reg")
-            m.d.sync += bias_out.eq(self.bias_in)
-            m.d.comb += self.bias_out.eq(bias_out)
-            start = bias_out
-
-        # Accumulate stage: the beat's control and bias one cycle on (control_out, bias_out) meet its product.
-        beat = self.control_out
+        # The product's second register (in the fabric, next to the accumulator), and the beat's control
+        # (and bias) one cycle behind the registers that pass them on, to meet it.
+        fabric_product = Signal.like(product, reset_less=True, name="fabric_product_reg")
+        beat = Signal(pe_control_layout(), name="beat_reg")
+        m.d.sync += [fabric_product.eq(product), beat.eq(self.control_out)]
+        # Accumulate stage: the beat's control and bias two cycles on meet its product.
         total = Signal(signed(self._acc_bits + 2))
         following = Signal(signed(self._acc_bits))
-        m.d.comb += total.eq(Mux(beat.first, start, acc) + product)
+        if self._bias_preload:
+            bias_out = Signal.like(self.bias_out, reset_less=True, name="bias_reg")
+            start = Signal.like(self.bias_out, reset_less=True, name="beat_bias_reg")
+            m.d.sync += [bias_out.eq(self.bias_in), start.eq(bias_out)]
+            m.d.comb += [self.bias_out.eq(bias_out), total.eq(Mux(beat.first, start, acc) + fabric_product)]
+        else:
+            m.d.comb += total.eq(acc + fabric_product)
         if self._overflow is Overflow.WRAP:
             m.d.comb += following.eq(total[:self._acc_bits].as_signed())
         else:
@@ -183,7 +191,7 @@ class ProcessingElement(wiring.Component):
             with m.Else():
                 m.d.comb += following.eq(total)
         with m.If(beat.valid):
-            m.d.sync += acc.eq(following)
+            m.d.sync += acc.eq(following if self._bias_preload else Mux(beat.last, 0, following))
         with m.If(beat.valid & beat.last):
             m.d.sync += result.eq(following)
         with m.Elif(self.drain):

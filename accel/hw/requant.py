@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from amaranth.hdl import Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import wiring
 from amaranth.lib.wiring import In, Out
 
@@ -129,26 +129,22 @@ class Requantizer(wiring.Component):
 
         # Stage: round, and compare for the clamp in parallel (no carry chain after another):
         # y = floor + r with r in {0, 1}, so y > hi iff floor > hi - r, and y < lo iff floor < lo - r.
+        # Each compare is registered on its own (one short carry chain); the last stage picks among them.
         floor = Signal(wide)
-        up = Signal()
-        m.d.comb += [floor.eq(twice[1:].as_signed()),
-                     up.eq(twice[0] if self._rounding is Rounding.HALF_UP else 0)]
+        m.d.comb += floor.eq(twice[1:].as_signed())
+        up = twice[0] if self._rounding is Rounding.HALF_UP else Const(0, 1)
         # The bounds fit in _NEAR_BITS signed bits: a floor outside that range is beyond both (by its
         # sign), one inside compares on its low bits only (short carry chains, no wide comparator).
-        near = Signal()
-        low = Signal(signed(_NEAR_BITS))
+        low = floor[:_NEAR_BITS].as_signed()
         top = floor[_NEAR_BITS - 1:]
-        m.d.comb += [near.eq((top == 0) | (top == (1 << len(top)) - 1)), low.eq(floor[:_NEAR_BITS].as_signed())]
-        negative = floor[-1]
-        rounded = Signal(wide, reset_less=True)
-        above = Signal(reset_less=True)
-        below = Signal(reset_less=True)
-        m.d.sync += [rounded.eq(floor + up),
-                     above.eq(Mux(near, Mux(up, low > p["hi_less"], low > p["hi"]), ~negative)),
-                     below.eq(Mux(near, Mux(up, low < p["lo_less"], low < p["lo"]), negative))]
-        p = stage("r", p)
+        p = stage("r", {**p, "rounded": (floor + up)[:len(floor)].as_signed(), "up": up, "negative": floor[-1],
+                        "near": (top == 0) | (top == (1 << len(top)) - 1),
+                        "gt_hi": low > p["hi"], "gt_hi_less": low > p["hi_less"],
+                        "lt_lo": low < p["lo"], "lt_lo_less": low < p["lo_less"]})
 
-        # Stage: clamp (or pass the biased accumulator): one level of selection.
-        clamped = Mux(above, p["hi"], Mux(below, p["lo"], rounded))
+        # Stage: clamp (or pass the biased accumulator): the compare that applies, then one level of selection.
+        above = Mux(p["near"], Mux(p["up"], p["gt_hi_less"], p["gt_hi"]), ~p["negative"])
+        below = Mux(p["near"], Mux(p["up"], p["lt_lo_less"], p["lt_lo"]), p["negative"])
+        clamped = Mux(above, p["hi"], Mux(below, p["lo"], p["rounded"]))
         m.d.sync += [self.value.eq(Mux(p["raw"], p["biased"], clamped)), self.valid_out.eq(p["valid"])]
         return m
