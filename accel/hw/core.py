@@ -181,27 +181,39 @@ class GemmCore(wiring.Component):
         data_fire = Signal()
         last_fire = Signal()
         tile_fire = Signal()
+        # data.ready == held & (~is_last | interval_met), kept as a register of its own (computed from the
+        # next values of the three): the handshake loop (ready -> fire -> tile ready -> the next state)
+        # then starts at one register instead of passing through the ready logic.
+        data_ready = Signal()
+        # remaining == 1 and interval about to be met, also as registers (no counter compare in the loop).
+        next_is_last = Signal()  # the next data beat's successor is the last one: remaining == 1
+        interval_next = Signal()  # interval_met rises next cycle unless a last beat fires
         m.d.comb += [
-            self.data.ready.eq(held & (~is_last | interval_met)),
-            data_fire.eq(self.data.valid & self.data.ready),
+            self.data.ready.eq(data_ready),
+            data_fire.eq(self.data.valid & data_ready),
             last_fire.eq(data_fire & is_last),
             self.tile.ready.eq(~held | last_fire),
             tile_fire.eq(self.tile.valid & self.tile.ready),
             self.lut.ready.eq(~held),
         ]
+        held_next, is_last_next, interval_met_next = Signal(), Signal(), Signal()
+        m.d.comb += [
+            held_next.eq(tile_fire | (held & ~last_fire)),
+            is_last_next.eq(Mux(tile_fire, self.tile.payload.depth == 1, Mux(data_fire, next_is_last, is_last))),
+            interval_met_next.eq(Mux(last_fire, int(interval == 1), interval_met | interval_next)),
+        ]
+        m.d.sync += [held.eq(held_next), is_last.eq(is_last_next), interval_met.eq(interval_met_next),
+                     data_ready.eq(held_next & (~is_last_next | interval_met_next))]
         # A tile beat is taken only with no tile held or with the held tile's last data beat.
         with m.If(tile_fire):
             depth = self.tile.payload.depth
-            m.d.sync += [held.eq(1), first.eq(1),
-                         remaining.eq(depth - 1), is_last.eq(depth == 1)]
+            m.d.sync += [first.eq(1), remaining.eq(depth - 1), next_is_last.eq(depth == 2)]
         with m.Elif(data_fire):
-            m.d.sync += [remaining.eq(remaining - 1), is_last.eq(remaining == 1), first.eq(0)]
-            with m.If(is_last):
-                m.d.sync += held.eq(0)
+            m.d.sync += [remaining.eq(remaining - 1), next_is_last.eq(remaining == 2), first.eq(0)]
         with m.If(last_fire):
-            m.d.sync += [since_last.eq(1), interval_met.eq(interval == 1)]
+            m.d.sync += [since_last.eq(1), interval_next.eq(int(interval == 2))]
         with m.Elif(~interval_met):
-            m.d.sync += [since_last.eq(since_last + 1), interval_met.eq(since_last == interval - 1)]
+            m.d.sync += [since_last.eq(since_last + 1), interval_next.eq(since_last == interval - 2)]
 
         # Decoder stage (input_latency = 1): decode codes, extend activations, register the beat.
         lut_fire = self.lut.valid & self.lut.ready

@@ -18,19 +18,20 @@ _NEAR_BITS = CLAMP_BITS + 2
 
 
 def requant_latency(requant: Requant | str) -> int:
-    """Pipeline stages of a :class:`Requantizer`: bias, [multiply,] shift, round, clamp."""
-    return 5 if Requant(requant) is Requant.MULTIPLY_SHIFT else 4
+    """Pipeline stages of a :class:`Requantizer`: bias, [multiply,] coarse shift, fine shift, round, clamp."""
+    return 6 if Requant(requant) is Requant.MULTIPLY_SHIFT else 5
 
 
 class Requantizer(wiring.Component):
     """One output lane: ``y = clamp(rshift_round(s [* mult], shift), lo, hi)`` with ``s = wrap(acc + bias)``,
     or ``s`` when ``raw``.
 
-    Fully pipelined: one value per cycle, :attr:`latency` cycles (4 for ``shift``,
-    5 for ``multiply_shift``), one carry chain or barrel shifter per stage so that
+    Fully pipelined: one value per cycle, :attr:`latency` cycles (5 for ``shift``,
+    6 for ``multiply_shift``), one carry chain or half a barrel shifter per stage so that
     the lane keeps up with the array's clock: the bias addition (``acc_bits``
     wrapping: the wrap-mode core adds the bias here, after the order-free sum),
-    the optional multiply, the shift, the rounding, the clamp. ``bias``, ``shift``,
+    the optional multiply, the shift (by its high bits, then its low 2 bits), the rounding
+    and the clamp's compares, the clamp. ``bias``, ``shift``,
     ``mult``, ``lo``, ``hi`` and ``raw`` are sampled with ``acc``; ``valid_in``
     travels with the value to ``valid_out``. ``half_up`` rounding uses
     ``rshift_round(v, s) = (v >> s) + bit s-1 of v`` (the contract's
@@ -118,13 +119,18 @@ class Requantizer(wiring.Component):
         else:
             m.d.comb += scaled.eq(p["biased"])
 
-        # Stage: shift. twice = (scaled << 1) >> shift: its top bits are scaled >> shift (floor) and its
-        # bit 0 is bit shift-1 of scaled (0 for shift = 0), the rounding increment of half_up.
-        # Operands are extended to one width explicitly (Verilator -Wall WIDTH lint).
+        # Stages: shift, in two steps (a barrel shifter of 5 levels is too deep for one cycle at 150 MHz on
+        # ECP5): by the shift's high bits, then by its low 2 bits. twice = (scaled << 1) >> shift: its top
+        # bits are scaled >> shift (floor) and its bit 0 is bit shift-1 of scaled (0 for shift = 0), the
+        # rounding increment of half_up. Operands are extended to one width explicitly (Verilator -Wall WIDTH lint).
         twice_in = Signal(wide)
+        coarse = Signal(wide, reset_less=True)
         twice = Signal(wide, reset_less=True)
         m.d.comb += twice_in.eq(scaled)
-        m.d.sync += twice.eq((twice_in << 1)[:len(twice_in)].as_signed() >> p["shift"])
+        fine_bits = min(2, self._shift_bits)
+        m.d.sync += coarse.eq((twice_in << 1)[:len(twice_in)].as_signed() >> (p["shift"] >> fine_bits << fine_bits))
+        p = stage("h", p)
+        m.d.sync += twice.eq(coarse >> p["shift"][:fine_bits])
         p = stage("s", p)
 
         # Stage: round, and compare for the clamp in parallel (no carry chain after another):

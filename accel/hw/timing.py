@@ -25,7 +25,7 @@ class CoreTiming:
     * ``input_latency``: decoder stage, data beat accepted -> array input (the decoder's latency, 1);
     * ``capture_latency``: last beat at the array input -> every PE captured (``rows + cols + 1``);
     * ``drain_cycles``: cycles that shift the results out (``rows``);
-    * ``requant_latency``: requantizer pipeline (4 for ``shift``, 5 for ``multiply_shift``);
+    * ``requant_latency``: requantizer pipeline (5 for ``shift``, 6 for ``multiply_shift``);
     * ``lut_load_cycles``: LUT beats of a full load (``2 ** weight_bits``).
 
     Example
@@ -33,7 +33,7 @@ class CoreTiming:
     >>> from accel.config import AcceleratorConfig
     >>> t = CoreTiming.from_config(AcceleratorConfig())  # 8x8, requant "shift"
     >>> t.min_last_interval, t.output_latency, t.tile_cycles(72)
-    (25, 29, 101)
+    (25, 30, 102)
     """
 
     rows: int

@@ -71,7 +71,7 @@ def test_core_timing_properties_agree_with_the_components():
     mark_unelaborated(core)
     t = CoreTiming.from_config(cfg)
     assert core.min_last_interval == 2 * 4 + 3 + 1 == t.min_last_interval
-    assert core.output_latency == t.min_last_interval + 5  # multiply_shift: 5 requant stages
+    assert core.output_latency == t.min_last_interval + 6  # multiply_shift: 6 requant stages
     assert core.tile_cycles(10) == 10 + core.output_latency
 
 

@@ -54,7 +54,7 @@ def test_verify_prints_a_table_and_writes_cycles(digits_qmodel, tmp_path, capsys
     assert [la["layer"] for la in data["layers"]] == ["classifier.classifier.1.Gemm", "classifier.classifier.3.Gemm"]
     assert all(la["cycles_exact"] for la in data["layers"])
     tile = data["layers"][0]["tiles"][0]
-    assert tile["cycles"] == tile["depth"] + 2 * 8 + 8 + 1 + 4  # K + 2 rows + cols + 1 + requant latency
+    assert tile["cycles"] == tile["depth"] + 2 * 8 + 8 + 1 + 5  # K + 2 rows + cols + 1 + requant latency
 
 
 def test_verify_json_and_exit_status_on_mismatch(digits_qmodel, capsys, monkeypatch):
