@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import UsageError
 from ..report import Column, Table, check_output
-from .args import positive_float, positive_int
+from .args import non_negative_int, positive_float, positive_int
 
 __all__ = ["register"]
 
@@ -63,6 +63,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="top level to synthesize: the core or the AXI top (default core)")
     s.add_argument("--freq", type=positive_float, metavar="MHZ",
                    help="clock constraint (default: the config's clock_mhz)")
+    s.add_argument("--seed", type=non_negative_int, default=1,
+                   help="nextpnr placement seed (default 1; Fmax moves a few percent from seed to seed)")
     s.add_argument("-o", "--output", metavar="DIR", help="also write synth-<target>.json and .md to DIR")
     s.add_argument("--json", action="store_true", help="print the results as one JSON object")
     s.add_argument("--force", action="store_true", help="replace existing files in DIR")
@@ -153,7 +155,7 @@ def run_synth(args: argparse.Namespace) -> int:
     names = [f"{stem}.json", f"{stem}.md"]
     paths = check_output_dir(args.output, names, overwrite=args.force) if args.output else None
     result = synthesize(config, target, freq_mhz=args.freq, cache=args.build_dir, progress=sys.stderr.isatty(),
-                        top=args.top)
+                        top=args.top, seed=args.seed)
     table = result_table(result)
     title = (f"{result.array} {'core' if args.top == 'core' else 'AXI top'} on {result.device}"
              f"{' (out of context)' if result.out_of_context else ''}{' [cached]' if result.cached else ''}")

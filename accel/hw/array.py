@@ -20,7 +20,7 @@ def array_skew(row: int, col: int) -> int:
 
 
 def array_capture_latency(rows: int, cols: int) -> int:
-    """Cycles from the last beat of a tile at the inputs to ``done``: ``rows + cols + 1``.
+    """Cycles from the last beat of a tile at the inputs to ``done``: ``rows + cols + 2``.
 
     The beat reaches the last PE after :func:`array_skew` ``(rows - 1, cols - 1)``
     cycles, and that PE has captured it :data:`~accel.hw.pe.PE_MAC_LATENCY` cycles later.

@@ -67,12 +67,12 @@ class GemmCore(wiring.Component):
       next tile is accepted together with the last data beat of the current one,
       so consecutive tiles stream without a bubble;
     * the last data beat of a tile waits until :attr:`min_last_interval`
-      (``2 * rows + cols + 1``) cycles have passed since the previous tile's
+      (``2 * rows + cols + 2``) cycles have passed since the previous tile's
       last beat (its results must have left the drain chain);
     * the last output beat of a tile comes :attr:`output_latency`
-      (``2 * rows + cols + 1 + requant latency``) cycles after its last data beat;
+      (``2 * rows + cols + 2 + requant latency``) cycles after its last data beat;
       so a tile of depth ``K`` that does not wait takes
-      :meth:`tile_cycles` ``= K + 2 * rows + cols + 1 + requant latency`` cycles,
+      :meth:`tile_cycles` ``= K + 2 * rows + cols + 2 + requant latency`` cycles,
       first data beat to last output beat, both counted.
 
     ``out`` has no back-pressure (``always_ready``): the consumer takes every beat.
@@ -135,7 +135,7 @@ class GemmCore(wiring.Component):
 
     @property
     def min_last_interval(self) -> int:
-        """Least cycles between the last data beats of consecutive tiles: ``2 * rows + cols + 1``."""
+        """Least cycles between the last data beats of consecutive tiles: ``2 * rows + cols + 2``."""
         return self._timing.min_last_interval
 
     @property

@@ -19,11 +19,12 @@ DSP_FAMILIES = ("ecp5",)
 PE_LATENCY = 1
 
 #: Cycles from a beat at a PE's inputs to its product in ``acc`` (and a captured ``result``):
-#: a product register (the multiplier's own output register on an FPGA DSP), a second product
-#: register in the fabric, then the accumulator. The first keeps the multiplier and the
-#: accumulator's carry chain in different cycles; the second takes the route from the DSP
-#: column to the accumulator's slices (4 ns of routing on an ECP5-85k) off the carry chain's cycle.
-PE_MAC_LATENCY = 3
+#: the operands registered (the DSP's input registers on an FPGA; the registers that pass them on
+#: elsewhere), the product registered (the DSP's output register), a second product register in
+#: the fabric, then the accumulator. On an ECP5-85k each register takes one part off the cycle:
+#: the route into the DSP column, the multiplier's array, the route from the DSP column to the
+#: accumulator's slices (up to 4 ns), the accumulator's 32-bit carry chain.
+PE_MAC_LATENCY = 4
 
 
 def pe_control_layout() -> data.StructLayout:
@@ -43,10 +44,10 @@ class ProcessingElement(wiring.Component):
     otherwise a stage of the column's drain chain: with ``drain`` it takes
     ``result_in`` (the result of the PE above). A capture wins over a drain.
     Activations, control, weights and bias are passed on registered (one cycle
-    per hop, :attr:`latency`). The product is registered twice and the
-    accumulator adds it two cycles later, with the beat's registered control and
-    bias (one register behind those that pass them on): ``acc`` and a captured
-    ``result`` show a beat :attr:`mac_latency` (3) cycles after it was at the inputs.
+    per hop, :attr:`latency`). The product is computed from the registered operands,
+    registered twice, and the accumulator adds it, with the beat's control and bias
+    (two registers behind those that pass them on): ``acc`` and a captured
+    ``result`` show a beat :attr:`mac_latency` (4) cycles after it was at the inputs.
 
     Parameters
     ----------
@@ -66,10 +67,11 @@ class ProcessingElement(wiring.Component):
         ``general`` multiplies; ``shift`` and ``shift_add`` shift (and add) the activation
         by the decoded weight's exponents (:mod:`accel.hw.pekind`); same timing.
     dsp : {None, "ecp5"}
-        For FPGA synthesis only (general PEs): build the product register as the output register of the
-        family's DSP primitive (ECP5 ``MULT18X18D`` with ``REG_OUTPUT``), which yosys does not
-        infer; the multiplier's array then ends in a register inside the DSP. The function and
-        timing are those of the portable product register (simulation uses ``dsp=None``).
+        For FPGA synthesis only (general PEs): build the operand and product registers as the input
+        and output registers of the family's DSP primitive (ECP5 ``MULT18X18D`` with ``REG_INPUTA``,
+        ``REG_INPUTB`` and ``REG_OUTPUT``), which yosys does not infer; the multiplier's array then
+        lies between registers inside the DSP. The function and timing are those of the portable
+        registers (simulation uses ``dsp=None``).
 
     Members
     -------
@@ -157,8 +159,8 @@ class ProcessingElement(wiring.Component):
         product = Signal(signed(self._act_bits + 1 + LUT_VALUE_BITS), reset_less=True, name="product_reg")
         if self._dsp == "ecp5" and self._pe_kind is PeKind.GENERAL:
             m.submodules.multiplier = _ecp5_registered_multiply(self.act_in, self.weight_in, product)
-        else:
-            m.d.sync += product.eq(pe_product(self.act_in, self.weight_in, self._pe_kind))
+        else:  # the operands' registers are those that pass them on
+            m.d.sync += product.eq(pe_product(act_out, weight_out, self._pe_kind))
         m.d.sync += [
             act_out.eq(self.act_in),
             self.control_out.eq(self.control_in),
@@ -167,17 +169,19 @@ class ProcessingElement(wiring.Component):
         m.d.comb += [self.acc.eq(acc), self.result.eq(result), self.act_out.eq(act_out),
                      self.weight_out.eq(weight_out)]
         # The product's second register (in the fabric, next to the accumulator), and the beat's control
-        # (and bias) one cycle behind the registers that pass them on, to meet it.
+        # (and bias) two cycles behind the registers that pass them on, to meet it.
         fabric_product = Signal.like(product, reset_less=True, name="fabric_product_reg")
+        product_beat = Signal(pe_control_layout(), name="product_beat_reg")
         beat = Signal(pe_control_layout(), name="beat_reg")
-        m.d.sync += [fabric_product.eq(product), beat.eq(self.control_out)]
-        # Accumulate stage: the beat's control and bias two cycles on meet its product.
+        m.d.sync += [fabric_product.eq(product), product_beat.eq(self.control_out), beat.eq(product_beat)]
+        # Accumulate stage: the beat's control and bias three cycles on meet its product.
         total = Signal(signed(self._acc_bits + 2))
         following = Signal(signed(self._acc_bits))
         if self._bias_preload:
             bias_out = Signal.like(self.bias_out, reset_less=True, name="bias_reg")
+            product_bias = Signal.like(self.bias_out, reset_less=True, name="product_bias_reg")
             start = Signal.like(self.bias_out, reset_less=True, name="beat_bias_reg")
-            m.d.sync += [bias_out.eq(self.bias_in), start.eq(bias_out)]
+            m.d.sync += [bias_out.eq(self.bias_in), product_bias.eq(bias_out), start.eq(product_bias)]
             m.d.comb += [self.bias_out.eq(bias_out), total.eq(Mux(beat.first, start, acc) + fabric_product)]
         else:
             m.d.comb += total.eq(acc + fabric_product)
@@ -200,7 +204,8 @@ class ProcessingElement(wiring.Component):
 
 
 def _ecp5_registered_multiply(a, b, product):
-    """ECP5 ``MULT18X18D``: ``product`` = ``a * b`` (signed), registered in the DSP (``REG_OUTPUT``)."""
+    """ECP5 ``MULT18X18D``: ``product`` = ``a * b`` (signed), the operands and the product registered in the DSP
+    (``REG_INPUTA``, ``REG_INPUTB``, ``REG_OUTPUT``): two cycles."""
     from amaranth.hdl import ClockSignal, Instance
 
     a18, b18, p36 = Signal(signed(18)), Signal(signed(18)), Signal(signed(36))
@@ -209,6 +214,8 @@ def _ecp5_registered_multiply(a, b, product):
     ports.update({f"i_C{i}": 0 for i in range(18)})
     ports.update({f"o_P{i}": p36[i] for i in range(36)})
     inst = Instance("MULT18X18D", p_REG_OUTPUT_CLK="CLK0", p_REG_OUTPUT_CE="CE0", p_REG_OUTPUT_RST="RST0",
+                    p_REG_INPUTA_CLK="CLK0", p_REG_INPUTA_CE="CE0", p_REG_INPUTA_RST="RST0",
+                    p_REG_INPUTB_CLK="CLK0", p_REG_INPUTB_CE="CE0", p_REG_INPUTB_RST="RST0",
                     p_GSR="DISABLED", i_CLK0=ClockSignal(), i_CE0=1, i_RST0=0, i_SIGNEDA=1, i_SIGNEDB=1,
                     i_SOURCEA=0, i_SOURCEB=0, **ports)
     m = Module()

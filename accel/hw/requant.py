@@ -143,10 +143,15 @@ class Requantizer(wiring.Component):
         # sign), one inside compares on its low bits only (short carry chains, no wide comparator).
         low = floor[:_NEAR_BITS].as_signed()
         top = floor[_NEAR_BITS - 1:]
+        # Each compare is the sign of one subtraction (operands in _NEAR_BITS + 1 signed bits: no overflow), so
+        # it is a carry chain straight into its register, with no logic after the chain.
+        def less(a, b):
+            return (a.as_signed() - b.as_signed())[_NEAR_BITS]
+
         p = stage("r", {**p, "rounded": (floor + up)[:len(floor)].as_signed(), "up": up, "negative": floor[-1],
                         "near": (top == 0) | (top == (1 << len(top)) - 1),
-                        "gt_hi": low > p["hi"], "gt_hi_less": low > p["hi_less"],
-                        "lt_lo": low < p["lo"], "lt_lo_less": low < p["lo_less"]})
+                        "gt_hi": less(p["hi"], low), "gt_hi_less": less(p["hi_less"], low),
+                        "lt_lo": less(low, p["lo"]), "lt_lo_less": less(low, p["lo_less"])})
 
         # Stage: clamp (or pass the biased accumulator): the compare that applies, then one level of selection.
         above = Mux(p["near"], Mux(p["up"], p["gt_hi_less"], p["gt_hi"]), ~p["negative"])

@@ -23,7 +23,7 @@ class CoreTiming:
     """Latencies of :class:`~accel.hw.core.GemmCore` for one configuration (all in cycles).
 
     * ``input_latency``: decoder stage, data beat accepted -> array input (the decoder's latency, 1);
-    * ``capture_latency``: last beat at the array input -> every PE captured (``rows + cols + 1``);
+    * ``capture_latency``: last beat at the array input -> every PE captured (``rows + cols + 2``);
     * ``drain_cycles``: cycles that shift the results out (``rows``);
     * ``requant_latency``: requantizer pipeline (5 for ``shift``, 6 for ``multiply_shift``);
     * ``lut_load_cycles``: LUT beats of a full load (``2 ** weight_bits``).
@@ -33,7 +33,7 @@ class CoreTiming:
     >>> from accel.config import AcceleratorConfig
     >>> t = CoreTiming.from_config(AcceleratorConfig())  # 8x8, requant "shift"
     >>> t.min_last_interval, t.output_latency, t.tile_cycles(72)
-    (25, 30, 102)
+    (26, 31, 103)
     """
 
     rows: int
@@ -55,7 +55,7 @@ class CoreTiming:
 
     @property
     def min_last_interval(self) -> int:
-        """Least cycles between the last data beats of consecutive tiles (``2 * rows + cols + 1``)."""
+        """Least cycles between the last data beats of consecutive tiles (``2 * rows + cols + 2``)."""
         return self.input_latency + self.capture_latency + self.drain_cycles - 1
 
     @property

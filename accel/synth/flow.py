@@ -164,7 +164,7 @@ def _fail(stage: str, log: Path, what: str) -> ToolError:
 
 
 def _synthesize_into(folder: Path, verilog: str, config: AcceleratorConfig, target: Target,
-                     freq_mhz: float, progress: bool, design: str = "core") -> dict:
+                     freq_mhz: float, progress: bool, design: str = "core", seed: int = _SEED) -> dict:
     """Run yosys and nextpnr in ``folder``; the result as a dict (:class:`SynthResult` fields)."""
     from ..hw.verilog import module_name, port_description
 
@@ -191,7 +191,7 @@ def _synthesize_into(folder: Path, verilog: str, config: AcceleratorConfig, targ
     cells = count_cells(netlist, top, target.family)
 
     pnr = [_tool(target.nextpnr_tool), *target.pnr_args, "--json", "netlist.json", "--freq", f"{freq_mhz:g}",
-           "--report", "report.json", "--timing-allow-fail", "--seed", str(_SEED), "-l", "nextpnr.log"]
+           "--report", "report.json", "--timing-allow-fail", "--seed", str(seed), "-l", "nextpnr.log"]
     if target.out_of_context:
         pnr.append("--out-of-context")
     start = time.monotonic()
@@ -212,7 +212,7 @@ def _synthesize_into(folder: Path, verilog: str, config: AcceleratorConfig, targ
             **cells, "port_bits": port_bits, "out_of_context": target.out_of_context,
             "wrapper_ffs": wrapper_ffs, "logic_cells": logic,
             "fmax_mhz": {_clock_name(clock): round(v["achieved"], 2) for clock, v in report.get("fmax", {}).items()},
-            "constraint_mhz": freq_mhz, "critical_path": critical_path(report),
+            "constraint_mhz": freq_mhz, "seed": seed, "critical_path": critical_path(report),
             "utilization": utilization, "seconds": seconds}
 
 
@@ -226,7 +226,8 @@ def _verilog(config: AcceleratorConfig, dsp: str | None, top: str) -> str:
 
 
 def _cache_entry(config: AcceleratorConfig, target: Target, freq_mhz: float | None,
-                 cache: str | os.PathLike | None, top: str = "core") -> tuple[str, float, dict[str, str], Path, str]:
+                 cache: str | os.PathLike | None, top: str = "core",
+                 seed: int = _SEED) -> tuple[str, float, dict[str, str], Path, str]:
     """The Verilog, clock constraint, tool versions, cache folder and run name of one synthesis."""
     check_buildable(config)
     freq = float(freq_mhz if freq_mhz is not None else config.clock_mhz)
@@ -234,7 +235,7 @@ def _cache_entry(config: AcceleratorConfig, target: Target, freq_mhz: float | No
     # ECP5: the PEs' product registers go into the DSPs (yosys does not absorb them itself).
     verilog = _verilog(config, "ecp5" if target.family == "ecp5" else None, top)
     key_src = json.dumps({"verilog": hashlib.sha256(verilog.encode()).hexdigest(), "target": target.name,
-                          "freq": freq, "tools": tools, "flow": FLOW_VERSION, "seed": _SEED}, sort_keys=True)
+                          "freq": freq, "tools": tools, "flow": FLOW_VERSION, "seed": seed}, sort_keys=True)
     key = hashlib.sha256(key_src.encode()).hexdigest()[:16]
     runs = cache_subdir(cache, "synth", "synthesis")
     # The core's runs keep the names they had before the AXI top existed; the AXI top's say so.
@@ -242,10 +243,11 @@ def _cache_entry(config: AcceleratorConfig, target: Target, freq_mhz: float | No
     return verilog, freq, tools, runs, f"{target.name}-{design}{config.rows}x{config.cols}-{key}"
 
 
-def run_name(config: AcceleratorConfig, target: Target, *, freq_mhz: float | None = None, top: str = "core") -> str:
+def run_name(config: AcceleratorConfig, target: Target, *, freq_mhz: float | None = None, top: str = "core",
+             seed: int = _SEED) -> str:
     """The cache entry's name of :func:`synthesize` with these arguments: it changes with the
     Verilog, the target, the constraint and the tool versions (a memo of a failed run keys on it)."""
-    return _cache_entry(config, target, freq_mhz, None, top)[4]
+    return _cache_entry(config, target, freq_mhz, None, top, seed)[4]
 
 
 def _load_cached(folder: Path) -> SynthResult | None:
@@ -256,7 +258,7 @@ def _load_cached(folder: Path) -> SynthResult | None:
 
 def synthesize(config: AcceleratorConfig, target: Target, *, freq_mhz: float | None = None,
                cache: str | os.PathLike | None = None, progress: bool = False, top: str = "core",
-               cached_only: bool = False) -> SynthResult | None:
+               cached_only: bool = False, seed: int = _SEED) -> SynthResult | None:
     """Area and Fmax of the core for ``config`` on ``target`` (cached; see the module docstring).
 
     Parameters
@@ -271,6 +273,9 @@ def synthesize(config: AcceleratorConfig, target: Target, *, freq_mhz: float | N
         The design: the core's streams, or the AXI top level (:class:`~accel.hw.axi_top.AxiTop`).
     cached_only : bool
         Return the cached result, or ``None`` when there is none, without running the tools.
+    seed : int
+        nextpnr's placement seed (default 1); part of the cache key. Fmax moves by a few percent
+        from seed to seed on a design near its limit.
 
     Raises
     ------
@@ -283,7 +288,7 @@ def synthesize(config: AcceleratorConfig, target: Target, *, freq_mhz: float | N
     """
     from filelock import FileLock
 
-    verilog, freq, tools, runs, name = _cache_entry(config, target, freq_mhz, cache, top)
+    verilog, freq, tools, runs, name = _cache_entry(config, target, freq_mhz, cache, top, seed)
     final = runs / name
     if (done := _load_cached(final)) is not None or cached_only:
         return done
@@ -292,7 +297,7 @@ def synthesize(config: AcceleratorConfig, target: Target, *, freq_mhz: float | N
             return done
         staging = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=runs))
         try:
-            result = _synthesize_into(staging, verilog, config, target, freq, progress, top)
+            result = _synthesize_into(staging, verilog, config, target, freq, progress, top, seed)
         except ToolError as exc:
             # Keep the logs of a failed run for the user (the message names them); no result.json.
             failed = runs / f"{name}-failed"

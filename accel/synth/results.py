@@ -112,6 +112,7 @@ class SynthResult:
     fmax_mhz: dict[str, float]      #: achieved, per clock
     constraint_mhz: float
     critical_path: dict | None
+    seed: int = 1                   #: nextpnr's placement seed
     utilization: dict[str, tuple[int, int]] = field(default_factory=dict)
     tools: dict[str, str] = field(default_factory=dict)
     seconds: dict[str, float] = field(default_factory=dict)

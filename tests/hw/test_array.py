@@ -42,6 +42,6 @@ def test_array_computes_a_tile_and_drains_bottom_row_first(rows, cols):
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    assert trace["done"] == dut.capture_latency == rows + cols + 1
+    assert trace["done"] == dut.capture_latency == rows + cols + 2
     expect = datapath.accumulate(x, w, bias, 32, "wrap")
     assert trace["rows"] == expect[::-1].tolist()

@@ -56,7 +56,7 @@ def test_core_accumulator_overflow_in_both_modes(overflow):
 
 
 def test_core_short_tiles_wait_for_the_drain():
-    # depth 1..3 is shorter than 2 * rows + cols + 1: the last beats wait (schedule says how long).
+    # depth 1..3 is shorter than 2 * rows + cols + 2: the last beats wait (schedule says how long).
     rng = np.random.default_rng(11)
     cfg = AcceleratorConfig(rows=3, cols=2)
     problems = [random_problem(rng, cfg, pixels=7, depth=d, channels=3) for d in (1, 2, 3)]
@@ -70,7 +70,7 @@ def test_core_timing_properties_agree_with_the_components():
     core = GemmCore(cfg)
     mark_unelaborated(core)
     t = CoreTiming.from_config(cfg)
-    assert core.min_last_interval == 2 * 4 + 3 + 1 == t.min_last_interval
+    assert core.min_last_interval == 2 * 4 + 3 + 2 == t.min_last_interval
     assert core.output_latency == t.min_last_interval + 6  # multiply_shift: 6 requant stages
     assert core.tile_cycles(10) == 10 + core.output_latency
 

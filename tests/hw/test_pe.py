@@ -67,7 +67,9 @@ def test_pe_drain_takes_the_result_from_above_and_capture_wins():
         seen.append(ctx.get(dut.result))  # the product is registered: the drain still shifts
         ctx.set(dut.control_in, {"valid": 0, "first": 0, "last": 0})
         await ctx.tick()
-        seen.append(ctx.get(dut.result))  # registered twice: still the drain
+        seen.append(ctx.get(dut.result))  # operands registered, then the product: still the drain
+        await ctx.tick()
+        seen.append(ctx.get(dut.result))  # the product's second register: still the drain
         await ctx.tick()  # the beat reaches the accumulator: its capture wins over the drain
         seen.append(ctx.get(dut.result))
 
@@ -75,7 +77,7 @@ def test_pe_drain_takes_the_result_from_above_and_capture_wins():
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
     sim.run()
-    assert seen == [1234, 1234, 1234, 85] and dut.mac_latency == 3
+    assert seen == [1234, 1234, 1234, 1234, 85] and dut.mac_latency == 4
 
 
 def test_pe_rejects_an_accumulator_narrower_than_one_product():

@@ -37,7 +37,7 @@ def test_generated_verilog_passes_verilator_lint_with_the_waivers(config, tmp_pa
     desc = json.loads(paths["json"].read_text())
     names = {p["name"] for p in desc["ports"]}
     assert {"clk", "rst", "lut__payload", "tile__ready", "data__valid", "out__payload", "layer"} <= names
-    assert desc["timing"]["min_last_interval"] == 2 * config.rows + config.cols + 1
+    assert desc["timing"]["min_last_interval"] == 2 * config.rows + config.cols + 2
     clean = _lint(paths["verilog"], LINT_WAIVERS)
     assert clean.returncode == 0, clean.stderr[-3000:]
     assert "%Warning" not in clean.stderr

@@ -42,24 +42,24 @@ def only(**pj):
 
 def test_linear_cycles_by_hand():
     # 8x8, one pixel, 72-deep, 16 channels: two tiles (column blocks). Shared LUT: 16 LUT beats + a tile
-    # beat, data beats 17..88; the second tile's last beat waits for 88 + (2*8+8+1) = 113 but its data ends
-    # at 89+71 = 160; the last output 160 + 25 + 5 (requant) = 190: 191 cycles counted from 0.
+    # beat, data beats 17..88; the second tile's last beat waits for 88 + (2*8+8+2) = 114 but its data ends
+    # at 89+71 = 160; the last output 160 + 26 + 5 (requant) = 191: 192 cycles counted from 0.
     model = fc_model()
     w = array_work(model, model.layer("fc"), model.config)
-    assert (w.cycles, w.tiles, w.data_beats, w.lut_loads) == (191, 2, 144, 1)
+    assert (w.cycles, w.tiles, w.data_beats, w.lut_loads) == (192, 2, 144, 1)
     assert (w.macs, w.issued_macs, w.padding_slots) == (72 * 16, 144 * 64, 7 * 72 * 2)
     # Per-channel tables: the second column block loads its own (17 more cycles before its data).
     model = fc_model(per_channel=True)
-    assert array_work(model, model.layer("fc"), model.config).cycles == 191 + 17
+    assert array_work(model, model.layer("fc"), model.config).cycles == 192 + 17
     # A core without LUTs (the int8 baseline) skips the 16-beat loads.
-    assert array_work(model, model.layer("fc"), model.config, lut_loads=False).cycles == 191 + 17 - 2 * 16
+    assert array_work(model, model.layer("fc"), model.config, lut_loads=False).cycles == 192 + 17 - 2 * 16
 
 
 def test_cycles_follow_the_array_size_of_the_priced_config():
     model = fc_model()
     w = array_work(model, model.layer("fc"), model.config.replace(rows=4, cols=16))
-    # One tile: 16 LUT beats, tile beat, data 17..88, output latency 2*4+16+1 + 5 = 30.
-    assert (w.tiles, w.cycles) == (1, 88 + 30 + 1)
+    # One tile: 16 LUT beats, tile beat, data 17..88, output latency 2*4+16+2 + 5 = 31.
+    assert (w.tiles, w.cycles) == (1, 88 + 31 + 1)
 
 
 def test_vector_unit_cycles():
@@ -86,7 +86,7 @@ def test_energy_counts_events():
     assert lay.energy_pj["acc_add"] == 2 * 144 * 64
     assert lay.energy_pj["lut"] == 144 * 8 + 16 * 8              # a decode per column per beat, one load
     assert lay.energy_pj["requant"] == 0                          # raw logits are not requantized
-    assert lay.energy_pj["static"] == pytest.approx(191 * 10)     # 1 mW at 100 MHz: 10 pJ a cycle
+    assert lay.energy_pj["static"] == pytest.approx(192 * 10)     # 1 mW at 100 MHz: 10 pJ a cycle
     gated = estimate(model, cfg, gate_zero_macs=True).layers[0]
     assert gated.energy_pj["mac"] == 72 * 16                      # the padding lanes are gated
     assert estimate(model, cfg.replace(acc_bits=16)).layers[0].energy_pj["acc_add"] == 144 * 64
@@ -104,7 +104,7 @@ def test_dram_traffic_and_roofline():
     lay = estimate(model).layers[0]
     assert lay.dram_bytes == 72 + 16 * 4 and not lay.memory_bound  # input read, logits written
     slow = estimate(model, model.config.replace(dram_bytes_per_cycle=0.1)).layers[0]
-    assert slow.memory_bound and slow.cycles == 1360 and slow.stall_cycles == 1360 - 191
+    assert slow.memory_bound and slow.cycles == 1360 and slow.stall_cycles == 1360 - 192
     # Weights that do not fit the buffer are read every inference.
     spill = estimate(model, model.config.replace(weight_buffer_bytes=100)).layers[0]
     assert spill.dram_bytes == 72 + 64 + 666

@@ -19,7 +19,7 @@ def test_generate_writes_verilog_and_description_and_lints_clean(tmp_path, capsy
     out = capsys.readouterr().out
     assert "accel_gemm_core.v (verilog)" in out and ": clean" in out
     desc = json.loads((tmp_path / "out" / "accel_gemm_core.json").read_text())
-    assert desc["config"]["rows"] == 2 and desc["timing"]["min_last_interval"] == 2 * 2 + 3 + 1
+    assert desc["config"]["rows"] == 2 and desc["timing"]["min_last_interval"] == 2 * 2 + 3 + 2
 
 
 def test_generate_axi_top_lints_clean_and_fits_a_package(tmp_path, capsys):
@@ -54,7 +54,7 @@ def test_verify_prints_a_table_and_writes_cycles(digits_qmodel, tmp_path, capsys
     assert [la["layer"] for la in data["layers"]] == ["classifier.classifier.1.Gemm", "classifier.classifier.3.Gemm"]
     assert all(la["cycles_exact"] for la in data["layers"])
     tile = data["layers"][0]["tiles"][0]
-    assert tile["cycles"] == tile["depth"] + 2 * 8 + 8 + 1 + 5  # K + 2 rows + cols + 1 + requant latency
+    assert tile["cycles"] == tile["depth"] + 2 * 8 + 8 + 2 + 5  # K + 2 rows + cols + 2 + requant latency
 
 
 def test_verify_json_and_exit_status_on_mismatch(digits_qmodel, capsys, monkeypatch):

@@ -84,6 +84,16 @@ def test_run_name_follows_the_verilog_target_and_constraint():
               # clock_mhz is the default constraint: the same run as freq_mhz=150 above.
               run_name(AcceleratorConfig(rows=2, cols=2, clock_mhz=150), TARGETS["ecp5-25k"])}
     assert name not in others and len(others) == 3
+    # The placement seed is part of the key; seed 1, the default, names the runs cached before it was a choice.
+    assert run_name(SMALL, TARGETS["ecp5-25k"], seed=2) not in others | {name}
+    assert run_name(SMALL, TARGETS["ecp5-25k"], seed=1) == name
+
+
+def test_synth_cli_refuses_a_negative_seed(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "accel", "rtl", "synth", "--seed", "-3"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)
+    err = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2 and len(err) == 1 and "--seed" in err[0], proc.stderr
 
 
 # The head of nextpnr-ecp5's log of the 16x16 shift_add core on an 85k part (unused resources left out).

@@ -130,9 +130,9 @@ module accel_harness (
       n_out = head[2];
       n_tiles = head[3];
       layer_word = head[4];
-      // Reset for 4 cycles: the longest path of data registers without reset (the PEs' two product
+      // Reset for 8 cycles: the longest path of data registers without reset (the PEs' product
       // registers and the accumulator's input) fills with defined values before the run starts.
-      repeat (4) @(negedge clk);
+      repeat (8) @(negedge clk);
       rst = 1'b0;
       running = 1'b1;
       wait (oi == n_out);
