@@ -143,7 +143,7 @@ def executors(bm: BenchModel, workdir: Path, batch: int) -> dict:
     x_int, x_float = bm.inputs(batch)
     fast = Engine(bm.model)
     runs = {ACCEL_FAST: lambda: fast.run(x_int)}
-    if "int8" in fast.layer_paths().values():
+    if {"int8", "qconv"} & set(fast.layer_paths().values()):  # an integer kernel was chosen somewhere
         floats = Engine(bm.model, int_kernels=False)
         runs["accel fast, float paths only"] = lambda: floats.run(x_int)
     if bm.small:  # the 224x224 networks: the torch backend is measured on the GPU (bench/engine_gpu.py)

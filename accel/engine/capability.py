@@ -9,6 +9,12 @@ before the engine uses an integer kernel, :func:`kernel_verdict` runs it once pe
 process on adversarial inputs (every extreme pair, long reductions) against an
 int64 reference and caches the verdict. A kernel that fails, or cannot run, is
 simply not chosen; the engine falls back to the next exact path.
+
+The same holds for onnxruntime's ``QLinearConv`` (MLAS u8 x s8 convolutions
+with a fused requantization): :func:`qconv_exact` runs it on every kernel
+variant MLAS picks (pointwise, dense 3x3, depthwise, strided, grouped, odd
+channel counts) with ties at every shift, values at 2^22 - 1 and 255 x -128
+pairs, against the int64 contract of the formula :func:`qconv_scale` states.
 """
 
 from __future__ import annotations
@@ -20,9 +26,10 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["FUSED_KERNELS", "INT_KERNELS", "chosen_kernels", "cpu_flags", "cpu_summary", "forced_verdicts",
-           "fused_matmul_exact", "int_matmul_exact", "kernel_verdict", "ort_matmul_integer",
-           "ort_matmul_integer_to_float", "torch_int_mm", "torch_int_mm_verdict", "int_mm_weights"]
+__all__ = ["FUSED_KERNELS", "INT_KERNELS", "QCONV_BOUND", "QCONV_KERNELS", "QCONV_SHAPES", "chosen_kernels",
+           "cpu_flags", "cpu_summary", "forced_verdicts", "fused_matmul_exact", "int_matmul_exact", "kernel_verdict",
+           "ort_matmul_integer", "ort_matmul_integer_to_float", "ort_qlinear_conv", "qconv_exact", "qconv_scale",
+           "torch_int_mm", "torch_int_mm_verdict", "int_mm_weights"]
 
 #: Flags that decide which integer kernels a CPU runs natively (shown in reports).
 REPORTED_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
@@ -210,13 +217,156 @@ FUSED_KERNELS: dict[str, tuple[Callable, type]] = {
     "onnxruntime MatMulIntegerToFloat s8xs8": (ort_matmul_integer_to_float, np.int8),
 }
 
+#: The bound below which :func:`qconv_scale`'s rounding is proved (the lowering's ``qconv`` path): |acc + bias| < 2^22.
+QCONV_BOUND = 1 << 22
+#: The relative perturbation of a QLinearConv output scale that turns MLAS's ties-to-even into half-up on positive
+#: values (proof in :mod:`accel.engine.onnx_lowering`, path ``qconv``).
+QCONV_TIE_NUDGE = 2.0 ** -23
+
+
+def qconv_scale(shift) -> np.ndarray:
+    """The float32 per-channel ``w_scale`` of a ``QLinearConv`` (x_scale = y_scale = 1) that computes
+    ``rshift_round(v, s)`` half up for ``0 <= v < 2^22``: ``2^-s (1 + 2^-23)``, exactly 1 at s = 0 (no rounding)."""
+    shift = np.asarray(shift, dtype=np.int64)
+    return np.where(shift > 0, np.ldexp(1.0 + QCONV_TIE_NUDGE, -shift), 1.0).astype(np.float32)
+
+
+def ort_qlinear_conv(x: np.ndarray, x_zero_point: int, w: np.ndarray, bias: np.ndarray, scale: np.ndarray, *,
+                     stride: tuple[int, int], padding: tuple[int, int, int, int], groups: int,
+                     dilation: tuple[int, int] = (1, 1)) -> np.ndarray:
+    """onnxruntime's ``QLinearConv`` as the engine's graphs use it: ``x`` uint8 (B, C, H, W) with its zero point,
+    ``w`` int8 (N, C / groups, KH, KW) and ``bias`` int32 as constants (onnxruntime packs constant weights and
+    picks its kernel from them), per-channel float32 ``scale``, x_scale = y_scale = 1, y_zero_point 0 -> uint8.
+    ``padding`` is (top, left, bottom, right)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    n = w.shape[0]
+    consts = {"one": np.float32(1.0), "x_zp": np.uint8(x_zero_point), "w": w.astype(np.int8),
+              "w_scale": np.asarray(scale, np.float32), "w_zp": np.zeros(n, np.int8), "y_zp": np.uint8(0),
+              "bias": np.asarray(bias, np.int32)}
+    pt, pl, pb, pr = padding
+    node = helper.make_node("QLinearConv", ["x", "one", "x_zp", "w", "w_scale", "w_zp", "one", "y_zp", "bias"],
+                            ["y"], kernel_shape=list(w.shape[2:]), strides=list(stride), pads=[pt, pl, pb, pr],
+                            group=groups, dilations=list(dilation))
+    graph = helper.make_graph([node], "qlinear_conv",
+                              [helper.make_tensor_value_info("x", TensorProto.UINT8, [None, *x.shape[1:]])],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, None)],
+                              initializer=[numpy_helper.from_array(v, k) for k, v in consts.items()])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    return _session(proto).run(None, {"x": x})[0]
+
+
+#: (in channels, out channels, kernel, stride, padding, groups, dilation): the convolution kernels MLAS chooses
+#: between (pointwise GEMM, dense im2col, depthwise, grouped), strided, dilated or not, channel counts of 16 and
+#: more and odd.
+QCONV_SHAPES = (
+    (16, 32, 1, 1, 0, 1, 1), (64, 24, 1, 1, 0, 1, 1), (3, 5, 1, 1, 0, 1, 1), (16, 16, 3, 1, 1, 1, 1),
+    (5, 7, 3, 1, 1, 1, 1), (8, 24, 3, 2, 1, 1, 1), (8, 16, 3, 1, 2, 1, 2), (16, 16, 3, 1, 1, 16, 1),
+    (7, 7, 3, 1, 1, 7, 1), (32, 32, 3, 2, 1, 32, 1), (16, 32, 3, 1, 1, 2, 1),
+)
+_QCONV_SIZE = 16  # 16 x 16 planes: each holds every uint8 value once in the "ties" case
+_QCONV_MAX_SHIFT = 12
+
+
+def _qconv_reference(x, x_zero_point, w, bias, shift, stride, padding, groups, dilation) -> np.ndarray:
+    """int64 contract of the path: ``clamp(rshift_round(conv(x - zp, w) + bias, s), 0, 255)``, and the sums."""
+    from ..datapath import DTYPE_RANGES, clamp, conv_gemm_groups, im2col, rshift_round
+
+    n, _, kh, kw = w.shape
+    cols = im2col(x.astype(np.int64) - x_zero_point, (kh, kw), (stride, stride), (padding,) * 4,
+                  (dilation, dilation), 0)
+    b, oh, ow = cols.shape[:3]
+    acc = np.empty((b * oh * ow, n), np.int64)
+    for channels, patch in conv_gemm_groups(cols, n, groups):
+        acc[:, channels] = patch @ w[channels].reshape(channels.stop - channels.start, -1).T.astype(np.int64)
+    acc = acc.reshape(b, oh, ow, n).transpose(0, 3, 1, 2)
+    v = acc + np.broadcast_to(np.asarray(bias, np.int64), (n,)).reshape(1, n, 1, 1)
+    return clamp(rshift_round(v, np.asarray(shift).reshape(1, n, 1, 1)), *DTYPE_RANGES["uint8"]), acc
+
+
+def _qconv_cases(rng: np.random.Generator, c: int, n: int, k: int, groups: int):
+    """(x, w, bias, shift) for one shape: ties and near-ties at every shift 1..12 and 15..24 (small, near 2^22 - 1,
+    negative), 255 x -128 pairs everywhere (a saturating int16 pair sum breaks them), and random values; a bias of
+    None is placed by :func:`_tie_biases`."""
+    cg = c // groups
+    shift = np.arange(n) % (_QCONV_MAX_SHIFT + 1)
+    # every fourth channel holds sums near 2^22 (see _tie_biases): shifts from 15, where they round into 0..255
+    shift[1::4] = 15 + np.arange(len(shift[1::4])) % 10
+    plane = np.arange(_QCONV_SIZE * _QCONV_SIZE).reshape(_QCONV_SIZE, _QCONV_SIZE)
+    x_all = np.stack([rng.permutation(plane.size)[plane] for _ in range(2 * c)]).reshape(2, c, *plane.shape)
+    # ties: one weight of +-1 per channel, so the sums sweep every value of a plane around a chosen tie
+    probe = np.zeros((n, cg, k, k), np.int8)
+    probe[np.arange(n), rng.integers(0, cg, n), rng.integers(0, k, n), rng.integers(0, k, n)] = \
+        np.where(np.arange(n) % 2, 1, -1)
+    yield x_all.astype(np.uint8), probe, None, shift
+    # extremes: 255 everywhere, weights -128 on the first half of each reduction, 127 on the rest
+    half = (np.arange(cg * k * k) < max(1, cg * k * k // 2)).reshape(cg, k, k)
+    extreme = np.broadcast_to(np.where(half, -128, 127), (n, cg, k, k)).astype(np.int8)
+    yield np.full((2, c, _QCONV_SIZE, _QCONV_SIZE), 255, np.uint8), extreme, None, shift
+    pairs = rng.choice(np.array([-128, 127], np.int8), (n, cg, k, k))
+    yield rng.choice(np.array([0, 255], np.uint8), x_all.shape), pairs, None, shift
+    yield (rng.integers(0, 256, x_all.shape).astype(np.uint8), rng.integers(-128, 128, (n, cg, k, k)).astype(np.int8),
+           rng.integers(-(1 << 20), 1 << 20, n), rng.permutation(shift))
+
+
+def _tie_biases(rng: np.random.Generator, acc: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """Per channel, a bias that puts the median sum on a tie of its shift (small, near 2^22 where the shift is
+    large enough for such values to round into 0..255, or negative) or the largest sum at 2^22 - 1: the sums
+    around it are near-ties, and for small shifts ties again."""
+    n = shift.size
+    per_channel = acc.transpose(1, 0, 2, 3).reshape(n, -1)
+    bias = np.empty(n, np.int64)
+    for ch in range(n):
+        s, values = int(shift[ch]), per_channel[ch]
+        median = int(np.median(values))
+        unit = 1 << max(s - 1, 0)  # 2^(s-1): odd multiples of it are the ties
+        spare = QCONV_BOUND - 1 - int(np.abs(values - median).max())
+        top = unit * (2 * ((spare // unit - 1) // 2) + 1) if spare >= unit else None
+        tie = {0: unit * (2 * int(rng.integers(0, 8)) + 1), 1: top, 2: -unit * (2 * int(rng.integers(0, 64)) + 1)}
+        bias[ch] = QCONV_BOUND - 1 - int(values.max()) if tie.get(ch % 4) is None else tie[ch % 4] - median
+    return bias
+
+
+def qconv_exact(conv: Callable = ort_qlinear_conv, scale: Callable = qconv_scale) -> bool:
+    """Whether ``conv`` (:func:`ort_qlinear_conv`'s signature) with per-channel scales ``scale(shift)`` computes the
+    ``qconv`` path's formula exactly: ``clamp(rshift_round(acc + bias, s), 0, 255)`` (half up), with the input as
+    uint8 (zero point 0) and as int8 shifted into uint8 (zero point 128), on every :data:`QCONV_SHAPES` entry with
+    ties and near-ties at every shift 0..12, sums up to 2^22 - 1 and 255 x -128 pairs, against int64.
+
+    Any exception (a kernel that cannot run) counts as "not exact": the caller falls back.
+    """
+    rng = np.random.default_rng(20261202)
+    try:
+        for c, n, k, stride, pad, groups, dilation in QCONV_SHAPES:
+            for x_zero_point in (0, 128):
+                for x, w, bias, shift in _qconv_cases(rng, c, n, k, groups):
+                    if bias is None:  # placed from the sums themselves
+                        sums = _qconv_reference(x, x_zero_point, w, 0, shift, stride, pad, groups, dilation)[1]
+                        bias = _tie_biases(rng, sums, shift)
+                    want, acc = _qconv_reference(x, x_zero_point, w, bias, shift, stride, pad, groups, dilation)
+                    assert int(np.abs(acc + bias.reshape(1, -1, 1, 1)).max()) < QCONV_BOUND  # within the proof
+                    got = np.asarray(conv(x, x_zero_point, w, bias, scale(shift), stride=(stride, stride),
+                                          padding=(pad,) * 4, groups=groups, dilation=(dilation, dilation)))
+                    if got.shape != want.shape or not np.array_equal(got.astype(np.int64), want):
+                        return False
+    except Exception:  # noqa: BLE001 - a kernel that cannot run is as good as inexact here
+        return False
+    return True
+
+
+#: Quantized convolutions with a fused requantization (path ``qconv``): name -> their self-test.
+QCONV_KERNELS: dict[str, Callable[[], bool]] = {
+    "onnxruntime QLinearConv u8xs8": lambda: qconv_exact(ort_qlinear_conv),
+}
+
+
 #: Verdicts set by :func:`forced_verdicts` (tests that check path choices independently of this CPU).
 _FORCED: dict[str, bool] = {}
 
 
 def kernel_verdict(name: str) -> bool:
-    """The self-test verdict of kernel ``name`` of :data:`INT_KERNELS` or :data:`FUSED_KERNELS`, run once per
-    process and cached (unless :func:`forced_verdicts` sets it)."""
+    """The self-test verdict of kernel ``name`` of :data:`INT_KERNELS`, :data:`FUSED_KERNELS` or
+    :data:`QCONV_KERNELS`, run once per process and cached (unless :func:`forced_verdicts` sets it)."""
     if name in _FORCED:
         return _FORCED[name]
     return _measured_verdict(name)
@@ -224,6 +374,8 @@ def kernel_verdict(name: str) -> bool:
 
 @functools.lru_cache(maxsize=None)
 def _measured_verdict(name: str) -> bool:
+    if name in QCONV_KERNELS:
+        return QCONV_KERNELS[name]()
     if name in FUSED_KERNELS:
         fn, a_dtype = FUSED_KERNELS[name]
         return fused_matmul_exact(fn, a_dtype)
@@ -239,7 +391,7 @@ def forced_verdicts(verdict: bool):
     """Within the block every kernel's verdict is ``verdict``, whatever this CPU does: for tests of which path a
     layer takes. Sessions built inside the block keep their kernels; never use it to run a model for results."""
     saved = dict(_FORCED)
-    _FORCED.update(dict.fromkeys([*INT_KERNELS, *FUSED_KERNELS], verdict))
+    _FORCED.update(dict.fromkeys([*INT_KERNELS, *FUSED_KERNELS, *QCONV_KERNELS], verdict))
     try:
         yield
     finally:
@@ -250,4 +402,4 @@ def forced_verdicts(verdict: bool):
 def chosen_kernels() -> dict:
     """The CPU and the verdict on every integer kernel, for reports (runs the self-tests once)."""
     return {**cpu_summary(), "int_kernels": {name: ("exact" if kernel_verdict(name) else "rejected")
-                                             for name in [*INT_KERNELS, *FUSED_KERNELS]}}
+                                             for name in [*INT_KERNELS, *FUSED_KERNELS, *QCONV_KERNELS]}}

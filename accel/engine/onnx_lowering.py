@@ -30,6 +30,15 @@ sums by ``sum_k |w[n,k]| * max|x| + |bias[n]|`` and picks one path per layer:
     (``MatMulIntegerToFloat``: ``acc * 2^-s + (bias + 2^(s-1)) 2^-s`` in one
     op, then ``Clip`` and ``Floor``) where that kernel passed its own self-test
     and every value stays below 2^24; otherwise the float64 epilogue below.
+``qconv``
+    a convolution with a clamp within [0, 255] (ReLU) or [-128, 127] as ONE onnxruntime ``QLinearConv`` (MLAS u8 x
+    s8 kernels with their requantization fused) where that kernel passed its self-test
+    (:func:`accel.engine.capability.qconv_exact`): uint8 input (int8 shifted by +128, zero point 128), the layer's
+    effective int8 weights, int32 bias, x_scale = y_scale = 1, zero points 0 and per-channel
+    ``w_scale = 2^-s (1 + 2^-23)`` in float32 (exactly 1 at s = 0), then a ``Clip`` on the uint8 result where
+    ``lo > 0`` or ``hi < 255`` (an int8 clamp is computed as ``y + 128`` with ``128 x 2^s`` added to the bias). The
+    output stays uint8 for the next ``qconv`` (or 8-bit GEMM) layer, through ``MaxPool`` and ``Flatten``; a ``Cast``
+    to float, made once per tensor, feeds the layers that read floats. :func:`_lower_qconv` has the proof.
 ``numba``
     only where exactness needs integer semantics: a saturating accumulator that
     can overflow (then the order of the additions matters), bounds beyond 2^53.
@@ -67,6 +76,7 @@ from onnx import TensorProto, helper, numpy_helper
 from ..config import Overflow, Requant, Rounding
 from ..datapath import DTYPE_RANGES, conv_output_size, effective_weights, window_counts
 from ..ir import MAC_OPS, Layer, Model
+from .capability import QCONV_BOUND, qconv_scale
 
 __all__ = ["EXACT_IN_FLOAT", "F32_EXACT_BOUND", "F64_EXACT_BOUND", "FLOAT_LOWERINGS", "MAC_PATHS",
            "exact_in_float", "layer_path", "lower_layers", "mac_path", "ONNX_OPSET", "product_bounds"]
@@ -83,8 +93,13 @@ _F64_SAFE = 1 << 51
 #: Largest magnitude of an 8-bit tensor (int8 or uint8): the bound on a residual add's inputs.
 _BYTE_MAX = max(abs(v) for dtype in ("int8", "uint8") for v in DTYPE_RANGES[dtype])
 _ONNX_TYPE = {"int8": TensorProto.INT8, "uint8": TensorProto.UINT8, "int32": TensorProto.INT32}
+_U8_LO, _U8_HI = DTYPE_RANGES["uint8"]
+_INT8_TO_UINT8 = _U8_LO - DTYPE_RANGES["int8"][0]  # 128: int8 values run shifted into uint8
+_SHIFTED = "shifted"  # the form of a uint8 value holding int8 values + 128 (_Graph.ints)
 #: Every path a conv2d/linear layer can take (see the module docstring).
-MAC_PATHS = ("f32", "f32-split", "f64", "int8", "numba")
+MAC_PATHS = ("f32", "f32-split", "f64", "int8", "qconv", "numba")
+#: Whether the ``qconv`` path is taken where it applies (off: today's float and 8-bit GEMM paths only).
+QCONV_ENABLED = True
 
 
 def _input_bound(model: Model, layer: Layer) -> int:
@@ -147,6 +162,8 @@ def mac_path(model: Model, layer: Layer, int_kernel: bool | None = None) -> str:
     # the 8-bit GEMM sums uint8 values (int8 ones shifted by +128): |w| x 255 bounds every partial sum
     fits_int32 = int(_abs_weights(layer).reshape(len(sums), -1).sum(axis=1).max(initial=0)) * _BYTE_MAX < _INT32_BOUND
     fits_int32 = fits_int32 and layer.points is None  # a multipoint layer's equivalent weights leave int8
+    if fits_int32 and _qconv_fits(model, layer) and _qconv_verdict(int_kernel):
+        return "qconv"
     if _int8_gemm_pays(model, layer) and fits_int32 and _int_verdict(model, layer, int_kernel):
         return "int8"
     if worst < F32_EXACT_BOUND and not can_overflow:
@@ -156,6 +173,64 @@ def mac_path(model: Model, layer: Layer, int_kernel: bool | None = None) -> str:
     if fits_int32 and _int_verdict(model, layer, int_kernel):
         return "int8"
     return "f64"
+
+
+#: A ``qconv`` layer other than a depthwise one reads at least this many input channels per group: MLAS's
+#: QLinearConv ran a 1- or 2-channel 3x3 convolution at 28x28 (the bundled models' first layers) 4-6x slower than
+#: onnxruntime's float32 Conv (1 channel, 16 out, batch 256, 2 threads: 7.3 ms against 1.2 ms), and 4 channels or
+#: more faster (4 channels: 2.9 ms against 6.5 ms; 16 -> 32 at 14x14: 1.1 ms against 5.7 ms), 2026-11-30.
+QCONV_MIN_GROUP_CHANNELS = 4
+#: The :data:`accel.engine.capability.QCONV_KERNELS` entry of path ``qconv``.
+QCONV_KERNEL = "onnxruntime QLinearConv u8xs8"
+
+
+def _qconv_offset(layer: Layer) -> int:
+    """What a ``qconv`` layer adds to its results to store them as uint8: 0 for a clamp within [0, 255], 128 for an
+    int8 clamp (lo < 0; the tensor is then held as ``y + 128``, the form :meth:`_Graph.as_uint8` gives int8 values)."""
+    return 0 if layer.attrs["lo"] >= _U8_LO else _INT8_TO_UINT8
+
+
+def _qconv_bias(model: Model, layer: Layer) -> np.ndarray:
+    """The int64 bias of a ``qconv`` layer: the layer's, plus ``offset x 2^s`` (:func:`_qconv_offset`: the result
+    moves by exactly the offset, a multiple of 2^s changes no rounding), less 2^(s-1) under ``floor`` rounding
+    (then half up gives ``floor((v - 2^(s-1)) / 2^s + 1/2) = floor(v / 2^s)``)."""
+    shift = layer.arrays["shift"].astype(np.int64)
+    bias = layer.arrays["bias"].astype(np.int64) + (np.int64(_qconv_offset(layer)) << shift)
+    if model.config.rounding is Rounding.HALF_UP:
+        return bias
+    return bias - np.where(shift > 0, np.int64(1) << np.maximum(shift - 1, 0), 0)
+
+
+def _qconv_fits(model: Model, layer: Layer) -> bool:
+    """Whether a layer meets the ``qconv`` proof (:func:`_lower_qconv`): a convolution with a plain shift
+    requantization into a clamp within ``[0, 255]`` or ``[-128, 127]``, no multipoint rows, padding with the input's
+    zero (its zero point), and ``max |acc + bias| < 2^22`` with the bias of :func:`_qconv_bias` (so no accumulator
+    can overflow either); a depthwise convolution or one with :data:`QCONV_MIN_GROUP_CHANNELS` input channels per
+    group."""
+    a = layer.attrs
+    if not QCONV_ENABLED or layer.op != "conv2d" or a["raw"] or model.config.requant is not Requant.SHIFT:
+        return False
+    offset = _qconv_offset(layer)
+    if not _U8_LO <= a["lo"] + offset <= a["hi"] + offset <= _U8_HI:
+        return False
+    if layer.points is not None or (any(a["padding"]) and a["pad_value"]):
+        return False
+    if model.tensors[layer.inputs[0]].dtype not in ("int8", "uint8"):
+        return False
+    in_channels, groups = model.tensors[layer.inputs[0]].shape[0], int(a["groups"])
+    depthwise = 1 < groups == in_channels
+    if not depthwise and in_channels // groups < QCONV_MIN_GROUP_CHANNELS:
+        return False
+    bound = int((product_bounds(model, layer) + np.abs(_qconv_bias(model, layer))).max(initial=0))
+    return bound < QCONV_BOUND and bound <= model.config.acc_max
+
+
+def _qconv_verdict(int_kernel: bool | None) -> bool:
+    if int_kernel is not None:
+        return int_kernel
+    from .capability import kernel_verdict
+
+    return kernel_verdict(QCONV_KERNEL)
 
 
 def _int_verdict(model: Model, layer: Layer, int_kernel: bool | None) -> bool:
@@ -282,14 +357,24 @@ class _Graph:
             self.ints[x, to] = self.op("Cast", [x], hint, to=to)
         return self.ints[x, to]
 
+    def from_int(self, q: str, form: int | str, hint: str) -> str:
+        """The float twin of integer value ``q`` for the layers that read floats, registered so that integer readers
+        take ``q`` itself (:meth:`as_int`, :meth:`as_uint8`); pruned where no one reads it. ``form``: an ONNX
+        integer type, or :data:`_SHIFTED` (uint8 holding int8 values + 128)."""
+        out = self.op("Cast", [q], hint, to=TensorProto.FLOAT)
+        if form == _SHIFTED:
+            out = self.op("Add", [out, self.const(-float(_INT8_TO_UINT8), hint + "_s8")], hint)
+        self.ints[out, form] = q
+        return out
+
     def as_uint8(self, x: str, signed: bool, hint: str) -> str:
         """``x`` as uint8 for an 8-bit GEMM: int8 values shifted by +128 (see :func:`_lower_int8`)."""
         if not signed:
             return self.as_int(x, TensorProto.UINT8, hint)
-        if (x, "shifted") not in self.ints:
-            self.ints[x, "shifted"] = self.op("Cast", [self.op("Add", [x, self.const(128.0, hint + "_u8")], hint)],
-                                              hint, to=TensorProto.UINT8)
-        return self.ints[x, "shifted"]
+        if (x, _SHIFTED) not in self.ints:
+            shifted = self.op("Add", [x, self.const(float(_INT8_TO_UINT8), hint + "_u8")], hint)
+            self.ints[x, _SHIFTED] = self.op("Cast", [shifted], hint, to=TensorProto.UINT8)
+        return self.ints[x, _SHIFTED]
 
     def name(self, hint: str) -> str:
         self._n += 1
@@ -425,6 +510,8 @@ def _lower_mac(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hin
     rank = 4 if layer.op == "conv2d" else 2
     if path == "int8":
         return _lower_int8(g, layer, model, x, w, hint)
+    if path == "qconv":
+        return _lower_qconv(g, layer, model, x, w, hint)
     if layer.op == "conv2d" and a["pad_value"] != 0 and any(a["padding"]):
         x = _pad_node(g, x, a["padding"], a["pad_value"], hint)
     if path != "f32":
@@ -554,6 +641,49 @@ def _lower_int8(g: _Graph, layer: Layer, model: Model, x: str, w: np.ndarray, hi
     return out
 
 
+def _lower_qconv(g: _Graph, layer: Layer, model: Model, x: str, w: np.ndarray, hint: str) -> str:
+    """Path ``qconv``: ``y = clamp(rshift_round(acc + b, s), lo, hi)`` as one ``QLinearConv``.
+
+    Why this is exact. MLAS requantizes an int32 sum ``v = acc + b`` as ``round_half_even(fl(float(v) * m))`` with
+    ``m = x_scale * w_scale / y_scale = w_scale`` here, then saturates to uint8. Take ``|v| < 2^22`` and
+    ``m = 2^-s (1 + 2^-23)`` (s > 0); ``float(v)`` is exact and ``t = v 2^-s`` has s fraction bits.
+
+    * Not a tie: t is at least ``2^-s`` away from the nearest half-integer. The product differs from t by
+      ``|t| 2^-23 < 2^-(s+1)`` before rounding and by at most half an ulp after, where ulp <= ``2^-(s+2)``
+      (``|t| < 2^(22-s)``): in all less than ``2^-s``, so it rounds to the same integer as t, which is
+      ``floor(t + 1/2)``.
+    * A positive tie ``t = k + 1/2``: the exact product is ``t + t 2^-23 >= t + ulp(t)``, and rounding to the
+      nearest float keeps it at or above the float ``t + ulp(t) > t``: it rounds up to ``k + 1``, half up.
+    * A negative tie would round away from zero (down) instead, but with ``lo >= 0`` every ``v < 0`` has
+      ``rshift_round(v, s) <= 0`` and clamps to ``lo``, and so does MLAS's result (<= 0, saturated to 0, clipped).
+    * s = 0: ``m = 1`` exactly, no rounding at all.
+    * An int8 clamp (``lo < 0``) runs on ``v' = v + 128 x 2^s`` (in the bias): ``rshift_round(v', s) =
+      rshift_round(v, s) + 128`` exactly, so the uint8 result is ``y + 128``; a negative ``v'`` means
+      ``rshift_round(v, s) < -128``, clamped to -128 = 0 - 128 as above. The bound applies to ``v'``.
+
+    Saturation to [0, 255] then the ``Clip`` to ``[lo, hi]`` (shifted) is the contract's clamp. The int32 sums are
+    exact where the kernel passed its self-test (255 x -128 pairs), the padding holds the zero point (the real 0),
+    and an int8 input runs as uint8 ``x + 128`` with zero point 128. ``floor`` rounding folds ``-2^(s-1)`` into the
+    bias.
+    """
+    a = layer.attrs
+    n = w.shape[0]
+    signed = model.tensors[layer.inputs[0]].dtype == "int8"
+    bias = _qconv_bias(model, layer)
+    one = g.const(1.0, hint + "_one")
+    inputs = [g.as_uint8(x, signed, hint), one, g.const(_INT8_TO_UINT8 * signed, hint + "_xzp", np.uint8),
+              g.const(w, hint + "_w", np.int8), g.const(qconv_scale(layer.arrays["shift"]), hint + "_wscale"),
+              g.const(np.zeros(n), hint + "_wzp", np.int8), one, g.const(0, hint + "_yzp", np.uint8),
+              g.const(bias, hint + "_bias", np.int32)]
+    q = g.op("QLinearConv", inputs, hint, pads=list(a["padding"]), strides=list(a["stride"]),
+             dilations=list(a["dilation"]), group=int(a["groups"]), kernel_shape=list(w.shape[2:]))
+    offset = _qconv_offset(layer)
+    lo, hi = a["lo"] + offset, a["hi"] + offset
+    if lo > _U8_LO or hi < _U8_HI:
+        q = g.op("Clip", [q, g.const(lo, hint + "_lo", np.uint8), g.const(hi, hint + "_hi", np.uint8)], hint)
+    return g.from_int(q, TensorProto.UINT8 if offset == 0 else _SHIFTED, hint)
+
+
 def _fused_verdict(g: _Graph, model: Model, layer: Layer) -> bool:
     from .capability import kernel_verdict
 
@@ -582,10 +712,21 @@ def _lower_add(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hin
     return _clip(g, t, a["lo"], a["hi"], np.float32, hint)
 
 
+def _on_uint8_twin(g: _Graph, x: str, hint: str, op_type: str, **attrs) -> str | None:
+    """Data movement or max pooling (monotone: it commutes with the +128 shift) of a value that has a uint8 twin (a
+    ``qconv`` output) runs on the twin, so that the next ``qconv`` layer reads uint8 without casts; None where ``x``
+    has none."""
+    for form in (TensorProto.UINT8, _SHIFTED):
+        if (x, form) in g.ints:
+            return g.from_int(g.op(op_type, [g.ints[x, form]], hint, **attrs), form, hint)
+    return None
+
+
 def _lower_max_pool(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
     a = layer.attrs
-    return g.op("MaxPool", [names[layer.inputs[0]]], hint, kernel_shape=list(a["kernel"]),
-                strides=list(a["stride"]), pads=list(a["padding"]))
+    attrs = dict(kernel_shape=list(a["kernel"]), strides=list(a["stride"]), pads=list(a["padding"]))
+    return (_on_uint8_twin(g, names[layer.inputs[0]], hint, "MaxPool", **attrs)
+            or g.op("MaxPool", [names[layer.inputs[0]]], hint, **attrs))
 
 
 def _lower_avg_pool(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
@@ -621,7 +762,7 @@ def _keep_width(g: _Graph, source: str, out: str) -> str:
 
 def _lower_flatten(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
     x = names[layer.inputs[0]]
-    return _keep_width(g, x, g.op("Flatten", [x], hint, axis=1))
+    return _on_uint8_twin(g, x, hint, "Flatten", axis=1) or _keep_width(g, x, g.op("Flatten", [x], hint, axis=1))
 
 
 def _lower_reshape(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
@@ -713,7 +854,8 @@ def lower_layers(model: Model, layers: list[Layer], inputs: list[str], outputs: 
     graph_outputs = []
     for t in outputs:
         info = model.tensors[t]
-        g.nodes.append(helper.make_node("Cast", [names[t]], [t], to=_ONNX_TYPE[info.dtype]))
+        source = g.ints.get((names[t], _ONNX_TYPE[info.dtype]), names[t])  # an integer twin needs no float round trip
+        g.nodes.append(helper.make_node("Cast", [source], [t], to=_ONNX_TYPE[info.dtype]))
         graph_outputs.append(helper.make_tensor_value_info(t, _ONNX_TYPE[info.dtype], [None, *info.shape]))
     _prune(g, outputs)
     graph = helper.make_graph(g.nodes, "accel_segment", graph_inputs, graph_outputs, initializer=g.inits)

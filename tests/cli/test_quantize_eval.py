@@ -136,7 +136,8 @@ def test_calibration_unlike_the_models_data_warns_in_one_line(tmp_path):
 
 
 def test_eval_reports_the_engine_and_backends_agree(tmp_path):
-    from accel.engine.capability import FUSED_KERNELS, INT_KERNELS
+    from accel.engine.capability import FUSED_KERNELS, INT_KERNELS, QCONV_KERNELS
+    from accel.engine.onnx_lowering import QCONV_KERNEL
     from accel.engine.torch_backend import cuda_available
 
     rc, out, err = accel("quantize", DIGITS, "--calib", "digits", "-o", "d.qmodel", cwd=tmp_path)
@@ -147,9 +148,12 @@ def test_eval_reports_the_engine_and_backends_agree(tmp_path):
         assert rc == 0, err
         results[backend] = json.loads(out)
     fast = results["fast"]["engine"]
-    assert fast["backend"] == "fast" and set(fast["int_kernels"]) == set(INT_KERNELS) | set(FUSED_KERNELS)
+    kernels = set(INT_KERNELS) | set(FUSED_KERNELS) | set(QCONV_KERNELS)
+    assert fast["backend"] == "fast" and set(fast["int_kernels"]) == kernels
     assert set(fast["int_kernels"].values()) <= {"exact", "rejected"}
     assert len(fast["layer_paths"]) == 7 and "numba" not in fast["layer_paths"].values()
+    # cnn_digits' second convolution takes qconv exactly where that kernel passed its self-test
+    assert ("qconv" in fast["layer_paths"].values()) == (fast["int_kernels"][QCONV_KERNEL] == "exact")
     assert results["torch"]["engine"]["device"].startswith("cpu")
     assert results["torch"]["quant_top1"] == results["fast"]["quant_top1"]
     if not cuda_available():

@@ -4,16 +4,21 @@ and its verdict on this machine's real kernels decides nothing that a test then 
 import numpy as np
 import pytest
 
+from accel.datapath import conv_gemm_groups, im2col
 from accel.engine import capability
 from accel.engine.capability import (
     FUSED_KERNELS,
     INT_KERNELS,
+    QCONV_KERNELS,
     chosen_kernels,
     cpu_flags,
     forced_verdicts,
     fused_matmul_exact,
     int_matmul_exact,
     kernel_verdict,
+    ort_qlinear_conv,
+    qconv_exact,
+    qconv_scale,
 )
 
 
@@ -75,7 +80,7 @@ def test_verdicts_are_cached_and_reported():
         INT_KERNELS[name] = original
         kernel_verdict.cache_clear()
     report = chosen_kernels()
-    assert set(report["int_kernels"]) == set(INT_KERNELS) | set(FUSED_KERNELS)
+    assert set(report["int_kernels"]) == set(INT_KERNELS) | set(FUSED_KERNELS) | set(QCONV_KERNELS)
     assert set(report["int_kernels"].values()) <= {"exact", "rejected"}
     assert set(report["flags"]) <= set(capability.REPORTED_FLAGS) and set(report["flags"]) <= cpu_flags()
 
@@ -102,7 +107,74 @@ def test_fused_self_test_rejects_inexact_kernels(kernel):
 
 @pytest.mark.parametrize("verdict", [True, False])
 def test_forced_verdicts_apply_inside_the_block_only(verdict):
-    measured = {name: kernel_verdict(name) for name in [*INT_KERNELS, *FUSED_KERNELS]}
+    measured = {name: kernel_verdict(name) for name in [*INT_KERNELS, *FUSED_KERNELS, *QCONV_KERNELS]}
     with forced_verdicts(verdict):
         assert all(kernel_verdict(name) is verdict for name in measured)
     assert {name: kernel_verdict(name) for name in measured} == measured
+
+
+def qlinear_conv_model(matmul=exact_matmul):
+    """A model of MLAS's QLinearConv (x_scale = y_scale = 1, y_zero_point 0): int32 sums of the stored uint8 values
+    (padding holds the zero point) by ``matmul``, less ``zero point x sum w``, plus the bias, then
+    ``round_half_even(float32(v) * scale)`` in float32 and saturation to uint8."""
+    def run(x, x_zero_point, w, bias, scale, *, stride, padding, groups, dilation):
+        n, _, kh, kw = w.shape
+        cols = im2col(x, (kh, kw), stride, padding, dilation, x_zero_point)
+        b, oh, ow = cols.shape[:3]
+        acc = np.empty((b * oh * ow, n), np.int64)
+        for channels, patch in conv_gemm_groups(cols, n, groups):
+            wt = w[channels].reshape(channels.stop - channels.start, -1).T
+            acc[:, channels] = matmul(patch.astype(np.uint8), wt) - x_zero_point * wt.sum(axis=0, dtype=np.int64)
+        v = (acc + bias).astype(np.float32) * np.asarray(scale, np.float32)
+        return np.clip(np.rint(v), 0, 255).astype(np.uint8).reshape(b, oh, ow, n).transpose(0, 3, 1, 2)
+    return run
+
+
+def unperturbed_scale(shift):
+    """``2^-s`` without the tie nudge: ties round to even."""
+    return np.ldexp(1.0, -np.asarray(shift, np.int64)).astype(np.float32)
+
+
+def test_qconv_self_test_accepts_a_model_of_mlas():
+    assert qconv_exact(qlinear_conv_model(), qconv_scale)
+
+
+@pytest.mark.parametrize("scale", [unperturbed_scale,
+                                   lambda s: np.ldexp(1.0 + 2.0 ** -21, -np.asarray(s, np.int64)).astype(np.float32),
+                                   lambda s: np.ldexp(1.0 + 2.0 ** -24, -np.asarray(s, np.int64)).astype(np.float32)])
+def test_qconv_self_test_rejects_a_broken_scale(scale):
+    """Ties to even (no nudge), a nudge so large that values near 2^22 cross a rounding boundary, and one so small
+    that large ties round back to even: the tie cases catch all three."""
+    assert not qconv_exact(qlinear_conv_model(), scale)
+
+
+def test_qconv_self_test_rejects_avx2_pair_saturation():
+    assert not qconv_exact(qlinear_conv_model(avx2_pair_saturating_matmul), qconv_scale)
+
+
+def test_qconv_self_test_rejects_a_kernel_that_cannot_run():
+    def no_kernel(*args, **kwargs):
+        raise RuntimeError("QLinearConv: no kernel for this shape")
+
+    assert not qconv_exact(no_kernel, qconv_scale)
+
+
+def test_qconv_self_test_rejects_the_unperturbed_scale_on_this_machine():
+    """onnxruntime's own kernel: MLAS rounds ties to even, so the plain 2^-s scale fails the tie cases (and on a CPU
+    whose kernel is inexact anyway the verdict is False too): whatever this CPU is, the self-test can fail."""
+    assert not qconv_exact(ort_qlinear_conv, unperturbed_scale)
+
+
+def test_qconv_verdict_is_cached_and_forced():
+    kernel_verdict.cache_clear()
+    name = next(iter(QCONV_KERNELS))
+    original, calls = QCONV_KERNELS[name], []
+    QCONV_KERNELS[name] = lambda: calls.append(1) or original()
+    try:
+        first = kernel_verdict(name)
+        assert kernel_verdict(name) is first and len(calls) == 1  # once per process
+        with forced_verdicts(not first):
+            assert kernel_verdict(name) is (not first) and len(calls) == 1
+    finally:
+        QCONV_KERNELS[name] = original
+        kernel_verdict.cache_clear()

@@ -5,11 +5,13 @@ import pytest
 
 from accel.config import AcceleratorConfig
 from accel.engine import Engine, run_model_contract
-from accel.engine.capability import forced_verdicts, kernel_verdict
+from accel.engine.capability import FUSED_KERNELS, INT_KERNELS, QCONV_KERNELS, forced_verdicts, kernel_verdict
 from accel.engine.onnx_lowering import (
     F32_EXACT_BOUND,
     INT8_CONV_MIN_K,
     INT8_CONV_MIN_N,
+    QCONV_KERNEL,
+    QCONV_MIN_GROUP_CHANNELS,
     _split_chunks,
     int_kernel_name,
     lower_layers,
@@ -22,25 +24,31 @@ from accel.ir import MAC_OPS, ModelBuilder
 from tests.support.strategies import mac_arrays
 
 #: "wide" marks the one layer whose bound passes 2^24: int8 where this CPU's integer kernel passed its
-#: self-test, float64 otherwise. Every other layer of the bundled models runs in float32.
+#: self-test, float64 otherwise. "qconv" marks the ReLU-clamped convolutions that run as one QLinearConv where
+#: that kernel passed its self-test, float32 otherwise: every one with 4 or more input channels (the first
+#: layers read 1 channel), ReLU-clamped or clamped to int8 (resnet's body.3). Every other layer of the bundled
+#: models runs in float32.
 WIDE = "wide"
+QCONV = "qconv"
 BUNDLED_PATHS = {
     "cnn_mnist": {"features.features.0.Conv": "f32", "features.features.2.MaxPool": "f32",
-                  "features.features.3.Conv": "f32", "features.features.5.MaxPool": "f32",
+                  "features.features.3.Conv": QCONV, "features.features.5.MaxPool": "f32",
                   "classifier.classifier.0.Flatten": "f32", "classifier.classifier.1.Gemm": WIDE,
                   "classifier.classifier.3.Gemm": "f32"},
-    "resnet_mnist": dict.fromkeys(
-        ["net.net.0.Conv", "net.net.3.MaxPool", "net.net.4.body.body.0.Conv", "net.net.4.body.body.3.Conv",
-         "net.net.4.Add", "net.net.5.Conv", "net.net.8.body.body.0.Conv", "net.net.8.body.body.3.Conv",
-         "net.net.8.Add", "net.net.9.GlobalAveragePool", "net.net.10.Flatten", "net.net.11.Gemm"], "f32"),
-    "mobilenet_mnist": dict.fromkeys(
-        [f"net.net.{i}.Conv" for i in (0, 3, 6, 9, 12, 15, 18)]
-        + ["net.net.21.GlobalAveragePool", "net.net.22.Flatten", "net.net.23.Gemm"], "f32"),
+    "resnet_mnist": {**dict.fromkeys(
+        ["net.net.0.Conv", "net.net.3.MaxPool", "net.net.4.Add", "net.net.8.Add", "net.net.9.GlobalAveragePool",
+         "net.net.10.Flatten", "net.net.11.Gemm"], "f32"),
+        **dict.fromkeys(["net.net.4.body.body.0.Conv", "net.net.4.body.body.3.Conv", "net.net.5.Conv",
+                         "net.net.8.body.body.0.Conv", "net.net.8.body.body.3.Conv"], QCONV)},
+    "mobilenet_mnist": {**dict.fromkeys(
+        ["net.net.0.Conv", "net.net.21.GlobalAveragePool", "net.net.22.Flatten", "net.net.23.Gemm"], "f32"),
+        **dict.fromkeys([f"net.net.{i}.Conv" for i in (3, 6, 9, 12, 15, 18)], QCONV)},
     "cnn_digits": {"features.features.0.Conv": "f32", "features.features.2.MaxPool": "f32",
-                   "features.features.3.Conv": "f32", "features.features.5.MaxPool": "f32",
+                   "features.features.3.Conv": QCONV, "features.features.5.MaxPool": "f32",
                    "classifier.classifier.0.Flatten": "f32", "classifier.classifier.1.Gemm": "f32",
                    "classifier.classifier.3.Gemm": "f32"},
 }
+ALL_KERNELS = [*INT_KERNELS, *FUSED_KERNELS, *QCONV_KERNELS]
 
 
 @pytest.fixture(scope="module", params=sorted(BUNDLED_PATHS))
@@ -57,20 +65,25 @@ def test_bundled_models_take_the_expected_paths(bundled, verdict):
         for int_kernels in (True, False):
             engine = Engine(model, int_kernels=int_kernels)
             want = {layer.name: BUNDLED_PATHS[name][layer.name] for layer in model.layers}
-            want = {k: ("int8" if int_kernels and verdict else "f64") if v == WIDE else v for k, v in want.items()}
+            taken = int_kernels and verdict
+            want = {k: {WIDE: "int8" if taken else "f64", QCONV: QCONV if taken else "f32"}.get(v, v)
+                    for k, v in want.items()}
             assert engine.layer_paths() == want
             assert [s[0] for s in engine._segments(False)] == ["onnx"]  # one graph, no numba step
 
 
-def test_bundled_models_bit_exact_on_every_path(bundled):
-    name, model = bundled
+def _bundled_inputs(model, count: int) -> np.ndarray:
     info = model.tensors[model.inputs[0]]
     lo, hi = info.range
-    rng = np.random.default_rng(1)
-    xs = rng.integers(lo, hi + 1, (6,) + info.shape)
+    xs = np.random.default_rng(1).integers(lo, hi + 1, (count,) + info.shape)
     xs[0] = hi  # the extremes reach the bounds the paths were chosen by
     xs[1] = lo
-    xs = xs.astype(info.dtype)
+    return xs.astype(info.dtype)
+
+
+def test_bundled_models_bit_exact_on_every_path(bundled):
+    name, model = bundled
+    xs = _bundled_inputs(model, 6)
     want = Engine(model, "reference").run(xs, return_all=True)
     engines = {"fast": Engine(model), "fast, float only": Engine(model, int_kernels=False),
                "torch (cpu)": Engine(model, "torch")}
@@ -91,12 +104,14 @@ def test_floor_sinks_behind_max_pool(bundled):
     from accel.engine.onnx_lowering import lower_layers
 
     name, model = bundled
-    proto = lower_layers(model, model.layers, list(model.inputs), list(model.outputs))
+    # the float paths' graph (int_kernels=False: no qconv layer, whose uint8 output needs no rounding)
+    proto = lower_layers(model, model.layers, list(model.inputs), list(model.outputs), int_kernels=False)
     producer = {out: node for node in proto.graph.node for out in node.output}
     pools = [node for node in proto.graph.node if node.op_type == "MaxPool"]
     for pool in pools:
         assert producer[pool.input[0]].op_type == "Clip", name
-    kept = lower_layers(model, model.layers, list(model.inputs), [layer.output for layer in model.layers])
+    kept = lower_layers(model, model.layers, list(model.inputs), [layer.output for layer in model.layers],
+                        int_kernels=False)
     producer = {out: node for node in kept.graph.node for out in node.output}
     for pool in (node for node in kept.graph.node if node.op_type == "MaxPool"):
         # every tensor read: nothing moves (the rounding is a Floor or the pair of 1x1 rounding convolutions)
@@ -117,7 +132,7 @@ def test_rounding_by_convolutions_where_nothing_fuses_into_them(bundled):
     """A folded convolution with whole blocks of 16 channels rounds with two 1x1 convolutions (onnxruntime's blocked
     layout, no reorders), except where an add layer reads it (onnxruntime would fuse the add into the second one)."""
     name, model = bundled
-    proto = lower_layers(model, model.layers, list(model.inputs), list(model.outputs))
+    proto = lower_layers(model, model.layers, list(model.inputs), list(model.outputs), int_kernels=False)
     readers = {t: layer.op for layer in model.layers for t in layer.inputs}
     want = sum(1 for layer in model.layers if layer.op == "conv2d" and layer.arrays["codes"].shape[0] % 16 == 0
                and readers.get(layer.output) != "add")
@@ -299,3 +314,138 @@ def test_torch_int8_path_on_a_strided_1x1_im2col():
     want = run_model_contract(model, xs)["conv"]
     for _ in range(20):
         assert np.array_equal(Engine(model, "torch").run(xs)["conv"].astype(np.int64), want)
+
+
+def test_bundled_models_exact_with_qconv_forced_on(bundled):
+    """With every verdict forced to pass, each bundled model runs its qconv layers as QLinearConv and equals the
+    reference (numba) backend bit for bit on every tensor. Forcing is sound here only because the test runs where
+    every kernel passed its own self-test in this process: the forced engine then runs exactly the kernels that the
+    measured verdicts would choose (on a CPU whose QLinearConv failed, forcing would run an inexact kernel)."""
+    name, model = bundled
+    if not all(kernel_verdict(kernel) for kernel in ALL_KERNELS):
+        pytest.skip("an integer kernel failed its self-test on this CPU: forcing it on would run an inexact kernel")
+    xs = _bundled_inputs(model, 64)
+    with forced_verdicts(True):
+        engine = Engine(model)
+        paths = engine.layer_paths()
+        got = engine.run(xs, return_all=True)
+    assert [k for k, v in paths.items() if v == QCONV] == [k for k, v in BUNDLED_PATHS[name].items() if v == QCONV]
+    want = Engine(model, "reference").run(xs, return_all=True)
+    for t, values in want.items():
+        assert got[t].dtype == values.dtype and np.array_equal(got[t], values), (name, t)
+
+
+def test_qconv_layers_pass_uint8_tensors(bundled):
+    """Graph structure under a passing verdict (forced; lowering runs nothing): one QLinearConv per qconv layer; one
+    that reads another's output (directly or through MaxPool/Flatten) takes its uint8 tensor with no cast; a float
+    reader gets one Cast per tensor."""
+    name, model = bundled
+    with forced_verdicts(True):
+        paths = Engine(model).layer_paths()
+        proto = lower_layers(model, model.layers, list(model.inputs), list(model.outputs))
+    producer = {out: node for node in proto.graph.node for out in node.output}
+    maker = {layer.output: layer for layer in model.layers}
+    qconvs = {layer.name.replace("/", "_"): layer for layer in model.layers if paths[layer.name] == QCONV}
+    nodes = [node for node in proto.graph.node if node.op_type == "QLinearConv"]
+    assert sorted(node.name.rsplit("__", 1)[0] for node in nodes) == sorted(qconvs)
+    for node in nodes:
+        source = maker.get(qconvs[node.name.rsplit("__", 1)[0]].inputs[0])
+        while source is not None and source.op in ("max_pool", "flatten"):
+            source = maker.get(source.inputs[0])
+        from_qconv = source is not None and paths[source.name] == QCONV
+        assert (producer[node.input[0]].op_type != "Cast") == from_qconv, (name, node.name)
+    cast_inputs = [node.input[0] for node in proto.graph.node if node.op_type == "Cast"]
+    assert len(cast_inputs) == len(set(cast_inputs)), name
+
+
+def _qconv_layer_model(rng, seed: int, raw: bool = False):
+    """A random convolution clamped within uint8 or int8 (dense, depthwise or grouped; 1x1 or 3x3; strides,
+    dilation, padding; uint8 or int8 input; half-up or floor), then max pooling and a 1x1 convolution reading its
+    output. Small LUT values and shifts from 1 make ties frequent; ``raw``: the first layer emitting its sums."""
+    cfg = AcceleratorConfig(rounding=("half_up", "floor")[seed % 4 == 3], lut_scope=("layer", "channel")[seed % 2])
+    in_dtype = ("uint8", "int8")[seed // 2 % 2]
+    kind = ("dense", "depthwise", "grouped")[seed % 3]
+    c = {"dense": int(rng.choice([4, 5, 17])), "depthwise": int(rng.choice([7, 16])), "grouped": 16}[kind]
+    groups = {"dense": 1, "depthwise": c, "grouped": int(rng.choice([2, 4]))}[kind]
+    n = {"dense": int(rng.integers(4, 9)), "depthwise": c, "grouped": groups * int(rng.integers(2, 6))}[kind]
+    k = int(rng.choice([1, 3]))
+    b = ModelBuilder(cfg)
+    x = b.input("x", (c, 9, 9), in_dtype)
+    arrays = mac_arrays(rng, cfg, n, (n, c // groups, k, k), extreme=False)
+    arrays["lut"] = rng.integers(-3, 4, arrays["lut"].shape).astype(np.int8)
+    shift = rng.integers(1, 9, n)
+    shift[0] = 0
+    arrays["shift"] = shift
+    lo, hi, dtype = [(0, 255, "uint8"), (3, 192, "uint8"), (-128, 127, "int8"), (-100, 50, "int8")][seed % 4]
+    # sums land on, next to and between ties of every channel's shift, around the clamp range
+    arrays["bias"] = (rng.integers(lo - 8, hi - 64, n) << shift) + rng.integers(0, 1 << shift)
+    clamp = {} if raw else dict(lo=lo, hi=hi, dtype=dtype)
+    y = b.conv2d("conv", x, **arrays, stride=(int(rng.integers(1, 3)),) * 2, padding=tuple(rng.integers(0, 2, 4)),
+                 dilation=(int(rng.integers(1, 3)),) * 2 if k == 3 else (1, 1), groups=groups, raw=raw, **clamp)
+    if raw:
+        return b.build([y])
+    pooled = b.max_pool("pool", y, kernel=(2, 2))
+    pointwise = mac_arrays(rng, cfg, 8, (8, n, 1, 1), extreme=False)
+    pointwise["bias"] = rng.integers(0, 1 << 14, 8)
+    pointwise["shift"] = np.minimum(pointwise["shift"], 12)  # floor rounding puts -2^(s-1) in the bound
+    z = b.conv2d("conv2", pooled, **pointwise, lo=0, hi=255, dtype="uint8")
+    return b.build([y, z])
+
+
+@pytest.mark.parametrize("seed", range(24))
+def test_qconv_random_layers_exact(seed):
+    """Property test where this CPU's QLinearConv passed its self-test: random ReLU-clamped convolutions, ties
+    included, take path qconv and equal the contract (elsewhere they run on the float paths, tested above)."""
+    if not kernel_verdict(QCONV_KERNEL):
+        pytest.skip("this CPU's QLinearConv failed its self-test: no layer takes path qconv here")
+    model = _qconv_layer_model(np.random.default_rng(seed), seed)
+    paths = Engine(model).layer_paths()
+    layer = model.layer("conv")
+    assert paths["conv"] == QCONV and paths["conv2"] == QCONV, paths
+    info = model.tensors["x"]
+    rng = np.random.default_rng(seed + 100)
+    xs = rng.integers(*info.range, (4, *info.shape), endpoint=True).astype(info.dtype)
+    xs[0] = info.range[1]
+    want = run_model_contract(model, xs, return_all=True)
+    got = Engine(model).run(xs, return_all=True)
+    for t in ("conv", "pool", "conv2"):
+        assert np.array_equal(got[t].astype(np.int64), want[t]), (seed, t, paths)
+    # the data held ties (sums an odd multiple of 2^(s-1)) that round into the clamp range, negative ones too
+    # where the clamp reaches below 0
+    acc = run_model_contract(_qconv_layer_model(np.random.default_rng(seed), seed, raw=True), xs)["conv"]
+    shift = layer.arrays["shift"].reshape(1, -1, 1, 1)
+    if model.config.rounding.value == "half_up":
+        ties = (shift > 0) & (acc & ((1 << shift) - 1) == 1 << np.maximum(shift - 1, 0))
+        ties &= (acc >> shift >= layer.attrs["lo"]) & (acc >> shift < layer.attrs["hi"])
+        assert int((ties & (acc > 0)).sum()) > 0
+        assert layer.attrs["lo"] >= 0 or int((ties & (acc < 0)).sum()) > 0
+
+
+@pytest.mark.parametrize("verdict", [True, False])
+def test_qconv_path_conditions(verdict):
+    """Which convolutions take qconv (forced verdicts, any CPU): one clamped within uint8 or int8 with a small bound
+    (an int8 clamp adds 128 x 2^s to it), not one with sums reaching 2^22, a non-zero padding value, too few input
+    channels or a multiplier."""
+    rng = np.random.default_rng(5)
+    cfg = AcceleratorConfig()
+
+    def conv_path(cfg=cfg, c=QCONV_MIN_GROUP_CHANNELS, lo=0, hi=255, bias=100, pad_value=0, lut=3, shift=4):
+        b = ModelBuilder(cfg)
+        x = b.input("x", (c, 5, 5), "uint8")
+        arrays = mac_arrays(rng, cfg, 4, (4, c, 3, 3), extreme=False)
+        arrays["lut"][:] = lut
+        arrays["bias"] = np.full(4, bias)
+        arrays["shift"] = np.full(4, shift)
+        model = b.build([b.conv2d("conv", x, **arrays, padding=(1, 1, 1, 1), pad_value=pad_value, lo=lo, hi=hi)])
+        with forced_verdicts(verdict):
+            return Engine(model).layer_paths()["conv"]
+
+    bound = QCONV_MIN_GROUP_CHANNELS * 9 * 3 * 255  # sum |w| * max |x|
+    assert conv_path() == ("qconv" if verdict else "f32")
+    for kw in (dict(lo=5, hi=192), dict(lo=-128, hi=127), dict(lo=-1, hi=20), dict(bias=(1 << 22) - 1 - bound),
+               dict(lo=-128, hi=127, bias=(1 << 22) - 1 - bound - (128 << 4))):
+        assert conv_path(**kw) == ("qconv" if verdict else "f32"), kw
+    for kw in (dict(lo=-128, hi=127, bias=(1 << 22) - bound - (128 << 4)),
+               dict(bias=(1 << 22) - bound), dict(pad_value=3),
+               dict(c=QCONV_MIN_GROUP_CHANNELS - 1), dict(cfg=AcceleratorConfig(requant="multiply_shift"))):
+        assert conv_path(**kw) != "qconv", kw
