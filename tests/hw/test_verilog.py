@@ -61,6 +61,7 @@ def test_ecp5_dsp_variant_registers_each_product_inside_a_mult18x18d():
     portable, dsp = verilog_text(cfg), verilog_text(cfg, dsp="ecp5")
     assert "MULT18X18D" not in portable
     assert dsp.count("MULT18X18D ") == 6 and dsp.count('.REG_OUTPUT_CLK("CLK0")') == 6
+    assert dsp.count('.REG_INPUTA_CLK("CLK0")') == dsp.count('.REG_INPUTB_CLK("CLK0")') == 6
     ports = [line for line in portable.splitlines() if line.lstrip().startswith(("input", "output"))]
     assert ports[:15] == [line for line in dsp.splitlines() if line.lstrip().startswith(("input", "output"))][:15]
     with pytest.raises(ValueError, match="dsp: 'xilinx' is not a DSP family the PE can instantiate"):
