@@ -234,7 +234,12 @@ class AxiTop(wiring.Component):
             m.d.sync += [beat.eq(merged), pending.eq(1), pending_kind.eq(state), word_idx.eq(0)]
         with m.Elif(core_fire):
             m.d.sync += pending.eq(0)
-        with m.If(in_fire & (state != _HEADER) & ~final):
+        # A word that does not complete a beat is taken whenever the stream runs (tready does not wait for
+        # the core then): its enables are written without the handover logic (core_fire, pending) that
+        # only the final word needs, which kept the word slots' 300 enables behind the core's handshake.
+        word_taken = Signal()
+        m.d.comb += word_taken.eq(self.s_axis_tvalid & running & (state != _HEADER) & ~final)
+        with m.If(word_taken):
             m.d.sync += word_idx.eq(word_idx + 1)
             for i, slot in enumerate(slots):
                 with m.If(word_idx == i):
