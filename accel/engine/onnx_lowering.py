@@ -180,6 +180,10 @@ def mac_path(model: Model, layer: Layer, int_kernel: bool | None = None) -> str:
 #: onnxruntime's float32 Conv (1 channel, 16 out, batch 256, 2 threads: 7.3 ms against 1.2 ms), and 4 channels or
 #: more faster (4 channels: 2.9 ms against 6.5 ms; 16 -> 32 at 14x14: 1.1 ms against 5.7 ms), 2026-11-30.
 QCONV_MIN_GROUP_CHANNELS = 4
+#: A ``qconv`` layer has at least this many output positions per image: on tiny maps MLAS's QLinearConv pays per
+#: image what onnxruntime's blocked float32 Conv spreads over the batch (cnn_digits' 3x3 convolution on 4x4, 16 ->
+#: 32 channels: the whole model 0.63x at batch 256 and 1.7x at batch 1 with it, 2026-11-30; sweeps run large batches).
+QCONV_MIN_POSITIONS = 25
 #: The :data:`accel.engine.capability.QCONV_KERNELS` entry of path ``qconv``.
 QCONV_KERNEL = "onnxruntime QLinearConv u8xs8"
 
@@ -206,7 +210,7 @@ def _qconv_fits(model: Model, layer: Layer) -> bool:
     requantization into a clamp within ``[0, 255]`` or ``[-128, 127]``, no multipoint rows, padding with the input's
     zero (its zero point), and ``max |acc + bias| < 2^22`` with the bias of :func:`_qconv_bias` (so no accumulator
     can overflow either); a depthwise convolution or one with :data:`QCONV_MIN_GROUP_CHANNELS` input channels per
-    group."""
+    group, and :data:`QCONV_MIN_POSITIONS` output positions per image."""
     a = layer.attrs
     if not QCONV_ENABLED or layer.op != "conv2d" or a["raw"] or model.config.requant is not Requant.SHIFT:
         return False
@@ -220,6 +224,8 @@ def _qconv_fits(model: Model, layer: Layer) -> bool:
     in_channels, groups = model.tensors[layer.inputs[0]].shape[0], int(a["groups"])
     depthwise = 1 < groups == in_channels
     if not depthwise and in_channels // groups < QCONV_MIN_GROUP_CHANNELS:
+        return False
+    if int(np.prod(model.tensors[layer.output].shape[1:])) < QCONV_MIN_POSITIONS:
         return False
     bound = int((product_bounds(model, layer) + np.abs(_qconv_bias(model, layer))).max(initial=0))
     return bound < QCONV_BOUND and bound <= model.config.acc_max

@@ -43,8 +43,9 @@ BUNDLED_PATHS = {
     "mobilenet_mnist": {**dict.fromkeys(
         ["net.net.0.Conv", "net.net.21.GlobalAveragePool", "net.net.22.Flatten", "net.net.23.Gemm"], "f32"),
         **dict.fromkeys([f"net.net.{i}.Conv" for i in (3, 6, 9, 12, 15, 18)], QCONV)},
+    # features.3 meets the qconv proof, but its 4x4 map is below QCONV_MIN_POSITIONS (see the test below).
     "cnn_digits": {"features.features.0.Conv": "f32", "features.features.2.MaxPool": "f32",
-                   "features.features.3.Conv": QCONV, "features.features.5.MaxPool": "f32",
+                   "features.features.3.Conv": "f32", "features.features.5.MaxPool": "f32",
                    "classifier.classifier.0.Flatten": "f32", "classifier.classifier.1.Gemm": "f32",
                    "classifier.classifier.3.Gemm": "f32"},
 }
@@ -392,12 +393,28 @@ def _qconv_layer_model(rng, seed: int, raw: bool = False):
     return b.build([y, z])
 
 
+def test_qconv_skips_tiny_maps(monkeypatch):
+    """cnn_digits' second convolution (4x4 outputs) meets the qconv proof but stays on float32 by the size rule;
+    with the rule lowered to its 16 positions it takes qconv."""
+    from accel.engine import onnx_lowering
+
+    model = quantize_onnx(MODELS_DIR / "cnn_digits.onnx", bundled_models()["cnn_digits"]["data"])
+    layer = "features.features.3.Conv"
+    with forced_verdicts(True):
+        assert Engine(model).layer_paths()[layer] == "f32"
+        monkeypatch.setattr(onnx_lowering, "QCONV_MIN_POSITIONS", 16)
+        assert Engine(model).layer_paths()[layer] == QCONV
+
+
 @pytest.mark.parametrize("seed", range(24))
-def test_qconv_random_layers_exact(seed):
+def test_qconv_random_layers_exact(seed, monkeypatch):
     """Property test where this CPU's QLinearConv passed its self-test: random ReLU-clamped convolutions, ties
     included, take path qconv and equal the contract (elsewhere they run on the float paths, tested above)."""
     if not kernel_verdict(QCONV_KERNEL):
         pytest.skip("this CPU's QLinearConv failed its self-test: no layer takes path qconv here")
+    from accel.engine import onnx_lowering
+
+    monkeypatch.setattr(onnx_lowering, "QCONV_MIN_POSITIONS", 1)  # the layers' maps are small: test the proof
     model = _qconv_layer_model(np.random.default_rng(seed), seed)
     paths = Engine(model).layer_paths()
     layer = model.layer("conv")
