@@ -52,7 +52,7 @@ def schedule(plan: TilePlan, timing: CoreTiming | None = None) -> list[TileCycle
     >>> prob = GemmProblem("fc", np.ones((16, 72), int), np.zeros((8, 72), np.uint8), np.zeros((1, 16), int),
     ...                    np.zeros(8, int), np.zeros(8, int), None, -128, 127, False, True, slice(0, 8))
     >>> [(c.first_in, c.last_out, c.cycles) for c in schedule(plan_tiles([prob], cfg))]
-    [(17, 116, 100), (89, 188, 100)]
+    [(17, 119, 103), (89, 191, 103)]
     """
     timing = timing or CoreTiming.from_config(plan.config)
     out: list[TileCycles] = []

@@ -152,8 +152,10 @@ def test_eval_reports_the_engine_and_backends_agree(tmp_path):
     assert fast["backend"] == "fast" and set(fast["int_kernels"]) == kernels
     assert set(fast["int_kernels"].values()) <= {"exact", "rejected"}
     assert len(fast["layer_paths"]) == 7 and "numba" not in fast["layer_paths"].values()
-    # cnn_digits' second convolution takes qconv exactly where that kernel passed its self-test
-    assert ("qconv" in fast["layer_paths"].values()) == (fast["int_kernels"][QCONV_KERNEL] == "exact")
+    # cnn_digits' one convolution that meets the qconv proof has a 4x4 map, below QCONV_MIN_POSITIONS: the
+    # verdict is reported either way, and a qconv layer only ever appears with an exact one.
+    assert QCONV_KERNEL in fast["int_kernels"]
+    assert "qconv" not in fast["layer_paths"].values() or fast["int_kernels"][QCONV_KERNEL] == "exact"
     assert results["torch"]["engine"]["device"].startswith("cpu")
     assert results["torch"]["quant_top1"] == results["fast"]["quant_top1"]
     if not cuda_available():
