@@ -26,10 +26,10 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["FUSED_KERNELS", "INT_KERNELS", "QCONV_BOUND", "QCONV_KERNELS", "QCONV_SHAPES", "chosen_kernels",
-           "cpu_flags", "cpu_summary", "forced_verdicts", "fused_matmul_exact", "int_matmul_exact", "kernel_verdict",
-           "ort_matmul_integer", "ort_matmul_integer_to_float", "ort_qlinear_conv", "qconv_exact", "qconv_scale",
-           "torch_int_mm", "torch_int_mm_verdict", "int_mm_weights"]
+__all__ = ["FUSED_KERNELS", "INT_KERNELS", "QCONV_BOUND", "QCONV_KERNEL", "QCONV_KERNELS", "QCONV_SHAPES",
+           "chosen_kernels", "cpu_flags", "cpu_summary", "forced_verdicts", "fused_matmul_exact", "int_matmul_exact",
+           "kernel_verdict", "ort_matmul_integer", "ort_matmul_integer_to_float", "ort_qlinear_conv", "qconv_exact",
+           "qconv_scale", "torch_int_mm", "torch_int_mm_verdict", "int_mm_weights"]
 
 #: Flags that decide which integer kernels a CPU runs natively (shown in reports).
 REPORTED_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
@@ -354,10 +354,17 @@ def qconv_exact(conv: Callable = ort_qlinear_conv, scale: Callable = qconv_scale
     return True
 
 
+#: The quantized convolution that path ``qconv`` runs.
+QCONV_KERNEL = "onnxruntime QLinearConv u8xs8"
 #: Quantized convolutions with a fused requantization (path ``qconv``): name -> their self-test.
 QCONV_KERNELS: dict[str, Callable[[], bool]] = {
-    "onnxruntime QLinearConv u8xs8": lambda: qconv_exact(ort_qlinear_conv),
+    QCONV_KERNEL: lambda: qconv_exact(ort_qlinear_conv),
 }
+
+
+def _kernel_names() -> list[str]:
+    """Every kernel with a self-test: :data:`INT_KERNELS`, :data:`FUSED_KERNELS`, :data:`QCONV_KERNELS`."""
+    return [*INT_KERNELS, *FUSED_KERNELS, *QCONV_KERNELS]
 
 
 #: Verdicts set by :func:`forced_verdicts` (tests that check path choices independently of this CPU).
@@ -391,7 +398,7 @@ def forced_verdicts(verdict: bool):
     """Within the block every kernel's verdict is ``verdict``, whatever this CPU does: for tests of which path a
     layer takes. Sessions built inside the block keep their kernels; never use it to run a model for results."""
     saved = dict(_FORCED)
-    _FORCED.update(dict.fromkeys([*INT_KERNELS, *FUSED_KERNELS, *QCONV_KERNELS], verdict))
+    _FORCED.update(dict.fromkeys(_kernel_names(), verdict))
     try:
         yield
     finally:
@@ -402,4 +409,4 @@ def forced_verdicts(verdict: bool):
 def chosen_kernels() -> dict:
     """The CPU and the verdict on every integer kernel, for reports (runs the self-tests once)."""
     return {**cpu_summary(), "int_kernels": {name: ("exact" if kernel_verdict(name) else "rejected")
-                                             for name in [*INT_KERNELS, *FUSED_KERNELS, *QCONV_KERNELS]}}
+                                             for name in _kernel_names()}}

@@ -76,7 +76,7 @@ from onnx import TensorProto, helper, numpy_helper
 from ..config import Overflow, Requant, Rounding
 from ..datapath import DTYPE_RANGES, conv_output_size, effective_weights, window_counts
 from ..ir import MAC_OPS, Layer, Model
-from .capability import QCONV_BOUND, qconv_scale
+from .capability import QCONV_BOUND, QCONV_KERNEL, qconv_scale
 
 __all__ = ["EXACT_IN_FLOAT", "F32_EXACT_BOUND", "F64_EXACT_BOUND", "FLOAT_LOWERINGS", "MAC_PATHS",
            "exact_in_float", "layer_path", "lower_layers", "mac_path", "ONNX_OPSET", "product_bounds"]
@@ -184,8 +184,6 @@ QCONV_MIN_GROUP_CHANNELS = 4
 #: image what onnxruntime's blocked float32 Conv spreads over the batch (cnn_digits' 3x3 convolution on 4x4, 16 ->
 #: 32 channels: the whole model 0.63x at batch 256 and 1.7x at batch 1 with it, 2026-11-30; sweeps run large batches).
 QCONV_MIN_POSITIONS = 25
-#: The :data:`accel.engine.capability.QCONV_KERNELS` entry of path ``qconv``.
-QCONV_KERNEL = "onnxruntime QLinearConv u8xs8"
 
 
 def _qconv_offset(layer: Layer) -> int:

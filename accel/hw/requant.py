@@ -135,7 +135,6 @@ class Requantizer(wiring.Component):
 
         # Stage: round, and compare for the clamp in parallel (no carry chain after another):
         # y = floor + r with r in {0, 1}, so y > hi iff floor > hi - r, and y < lo iff floor < lo - r.
-        # Each compare is registered on its own (one short carry chain); the last stage picks among them.
         floor = Signal(wide)
         m.d.comb += floor.eq(twice[1:].as_signed())
         up = twice[0] if self._rounding is Rounding.HALF_UP else Const(0, 1)
