@@ -26,8 +26,9 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["FUSED_KERNELS", "INT_KERNELS", "QCONV_BOUND", "QCONV_KERNEL", "QCONV_KERNELS", "QCONV_SHAPES",
-           "chosen_kernels", "cpu_flags", "cpu_summary", "forced_verdicts", "fused_matmul_exact", "int_matmul_exact",
+__all__ = ["FUSED_KERNELS", "INT_KERNELS", "QCONV_BOUND", "QCONV_DOMAIN", "QCONV_KERNEL", "QCONV_KERNELS",
+           "QCONV_SHAPES", "chosen_kernels", "cpu_flags", "cpu_summary", "forced_verdicts", "fused_matmul_exact",
+           "int_matmul_exact",
            "kernel_verdict", "ort_matmul_integer", "ort_matmul_integer_to_float", "ort_qlinear_conv", "qconv_exact",
            "qconv_scale", "torch_int_mm", "torch_int_mm_verdict", "int_mm_weights"]
 
@@ -234,7 +235,8 @@ def qconv_scale(shift) -> np.ndarray:
 def ort_qlinear_conv(x: np.ndarray, x_zero_point: int, w: np.ndarray, bias: np.ndarray, scale: np.ndarray, *,
                      stride: tuple[int, int], padding: tuple[int, int, int, int], groups: int,
                      dilation: tuple[int, int] = (1, 1)) -> np.ndarray:
-    """onnxruntime's ``QLinearConv`` as the engine's graphs use it: ``x`` uint8 (B, C, H, W) with its zero point,
+    """onnxruntime's ``QLinearConv`` as the engine's graphs use it (NHWC, :data:`QCONV_DOMAIN`, between transposes):
+    ``x`` uint8 (B, C, H, W) with its zero point,
     ``w`` int8 (N, C / groups, KH, KW) and ``bias`` int32 as constants (onnxruntime packs constant weights and
     picks its kernel from them), per-channel float32 ``scale``, x_scale = y_scale = 1, y_zero_point 0 -> uint8.
     ``padding`` is (top, left, bottom, right)."""
@@ -245,14 +247,16 @@ def ort_qlinear_conv(x: np.ndarray, x_zero_point: int, w: np.ndarray, bias: np.n
               "w_scale": np.asarray(scale, np.float32), "w_zp": np.zeros(n, np.int8), "y_zp": np.uint8(0),
               "bias": np.asarray(bias, np.int32)}
     pt, pl, pb, pr = padding
-    node = helper.make_node("QLinearConv", ["x", "one", "x_zp", "w", "w_scale", "w_zp", "one", "y_zp", "bias"],
-                            ["y"], kernel_shape=list(w.shape[2:]), strides=list(stride), pads=[pt, pl, pb, pr],
-                            group=groups, dilations=list(dilation))
-    graph = helper.make_graph([node], "qlinear_conv",
+    nodes = [helper.make_node("Transpose", ["x"], ["x_nhwc"], perm=[0, 2, 3, 1]),
+             helper.make_node("QLinearConv", ["x_nhwc", "one", "x_zp", "w", "w_scale", "w_zp", "one", "y_zp", "bias"],
+                              ["y_nhwc"], domain=QCONV_DOMAIN, channels_last=1, kernel_shape=list(w.shape[2:]),
+                              strides=list(stride), pads=[pt, pl, pb, pr], group=groups, dilations=list(dilation)),
+             helper.make_node("Transpose", ["y_nhwc"], ["y"], perm=[0, 3, 1, 2])]
+    graph = helper.make_graph(nodes, "qlinear_conv",
                               [helper.make_tensor_value_info("x", TensorProto.UINT8, [None, *x.shape[1:]])],
                               [helper.make_tensor_value_info("y", TensorProto.UINT8, None)],
                               initializer=[numpy_helper.from_array(v, k) for k, v in consts.items()])
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(QCONV_DOMAIN, 1)])
     return _session(proto).run(None, {"x": x})[0]
 
 
@@ -354,7 +358,10 @@ def qconv_exact(conv: Callable = ort_qlinear_conv, scale: Callable = qconv_scale
     return True
 
 
-#: The quantized convolution that path ``qconv`` runs.
+#: The quantized convolution that path ``qconv`` runs: onnxruntime's NHWC ``QLinearConv`` of this domain
+#: (``channels_last=1``, what onnxruntime itself makes of an ONNX ``QLinearConv`` on x86), emitted as such so that
+#: the graph holds its uint8 activations in NHWC from one layer to the next without transposes.
+QCONV_DOMAIN = "com.microsoft"
 QCONV_KERNEL = "onnxruntime QLinearConv u8xs8"
 #: Quantized convolutions with a fused requantization (path ``qconv``): name -> their self-test.
 QCONV_KERNELS: dict[str, Callable[[], bool]] = {

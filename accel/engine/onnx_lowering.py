@@ -38,7 +38,11 @@ sums by ``sum_k |w[n,k]| * max|x| + |bias[n]|`` and picks one path per layer:
     ``w_scale = 2^-s (1 + 2^-23)`` in float32 (exactly 1 at s = 0), then a ``Clip`` on the uint8 result where
     ``lo > 0`` or ``hi < 255`` (an int8 clamp is computed as ``y + 128`` with ``128 x 2^s`` added to the bias). The
     output stays uint8 for the next ``qconv`` (or 8-bit GEMM) layer, through ``MaxPool`` and ``Flatten``; a ``Cast``
-    to float, made once per tensor, feeds the layers that read floats. :func:`_lower_qconv` has the proof.
+    to float, made once per tensor, feeds the layers that read floats. :func:`_lower_qconv` has the proof. The
+    graph emits onnxruntime's NHWC form of the op (``channels_last=1``) and keeps a chain of ``qconv`` layers in
+    NHWC uint8 with no transposes (:meth:`_Graph.nhwc_uint8`); a residual ``add`` that reads one runs as a 1x1
+    ``QLinearConv`` over both inputs side by side (:func:`add_fits_qconv`), and global average pooling sums the
+    NHWC form.
 ``numba``
     only where exactness needs integer semantics: a saturating accumulator that
     can overflow (then the order of the additions matters), bounds beyond 2^53.
@@ -76,7 +80,7 @@ from onnx import TensorProto, helper, numpy_helper
 from ..config import Overflow, Requant, Rounding
 from ..datapath import DTYPE_RANGES, conv_output_size, effective_weights, window_counts
 from ..ir import MAC_OPS, Layer, Model
-from .capability import QCONV_BOUND, QCONV_KERNEL, qconv_scale
+from .capability import QCONV_BOUND, QCONV_DOMAIN, QCONV_KERNEL, qconv_scale
 
 __all__ = ["EXACT_IN_FLOAT", "F32_EXACT_BOUND", "F64_EXACT_BOUND", "FLOAT_LOWERINGS", "MAC_PATHS",
            "exact_in_float", "layer_path", "lower_layers", "mac_path", "ONNX_OPSET", "product_bounds"]
@@ -96,6 +100,7 @@ _ONNX_TYPE = {"int8": TensorProto.INT8, "uint8": TensorProto.UINT8, "int32": Ten
 _U8_LO, _U8_HI = DTYPE_RANGES["uint8"]
 _INT8_TO_UINT8 = _U8_LO - DTYPE_RANGES["int8"][0]  # 128: int8 values run shifted into uint8
 _SHIFTED = "shifted"  # the form of a uint8 value holding int8 values + 128 (_Graph.ints)
+_TO_NHWC, _TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
 #: Every path a conv2d/linear layer can take (see the module docstring).
 MAC_PATHS = ("f32", "f32-split", "f64", "int8", "qconv", "numba")
 #: Whether the ``qconv`` path is taken where it applies (off: today's float and 8-bit GEMM paths only).
@@ -316,6 +321,8 @@ def layer_path(model: Model, layer: Layer, int_kernels: bool = True) -> str:
     (its onnxruntime lowering) or "numba". ``int_kernels=False`` leaves the integer kernels out."""
     if layer.op in MAC_OPS:
         return mac_path(model, layer, None if int_kernels else False)
+    if int_kernels and add_fits_qconv(model, layer):
+        return "qconv"
     return "f32" if exact_in_float(model, layer) else "numba"
 
 
@@ -349,6 +356,7 @@ class _Graph:
         self.inits: list[onnx.TensorProto] = []
         self.double: set[str] = set()  # names of float64 values (raw accumulators beyond float32)
         self.nhwc: dict[str, str] = {}  # NCHW value -> the same values in NHWC (outputs of integer convolutions)
+        self.u8_nhwc: dict[tuple[str, int | str], str] = {}  # (float value, form) -> its uint8 values in NHWC
         self.ints: dict[tuple[str, int | str], str] = {}  # (float value, ONNX integer type) -> the value in it
         self.roundings: dict[str, list[onnx.NodeProto]] = {}  # output -> the nodes that round their input
         self.readers: dict[str, set[str]] = {}  # tensor of the model -> the ops of the layers that read it
@@ -379,6 +387,22 @@ class _Graph:
             shifted = self.op("Add", [x, self.const(float(_INT8_TO_UINT8), hint + "_u8")], hint)
             self.ints[x, _SHIFTED] = self.op("Cast", [shifted], hint, to=TensorProto.UINT8)
         return self.ints[x, _SHIFTED]
+
+    def nhwc_uint8(self, x: str, signed: bool, hint: str) -> str:
+        """``x`` as uint8 (int8 values + 128 where ``signed``) in NHWC for a ``qconv`` layer, made once: a value
+        with a uint8 twin transposes the twin (onnxruntime cancels that against the transpose behind the NHWC
+        kernel that made it), any other the float value before its cast (onnxruntime's blocked float layout writes
+        NHWC directly, ``ReorderOutput(channels_last=1)``)."""
+        form = _SHIFTED if signed else TensorProto.UINT8
+        if (x, form) not in self.u8_nhwc:
+            if (x, form) in self.ints:
+                self.u8_nhwc[x, form] = self.op("Transpose", [self.ints[x, form]], hint, perm=_TO_NHWC)
+            else:
+                t = self.op("Transpose", [x], hint, perm=_TO_NHWC)
+                if signed:
+                    t = self.op("Add", [t, self.const(float(_INT8_TO_UINT8), hint + "_u8")], hint)
+                self.u8_nhwc[x, form] = self.op("Cast", [t], hint, to=TensorProto.UINT8)
+        return self.u8_nhwc[x, form]
 
     def name(self, hint: str) -> str:
         self._n += 1
@@ -429,6 +453,14 @@ def _requant(g: _Graph, acc: str, layer: Layer, model: Model, rank: int, shift, 
         t = _round_shift(g, acc, shift, rank, half_up, np.float32, hint)
         return _clip(g, t, a["lo"], a["hi"], np.float32, hint)
     t = acc if acc in g.double else g.op("Cast", [acc], hint, to=TensorProto.DOUBLE)
+    if mult is not None and np.ndim(mult) == 0 and np.ndim(shift) == 0:
+        # One scalar multiplier (global average pooling): acc x mult < 2^51 (mac_path, _pool_exact), so
+        # acc x (mult 2^-s) is exact, and so is adding 1/2 (s fraction bits, below 2^52 in units of 2^-s).
+        t = g.op("Mul", [t, g.const(np.ldexp(float(mult), -int(shift)), hint + "_mscale", np.float64)], hint)
+        if half_up:
+            t = g.op("Add", [t, g.const(0.5, hint + "_half", np.float64)], hint)
+        t = _clip(g, g.op("Floor", [t], hint), a["lo"], a["hi"], np.float64, hint)
+        return g.op("Cast", [t], hint, to=TensorProto.FLOAT)
     if mult is not None:
         mult = np.asarray(mult, dtype=np.float64)
         # a scalar, one multiplier per channel, or (avg pool excluding padding) a full-rank map per position
@@ -573,8 +605,12 @@ def _im2col_nhwc(g: _Graph, layer: Layer, model: Model, x: str, hint: str) -> tu
     info = model.tensors[layer.inputs[0]]
     c, h, wd = info.shape
     signed = info.dtype == "int8"
-    xi = g.as_uint8(g.nhwc[x], signed, hint) if x in g.nhwc else g.op("Transpose", [g.as_uint8(x, signed, hint)],
-                                                                       hint, perm=[0, 2, 3, 1])
+    if (x, _SHIFTED if signed else TensorProto.UINT8) in g.u8_nhwc:
+        xi = g.nhwc_uint8(x, signed, hint)
+    elif x in g.nhwc:
+        xi = g.as_uint8(g.nhwc[x], signed, hint)
+    else:
+        xi = g.op("Transpose", [g.as_uint8(x, signed, hint)], hint, perm=_TO_NHWC)
     (kh, kw), (sh, sw), (dh, dw) = layer.arrays["codes"].shape[2:], a["stride"], a["dilation"]
     pt, pl, pb, pr = a["padding"]
     oh, ow = conv_output_size(h, kh, sh, pt, pb, dh), conv_output_size(wd, kw, sw, pl, pr, dw)
@@ -675,17 +711,29 @@ def _lower_qconv(g: _Graph, layer: Layer, model: Model, x: str, w: np.ndarray, h
     signed = model.tensors[layer.inputs[0]].dtype == "int8"
     bias = _qconv_bias(model, layer)
     one = g.const(1.0, hint + "_one")
-    inputs = [g.as_uint8(x, signed, hint), one, g.const(_INT8_TO_UINT8 * signed, hint + "_xzp", np.uint8),
+    inputs = [g.nhwc_uint8(x, signed, hint), one, g.const(_INT8_TO_UINT8 * signed, hint + "_xzp", np.uint8),
               g.const(w, hint + "_w", np.int8), g.const(qconv_scale(layer.arrays["shift"]), hint + "_wscale"),
               g.const(np.zeros(n), hint + "_wzp", np.int8), one, g.const(0, hint + "_yzp", np.uint8),
               g.const(bias, hint + "_bias", np.int32)]
-    q = g.op("QLinearConv", inputs, hint, pads=list(a["padding"]), strides=list(a["stride"]),
-             dilations=list(a["dilation"]), group=int(a["groups"]), kernel_shape=list(w.shape[2:]))
+    q = g.op("QLinearConv", inputs, hint, domain=QCONV_DOMAIN, channels_last=1, pads=list(a["padding"]),
+             strides=list(a["stride"]), dilations=list(a["dilation"]), group=int(a["groups"]),
+             kernel_shape=list(w.shape[2:]))
+    return _qconv_result(g, q, layer, hint)
+
+
+def _qconv_result(g: _Graph, q: str, layer: Layer, hint: str) -> str:
+    """The float value of a ``qconv`` layer whose NHWC uint8 result is ``q`` (before the clamp): the clamp's
+    ``Clip`` where it is narrower than uint8, then the NHWC twin for ``qconv`` readers, an NCHW twin for integer
+    readers and data movement, and the float twin for the rest (each pruned where no one reads it)."""
+    a = layer.attrs
     offset = _qconv_offset(layer)
     lo, hi = a["lo"] + offset, a["hi"] + offset
     if lo > _U8_LO or hi < _U8_HI:
         q = g.op("Clip", [q, g.const(lo, hint + "_lo", np.uint8), g.const(hi, hint + "_hi", np.uint8)], hint)
-    return g.from_int(q, TensorProto.UINT8 if offset == 0 else _SHIFTED, hint)
+    form = TensorProto.UINT8 if offset == 0 else _SHIFTED
+    out = g.from_int(g.op("Transpose", [q], hint, perm=_TO_NCHW), form, hint)
+    g.u8_nhwc[out, form] = q
+    return out
 
 
 def _fused_verdict(g: _Graph, model: Model, layer: Layer) -> bool:
@@ -706,8 +754,76 @@ def _worst_acc(model: Model, layer: Layer) -> int:
     return int((sums + np.abs(layer.arrays["bias"].astype(np.int64))).max(initial=0))
 
 
+#: An ``add`` layer runs as a 1x1 ``QLinearConv`` only where its scales ``2^shift_a`` and ``2^shift_b`` are int8
+#: weights.
+_QADD_MAX_SHIFT = 6
+#: The ops whose output keeps the uint8 form of a ``qconv`` input (:func:`_on_uint8_twin`).
+_TWIN_KEEPERS = ("max_pool", "flatten")
+
+
+def _holds_uint8(model: Model, tensor: str) -> bool:
+    """Whether the fast graph holds ``tensor`` in uint8 (a ``qconv`` layer's output, or one that max pooling or a
+    flatten passed on), so that a ``qconv`` reader takes it without casts."""
+    layer = model.producer(tensor)
+    while layer is not None and layer.op in _TWIN_KEEPERS:
+        layer = model.producer(layer.inputs[0])
+    return layer is not None and layer_path(model, layer) == "qconv"
+
+
+def _qadd_bias(model: Model, layer: Layer) -> int:
+    """The int32 bias of a ``qconv`` add: the -128 x 2^shift of each int8 input (read as uint8 ``x + 128``), the
+    output offset ``offset x 2^s`` and, under ``floor`` rounding, -2^(s-1) (as :func:`_qconv_bias`)."""
+    a = layer.attrs
+    bias = -sum(_INT8_TO_UINT8 << a[key] for t, key in zip(layer.inputs, ("shift_a", "shift_b"))
+                if model.tensors[t].dtype == "int8")
+    bias += _qconv_offset(layer) << a["shift"]
+    if model.config.rounding is not Rounding.HALF_UP and a["shift"] > 0:
+        bias -= 1 << (a["shift"] - 1)
+    return bias
+
+
+def add_fits_qconv(model: Model, layer: Layer) -> bool:
+    """Whether a residual add runs as a ``qconv``: ``(a << sa) + (b << sb)`` is a 1x1 convolution of the two inputs
+    side by side with weights ``2^sa`` and ``2^sb`` (int8 while both shifts are at most :data:`_QADD_MAX_SHIFT`),
+    rounded and clamped by ``QLinearConv``'s requantization exactly as a ``qconv`` layer's (the same proof: its
+    ``|v| < 2^22``); taken where an input is already held in uint8 (else the float add costs less)."""
+    a = layer.attrs
+    if not QCONV_ENABLED or layer.op != "add" or max(a["shift_a"], a["shift_b"]) > _QADD_MAX_SHIFT:
+        return False
+    if any(model.tensors[t].dtype not in ("int8", "uint8") for t in layer.inputs):
+        return False
+    offset = _qconv_offset(layer)
+    if not _U8_LO <= a["lo"] + offset <= a["hi"] + offset <= _U8_HI:
+        return False
+    bound = _BYTE_MAX * ((1 << a["shift_a"]) + (1 << a["shift_b"])) + abs(_qadd_bias(model, layer))
+    return (bound < QCONV_BOUND and any(_holds_uint8(model, t) for t in layer.inputs)
+            and _qconv_verdict(None))
+
+
+def _lower_qadd(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
+    """Path ``qconv`` of an add layer (:func:`add_fits_qconv`): one ``QLinearConv`` with a (C, 2C) 1x1 weight
+    ``[2^sa I | 2^sb I]`` over the channel concatenation of the two uint8 inputs (int8 ones held as ``x + 128``,
+    the bias takes the 128s off), zero points 0 and ``w_scale = qconv_scale(s)``: the proof of
+    :func:`_lower_qconv` with ``v = (a << sa) + (b << sb) + bias``."""
+    a = layer.attrs
+    c = model.tensors[layer.output].shape[0]
+    parts = [g.nhwc_uint8(names[t], model.tensors[t].dtype == "int8", hint) for t in layer.inputs]
+    x = g.op("Concat", parts, hint, axis=3)
+    eye = np.eye(c, dtype=np.int64)
+    w = np.concatenate([eye << a["shift_a"], eye << a["shift_b"]], axis=1).reshape(c, 2 * c, 1, 1)
+    zero = g.const(0, hint + "_zp", np.uint8)
+    one = g.const(1.0, hint + "_one")
+    inputs = [x, one, zero, g.const(w, hint + "_w", np.int8), g.const(qconv_scale(np.full(c, a["shift"])),
+              hint + "_wscale"), g.const(np.zeros(c), hint + "_wzp", np.int8), one, zero,
+              g.const(np.full(c, _qadd_bias(model, layer)), hint + "_bias", np.int32)]
+    q = g.op("QLinearConv", inputs, hint, domain=QCONV_DOMAIN, channels_last=1, kernel_shape=[1, 1])
+    return _qconv_result(g, q, layer, hint)
+
+
 def _lower_add(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
     a = layer.attrs
+    if g.int_kernels and add_fits_qconv(model, layer):
+        return _lower_qadd(g, layer, model, names, hint)
     x, b = names[layer.inputs[0]], names[layer.inputs[1]]
     ta = g.op("Mul", [x, g.const(float(1 << a["shift_a"]), hint + "_sa")], hint) if a["shift_a"] else x
     tb = g.op("Mul", [b, g.const(float(1 << a["shift_b"]), hint + "_sb")], hint) if a["shift_b"] else b
@@ -751,10 +867,22 @@ def _lower_avg_pool(g: _Graph, layer: Layer, model: Model, names: dict[str, str]
 
 
 def _lower_global_avg_pool(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
+    """Sum over the map, then the requantization. The input of a ``qconv`` layer is summed in its NHWC uint8 form
+    (the map's axes are 1 and 2 there, and no transpose back to NCHW is needed); a held ``y + 128`` gives
+    ``128 x H x W`` more per channel, taken off exactly (integers far below 2^24)."""
     a = layer.attrs
-    total = g.op("ReduceSum", [names[layer.inputs[0]], g.const(np.array([2, 3]), hint + "_axes", np.int64)],
-                 hint, keepdims=1)
-    return _requant(g, total, layer, model, 4, a["shift"], a["mult"], hint)
+    x = names[layer.inputs[0]]
+    c, h, w = model.tensors[layer.inputs[0]].shape
+    twin = next((form for form in (TensorProto.UINT8, _SHIFTED) if (x, form) in g.u8_nhwc), None)
+    if twin is None:
+        total = g.op("ReduceSum", [x, g.const(np.array([2, 3]), hint + "_axes", np.int64)], hint, keepdims=0)
+    else:
+        u = g.op("Cast", [g.u8_nhwc[x, twin]], hint, to=TensorProto.FLOAT)
+        total = g.op("ReduceSum", [u, g.const(np.array([1, 2]), hint + "_axes", np.int64)], hint, keepdims=0)
+        if twin == _SHIFTED:
+            total = g.op("Add", [total, g.const(-float(_INT8_TO_UINT8 * h * w), hint + "_s8")], hint)
+    y = _requant(g, total, layer, model, 2, a["shift"], a["mult"], hint)
+    return g.op("Reshape", [y, g.const([-1, c, 1, 1], hint + "_nchw", np.int64)], hint)
 
 
 def _keep_width(g: _Graph, source: str, out: str) -> str:
@@ -863,6 +991,7 @@ def lower_layers(model: Model, layers: list[Layer], inputs: list[str], outputs: 
         graph_outputs.append(helper.make_tensor_value_info(t, _ONNX_TYPE[info.dtype], [None, *info.shape]))
     _prune(g, outputs)
     graph = helper.make_graph(g.nodes, "accel_segment", graph_inputs, graph_outputs, initializer=g.inits)
-    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET)], producer_name="accel")
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", ONNX_OPSET),
+                                                     helper.make_opsetid(QCONV_DOMAIN, 1)], producer_name="accel")
     proto.ir_version = 8  # readable by every onnxruntime we support
     return proto

@@ -26,8 +26,8 @@ from tests.support.strategies import mac_arrays
 #: "wide" marks the one layer whose bound passes 2^24: int8 where this CPU's integer kernel passed its
 #: self-test, float64 otherwise. "qconv" marks the ReLU-clamped convolutions that run as one QLinearConv where
 #: that kernel passed its self-test, float32 otherwise: every one with 4 or more input channels (the first
-#: layers read 1 channel), ReLU-clamped or clamped to int8 (resnet's body.3). Every other layer of the bundled
-#: models runs in float32.
+#: layers read 1 channel), ReLU-clamped or clamped to int8 (resnet's body.3), and resnet's residual adds. Every
+#: other layer of the bundled models runs in float32.
 WIDE = "wide"
 QCONV = "qconv"
 BUNDLED_PATHS = {
@@ -36,10 +36,11 @@ BUNDLED_PATHS = {
                   "classifier.classifier.0.Flatten": "f32", "classifier.classifier.1.Gemm": WIDE,
                   "classifier.classifier.3.Gemm": "f32"},
     "resnet_mnist": {**dict.fromkeys(
-        ["net.net.0.Conv", "net.net.3.MaxPool", "net.net.4.Add", "net.net.8.Add", "net.net.9.GlobalAveragePool",
-         "net.net.10.Flatten", "net.net.11.Gemm"], "f32"),
-        **dict.fromkeys(["net.net.4.body.body.0.Conv", "net.net.4.body.body.3.Conv", "net.net.5.Conv",
-                         "net.net.8.body.body.0.Conv", "net.net.8.body.body.3.Conv"], QCONV)},
+        ["net.net.0.Conv", "net.net.3.MaxPool", "net.net.9.GlobalAveragePool", "net.net.10.Flatten",
+         "net.net.11.Gemm"], "f32"),
+        # the residual adds run as a 1x1 QLinearConv over both inputs (add_fits_qconv)
+        **dict.fromkeys(["net.net.4.body.body.0.Conv", "net.net.4.body.body.3.Conv", "net.net.4.Add", "net.net.5.Conv",
+                         "net.net.8.body.body.0.Conv", "net.net.8.body.body.3.Conv", "net.net.8.Add"], QCONV)},
     "mobilenet_mnist": {**dict.fromkeys(
         ["net.net.0.Conv", "net.net.21.GlobalAveragePool", "net.net.22.Flatten", "net.net.23.Gemm"], "f32"),
         **dict.fromkeys([f"net.net.{i}.Conv" for i in (3, 6, 9, 12, 15, 18)], QCONV)},
@@ -466,3 +467,79 @@ def test_qconv_path_conditions(verdict):
                dict(bias=(1 << 22) - bound), dict(pad_value=3),
                dict(c=QCONV_MIN_GROUP_CHANNELS - 1), dict(cfg=AcceleratorConfig(requant="multiply_shift"))):
         assert conv_path(**kw) != "qconv", kw
+
+
+def _residual_model(rng, seed: int):
+    """A ``qconv`` convolution (uint8 or int8 clamp), a residual add of its output and either the input (a float
+    value, no uint8 twin) or a second ``qconv`` convolution's output, then global average pooling of the add (its
+    NHWC uint8 form, ``y + 128`` for an int8 clamp): random shifts (0 to 3, one case at the int8 limit 6), clamps
+    and rounding."""
+    cfg = AcceleratorConfig(rounding=("half_up", "floor")[seed % 4 == 3])
+    in_dtype = ("uint8", "int8")[seed % 2]
+    c = int(rng.choice([4, 8, 16]))
+    b = ModelBuilder(cfg)
+    x = b.input("x", (c, 6, 6), in_dtype)
+    clamps = [(0, 255), (3, 192), (-128, 127), (-100, 50)]
+
+    def conv(name, src, k):
+        arrays = mac_arrays(rng, cfg, c, (c, c, k, k), extreme=False)
+        arrays["lut"] = rng.integers(-3, 4, arrays["lut"].shape).astype(np.int8)
+        arrays["shift"] = rng.integers(0, 6, c)
+        arrays["bias"] = rng.integers(-200, 200, c) << arrays["shift"]
+        lo, hi = clamps[int(rng.integers(0, 4))]
+        return b.conv2d(name, src, **arrays, padding=(k // 2,) * 4, lo=lo, hi=hi)
+
+    y = conv("conv", x, int(rng.choice([1, 3])))
+    other = x if seed % 3 == 0 else conv("conv_b", x, 1)
+    shift_a, shift_b = (6, 0) if seed % 5 == 4 else (int(rng.integers(0, 4)), int(rng.integers(0, 4)))
+    lo, hi = clamps[seed // 2 % 4]
+    s = b.add("add", y, other, shift_a=shift_a, shift_b=shift_b, shift=int(rng.integers(0, 4)), lo=lo, hi=hi)
+    gap = b.global_avg_pool("gap", s, mult=int(rng.integers(1, 1 << 16)), shift=int(rng.integers(16, 22)), lo=lo,
+                            hi=hi)
+    return b.build([s, gap])
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_residual_add_as_qconv_exact(seed):
+    """Where this CPU's QLinearConv passed its self-test: a residual add reading a qconv output takes path qconv (a
+    1x1 QLinearConv over both inputs side by side) and every tensor equals the contract, ties included (odd sums
+    at every shift > 0); the global average pool behind it reads the NHWC uint8 form."""
+    if not kernel_verdict(QCONV_KERNEL):
+        pytest.skip("this CPU's QLinearConv failed its self-test: no layer takes path qconv here")
+    model = _residual_model(np.random.default_rng(seed), seed)
+    paths = Engine(model).layer_paths()
+    assert paths["add"] == QCONV and paths["conv"] == QCONV, paths
+    info = model.tensors["x"]
+    xs = np.random.default_rng(seed + 7).integers(*info.range, (4, *info.shape), endpoint=True).astype(info.dtype)
+    xs[0] = info.range[1]
+    want = run_model_contract(model, xs, return_all=True)
+    got = Engine(model).run(xs, return_all=True)
+    for t in want:
+        assert got[t].dtype == model.tensors[t].dtype and np.array_equal(got[t], want[t]), (seed, t, paths)
+    proto = lower_layers(model, model.layers, list(model.inputs), list(model.outputs))
+    assert sum(node.op_type == "QLinearConv" for node in proto.graph.node) == 2 + (seed % 3 != 0)
+
+
+def test_residual_add_path_conditions():
+    """An add stays on float32 where no input is held in uint8, where a shift passes the int8 weight limit, or with
+    the qconv kernel's verdict failing."""
+    rng = np.random.default_rng(3)
+    for seed in range(6):
+        assert _residual_model(rng, seed).layer("add").op == "add"
+    cfg = AcceleratorConfig()
+
+    def add_path(from_conv=True, shift_a=1, verdict=True):
+        b = ModelBuilder(cfg)
+        x = b.input("x", (4, 6, 6), "uint8")
+        arrays = mac_arrays(rng, cfg, 4, (4, 4, 1, 1), extreme=False)
+        arrays["lut"][:] = 1
+        arrays["shift"] = np.full(4, 2)
+        y = b.conv2d("conv", x, **arrays, lo=0, hi=255) if from_conv else x
+        model = b.build([b.add("add", y, x, shift_a=shift_a, lo=0, hi=255)])
+        with forced_verdicts(verdict):
+            return Engine(model).layer_paths()["add"]
+
+    assert add_path() == QCONV
+    assert add_path(from_conv=False) == "f32"
+    assert add_path(shift_a=7) == "f32"
+    assert add_path(verdict=False) == "f32"
