@@ -27,10 +27,10 @@ from typing import Callable
 import numpy as np
 
 __all__ = ["FUSED_KERNELS", "INT_KERNELS", "QCONV_BOUND", "QCONV_DOMAIN", "QCONV_KERNEL", "QCONV_KERNELS",
-           "QCONV_SHAPES", "chosen_kernels", "cpu_flags", "cpu_summary", "forced_verdicts", "fused_matmul_exact",
-           "int_matmul_exact",
-           "kernel_verdict", "ort_matmul_integer", "ort_matmul_integer_to_float", "ort_qlinear_conv", "qconv_exact",
-           "qconv_scale", "torch_int_mm", "torch_int_mm_verdict", "int_mm_weights"]
+           "QCONV_SHAPES", "QGEMM_KERNEL", "QGEMM_SHAPES", "chosen_kernels", "cpu_flags", "cpu_summary",
+           "forced_verdicts", "fused_matmul_exact", "int_matmul_exact", "kernel_verdict", "ort_matmul_integer",
+           "ort_matmul_integer_to_float", "ort_qgemm", "ort_qlinear_conv", "qconv_exact", "qconv_scale",
+           "torch_int_mm", "torch_int_mm_verdict", "int_mm_weights"]
 
 #: Flags that decide which integer kernels a CPU runs natively (shown in reports).
 REPORTED_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
@@ -331,7 +331,38 @@ def _tie_biases(rng: np.random.Generator, acc: np.ndarray, shift: np.ndarray) ->
     return bias
 
 
-def qconv_exact(conv: Callable = ort_qlinear_conv, scale: Callable = qconv_scale) -> bool:
+def ort_qgemm(x: np.ndarray, x_zero_point: int, w: np.ndarray, bias: np.ndarray, scale: np.ndarray, *,
+              stride: tuple[int, int] = (1, 1), padding: tuple[int, int, int, int] = (0, 0, 0, 0), groups: int = 1,
+              dilation: tuple[int, int] = (1, 1)) -> np.ndarray:
+    """onnxruntime's ``QGemm`` (:data:`QCONV_DOMAIN`) as path ``qgemm`` uses it, in :func:`ort_qlinear_conv`'s
+    signature for a 1x1 convolution (each position of ``x`` one row of the GEMM): uint8 rows with their zero point,
+    ``w`` (N, C, 1, 1) int8 as the constant (C, N) matrix, int32 ``bias``, per-column float32 ``scale``,
+    a_scale = y_scale = 1, y_zero_point 0 -> uint8 (B, N, H, W)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    if w.shape[2:] != (1, 1) or tuple(stride) != (1, 1) or any(padding) or groups != 1:
+        raise ValueError("QGemm runs 1x1 convolutions only")
+    b, c, h, wd = x.shape
+    n = w.shape[0]
+    consts = {"one": np.float32(1.0), "x_zp": np.uint8(x_zero_point), "w": w.reshape(n, c).T.astype(np.int8),
+              "w_scale": np.asarray(scale, np.float32), "w_zp": np.zeros(n, np.int8), "y_zp": np.uint8(0),
+              "bias": np.asarray(bias, np.int32)}
+    node = helper.make_node("QGemm", ["x", "one", "x_zp", "w", "w_scale", "w_zp", "bias", "one", "y_zp"], ["y"],
+                            domain=QCONV_DOMAIN)
+    graph = helper.make_graph([node], "qgemm", [helper.make_tensor_value_info("x", TensorProto.UINT8, [None, c])],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, None)],
+                              initializer=[numpy_helper.from_array(v, k) for k, v in consts.items()])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(QCONV_DOMAIN, 1)])
+    rows = np.ascontiguousarray(x.transpose(0, 2, 3, 1).reshape(-1, c))
+    return _session(proto).run(None, {"x": rows})[0].reshape(b, h, wd, n).transpose(0, 3, 1, 2)
+
+
+#: (in channels, out channels, 1, 1, 0, 1, 1): the GEMM shapes of :func:`ort_qgemm`'s self-test (short and long
+#: reductions, odd sizes).
+QGEMM_SHAPES = ((16, 32, 1, 1, 0, 1, 1), (64, 24, 1, 1, 0, 1, 1), (3, 5, 1, 1, 0, 1, 1), (300, 40, 1, 1, 0, 1, 1))
+
+
+def qconv_exact(conv: Callable = ort_qlinear_conv, scale: Callable = qconv_scale, shapes=QCONV_SHAPES) -> bool:
     """Whether ``conv`` (:func:`ort_qlinear_conv`'s signature) with per-channel scales ``scale(shift)`` computes the
     ``qconv`` path's formula exactly: ``clamp(rshift_round(acc + bias, s), 0, 255)`` (half up), with the input as
     uint8 (zero point 0) and as int8 shifted into uint8 (zero point 128), on every :data:`QCONV_SHAPES` entry with
@@ -341,7 +372,7 @@ def qconv_exact(conv: Callable = ort_qlinear_conv, scale: Callable = qconv_scale
     """
     rng = np.random.default_rng(20261202)
     try:
-        for c, n, k, stride, pad, groups, dilation in QCONV_SHAPES:
+        for c, n, k, stride, pad, groups, dilation in shapes:
             for x_zero_point in (0, 128):
                 for x, w, bias, shift in _qconv_cases(rng, c, n, k, groups):
                     if bias is None:  # placed from the sums themselves
@@ -363,9 +394,12 @@ def qconv_exact(conv: Callable = ort_qlinear_conv, scale: Callable = qconv_scale
 #: the graph holds its uint8 activations in NHWC from one layer to the next without transposes.
 QCONV_DOMAIN = "com.microsoft"
 QCONV_KERNEL = "onnxruntime QLinearConv u8xs8"
-#: Quantized convolutions with a fused requantization (path ``qconv``): name -> their self-test.
+#: The quantized GEMM that path ``qgemm`` runs (a linear layer, the ``qconv`` proof).
+QGEMM_KERNEL = "onnxruntime QGemm u8xs8"
+#: Quantized convolutions and GEMMs with a fused requantization (paths ``qconv``, ``qgemm``): name -> self-test.
 QCONV_KERNELS: dict[str, Callable[[], bool]] = {
     QCONV_KERNEL: lambda: qconv_exact(ort_qlinear_conv),
+    QGEMM_KERNEL: lambda: qconv_exact(ort_qgemm, shapes=QGEMM_SHAPES),
 }
 
 

@@ -43,6 +43,9 @@ sums by ``sum_k |w[n,k]| * max|x| + |bias[n]|`` and picks one path per layer:
     NHWC uint8 with no transposes (:meth:`_Graph.nhwc_uint8`); a residual ``add`` that reads one runs as a 1x1
     ``QLinearConv`` over both inputs side by side (:func:`add_fits_qconv`), and global average pooling sums the
     NHWC form.
+``qgemm``
+    a linear layer with the same requantization and bound as ``qconv``, as one onnxruntime ``QGemm``
+    (:data:`~accel.engine.capability.QGEMM_KERNEL`, its own self-test; the proof is ``qconv``'s).
 ``numba``
     only where exactness needs integer semantics: a saturating accumulator that
     can overflow (then the order of the additions matters), bounds beyond 2^53.
@@ -80,7 +83,7 @@ from onnx import TensorProto, helper, numpy_helper
 from ..config import Overflow, Requant, Rounding
 from ..datapath import DTYPE_RANGES, conv_output_size, effective_weights, window_counts
 from ..ir import MAC_OPS, Layer, Model
-from .capability import QCONV_BOUND, QCONV_DOMAIN, QCONV_KERNEL, qconv_scale
+from .capability import QCONV_BOUND, QCONV_DOMAIN, QCONV_KERNEL, QGEMM_KERNEL, qconv_scale
 
 __all__ = ["EXACT_IN_FLOAT", "F32_EXACT_BOUND", "F64_EXACT_BOUND", "FLOAT_LOWERINGS", "MAC_PATHS",
            "exact_in_float", "layer_path", "lower_layers", "mac_path", "ONNX_OPSET", "product_bounds"]
@@ -102,9 +105,11 @@ _INT8_TO_UINT8 = _U8_LO - DTYPE_RANGES["int8"][0]  # 128: int8 values run shifte
 _SHIFTED = "shifted"  # the form of a uint8 value holding int8 values + 128 (_Graph.ints)
 _TO_NHWC, _TO_NCHW = [0, 2, 3, 1], [0, 3, 1, 2]
 #: Every path a conv2d/linear layer can take (see the module docstring).
-MAC_PATHS = ("f32", "f32-split", "f64", "int8", "qconv", "numba")
+MAC_PATHS = ("f32", "f32-split", "f64", "int8", "qconv", "qgemm", "numba")
 #: Whether the ``qconv`` path is taken where it applies (off: today's float and 8-bit GEMM paths only).
 QCONV_ENABLED = True
+#: Whether the ``qgemm`` path is taken where it applies.
+QGEMM_ENABLED = True
 
 
 def _input_bound(model: Model, layer: Layer) -> int:
@@ -169,6 +174,8 @@ def mac_path(model: Model, layer: Layer, int_kernel: bool | None = None) -> str:
     fits_int32 = fits_int32 and layer.points is None  # a multipoint layer's equivalent weights leave int8
     if fits_int32 and _qconv_fits(model, layer) and _qconv_verdict(int_kernel):
         return "qconv"
+    if fits_int32 and _qgemm_fits(model, layer) and _qconv_verdict(int_kernel, QGEMM_KERNEL):
+        return "qgemm"
     if _int8_gemm_pays(model, layer) and fits_int32 and _int_verdict(model, layer, int_kernel):
         return "int8"
     if worst < F32_EXACT_BOUND and not can_overflow:
@@ -208,6 +215,27 @@ def _qconv_bias(model: Model, layer: Layer) -> np.ndarray:
     return bias - np.where(shift > 0, np.int64(1) << np.maximum(shift - 1, 0), 0)
 
 
+def _requant_fits_uint8(model: Model, layer: Layer) -> bool:
+    """What ``qconv`` and ``qgemm`` share: a plain shift requantization into a clamp within ``[0, 255]`` or
+    ``[-128, 127]``, no multipoint rows, an 8-bit input and ``max |acc + bias| < 2^22`` with the bias of
+    :func:`_qconv_bias` (so no accumulator can overflow either)."""
+    a = layer.attrs
+    if not QCONV_ENABLED or a["raw"] or model.config.requant is not Requant.SHIFT or layer.points is not None:
+        return False
+    offset = _qconv_offset(layer)
+    if not _U8_LO <= a["lo"] + offset <= a["hi"] + offset <= _U8_HI:
+        return False
+    if model.tensors[layer.inputs[0]].dtype not in ("int8", "uint8"):
+        return False
+    bound = int((product_bounds(model, layer) + np.abs(_qconv_bias(model, layer))).max(initial=0))
+    return bound < QCONV_BOUND and bound <= model.config.acc_max
+
+
+def _qgemm_fits(model: Model, layer: Layer) -> bool:
+    """Whether a linear layer meets the ``qgemm`` proof (:func:`_lower_qgemm`)."""
+    return QGEMM_ENABLED and layer.op == "linear" and _requant_fits_uint8(model, layer)
+
+
 def _qconv_fits(model: Model, layer: Layer) -> bool:
     """Whether a layer meets the ``qconv`` proof (:func:`_lower_qconv`): a convolution with a plain shift
     requantization into a clamp within ``[0, 255]`` or ``[-128, 127]``, no multipoint rows, padding with the input's
@@ -215,14 +243,7 @@ def _qconv_fits(model: Model, layer: Layer) -> bool:
     can overflow either); a depthwise convolution or one with :data:`QCONV_MIN_GROUP_CHANNELS` input channels per
     group, and :data:`QCONV_MIN_POSITIONS` output positions per image."""
     a = layer.attrs
-    if not QCONV_ENABLED or layer.op != "conv2d" or a["raw"] or model.config.requant is not Requant.SHIFT:
-        return False
-    offset = _qconv_offset(layer)
-    if not _U8_LO <= a["lo"] + offset <= a["hi"] + offset <= _U8_HI:
-        return False
-    if layer.points is not None or (any(a["padding"]) and a["pad_value"]):
-        return False
-    if model.tensors[layer.inputs[0]].dtype not in ("int8", "uint8"):
+    if layer.op != "conv2d" or (any(a["padding"]) and a["pad_value"]):
         return False
     in_channels, groups = model.tensors[layer.inputs[0]].shape[0], int(a["groups"])
     depthwise = 1 < groups == in_channels
@@ -230,16 +251,15 @@ def _qconv_fits(model: Model, layer: Layer) -> bool:
         return False
     if int(np.prod(model.tensors[layer.output].shape[1:])) < QCONV_MIN_POSITIONS:
         return False
-    bound = int((product_bounds(model, layer) + np.abs(_qconv_bias(model, layer))).max(initial=0))
-    return bound < QCONV_BOUND and bound <= model.config.acc_max
+    return _requant_fits_uint8(model, layer)
 
 
-def _qconv_verdict(int_kernel: bool | None) -> bool:
+def _qconv_verdict(int_kernel: bool | None, kernel: str = QCONV_KERNEL) -> bool:
     if int_kernel is not None:
         return int_kernel
     from .capability import kernel_verdict
 
-    return kernel_verdict(QCONV_KERNEL)
+    return kernel_verdict(kernel)
 
 
 def _int_verdict(model: Model, layer: Layer, int_kernel: bool | None) -> bool:
@@ -548,6 +568,8 @@ def _lower_mac(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hin
         return _lower_int8(g, layer, model, x, w, hint)
     if path == "qconv":
         return _lower_qconv(g, layer, model, x, w, hint)
+    if path == "qgemm":
+        return _lower_qgemm(g, layer, model, x, w, hint)
     if layer.op == "conv2d" and a["pad_value"] != 0 and any(a["padding"]):
         x = _pad_node(g, x, a["padding"], a["pad_value"], hint)
     if path != "f32":
@@ -721,16 +743,40 @@ def _lower_qconv(g: _Graph, layer: Layer, model: Model, x: str, w: np.ndarray, h
     return _qconv_result(g, q, layer, hint)
 
 
-def _qconv_result(g: _Graph, q: str, layer: Layer, hint: str) -> str:
-    """The float value of a ``qconv`` layer whose NHWC uint8 result is ``q`` (before the clamp): the clamp's
-    ``Clip`` where it is narrower than uint8, then the NHWC twin for ``qconv`` readers, an NCHW twin for integer
-    readers and data movement, and the float twin for the rest (each pruned where no one reads it)."""
+def _lower_qgemm(g: _Graph, layer: Layer, model: Model, x: str, w: np.ndarray, hint: str) -> str:
+    """Path ``qgemm``: a linear layer as one ``QGemm`` (:data:`QCONV_DOMAIN`) with the ``qconv`` arguments (uint8
+    input, int8 ``x + 128`` with zero point 128; the (K, N) int8 weights; int32 bias of :func:`_qconv_bias`;
+    per-column scale ``2^-s (1 + 2^-23)``): MLAS requantizes its int32 sums as it does a ``QLinearConv``'s, so the
+    proof of :func:`_lower_qconv` holds word for word, and :data:`QGEMM_KERNEL` has its own self-test."""
+    n = w.shape[0]
+    signed = model.tensors[layer.inputs[0]].dtype == "int8"
+    one = g.const(1.0, hint + "_one")
+    inputs = [g.as_uint8(x, signed, hint), one, g.const(_INT8_TO_UINT8 * signed, hint + "_xzp", np.uint8),
+              g.const(np.ascontiguousarray(w.T), hint + "_w", np.int8),
+              g.const(qconv_scale(layer.arrays["shift"]), hint + "_wscale"),
+              g.const(np.zeros(n), hint + "_wzp", np.int8),
+              g.const(_qconv_bias(model, layer), hint + "_bias", np.int32),
+              one, g.const(0, hint + "_yzp", np.uint8)]
+    q, form = _clamp_uint8(g, g.op("QGemm", inputs, hint, domain=QCONV_DOMAIN), layer, hint)
+    return g.from_int(q, form, hint)
+
+
+def _clamp_uint8(g: _Graph, q: str, layer: Layer, hint: str) -> tuple[str, int | str]:
+    """A ``qconv``/``qgemm`` result (uint8, saturated) clamped to the layer's range where that is narrower, and its
+    form: uint8 values, or int8 values + 128 (:data:`_SHIFTED`)."""
     a = layer.attrs
     offset = _qconv_offset(layer)
     lo, hi = a["lo"] + offset, a["hi"] + offset
     if lo > _U8_LO or hi < _U8_HI:
         q = g.op("Clip", [q, g.const(lo, hint + "_lo", np.uint8), g.const(hi, hint + "_hi", np.uint8)], hint)
-    form = TensorProto.UINT8 if offset == 0 else _SHIFTED
+    return q, TensorProto.UINT8 if offset == 0 else _SHIFTED
+
+
+def _qconv_result(g: _Graph, q: str, layer: Layer, hint: str) -> str:
+    """The float value of a ``qconv`` layer whose NHWC uint8 result is ``q`` (before the clamp): the clamp's
+    ``Clip`` where it is narrower than uint8, then the NHWC twin for ``qconv`` readers, an NCHW twin for integer
+    readers and data movement, and the float twin for the rest (each pruned where no one reads it)."""
+    q, form = _clamp_uint8(g, q, layer, hint)
     out = g.from_int(g.op("Transpose", [q], hint, perm=_TO_NCHW), form, hint)
     g.u8_nhwc[out, form] = q
     return out

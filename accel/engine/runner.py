@@ -155,7 +155,8 @@ class Engine:
 
     def layer_paths(self) -> dict[str, str]:
         """Per layer, how this engine runs it: "numba" on the reference backend, else the path of
-        :func:`accel.engine.onnx_lowering.layer_path` ("f32", "f32-split", "f64", "int8", "qconv" or "numba")."""
+        :func:`accel.engine.onnx_lowering.layer_path` ("f32", "f32-split", "f64", "int8", "qconv", "qgemm"
+        or "numba")."""
         if self.backend == "reference":
             return {layer.name: "numba" for layer in self.model.layers}
         if self._torch is not None:

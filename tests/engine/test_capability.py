@@ -10,12 +10,15 @@ from accel.engine.capability import (
     FUSED_KERNELS,
     INT_KERNELS,
     QCONV_KERNELS,
+    QCONV_SHAPES,
+    QGEMM_SHAPES,
     chosen_kernels,
     cpu_flags,
     forced_verdicts,
     fused_matmul_exact,
     int_matmul_exact,
     kernel_verdict,
+    ort_qgemm,
     ort_qlinear_conv,
     qconv_exact,
     qconv_scale,
@@ -163,6 +166,14 @@ def test_qconv_self_test_rejects_the_unperturbed_scale_on_this_machine():
     """onnxruntime's own kernel: MLAS rounds ties to even, so the plain 2^-s scale fails the tie cases (and on a CPU
     whose kernel is inexact anyway the verdict is False too): whatever this CPU is, the self-test can fail."""
     assert not qconv_exact(ort_qlinear_conv, unperturbed_scale)
+    assert not qconv_exact(ort_qgemm, unperturbed_scale, shapes=QGEMM_SHAPES)
+
+
+def test_qgemm_self_test_refuses_convolutions():
+    """QGemm's adapter runs 1x1 convolutions only; any other shape raises, which the self-test counts as inexact."""
+    with pytest.raises(ValueError, match="1x1"):
+        ort_qgemm(np.zeros((1, 4, 3, 3), np.uint8), 0, np.zeros((2, 4, 3, 3), np.int8), np.zeros(2), np.ones(2))
+    assert not qconv_exact(ort_qgemm, qconv_scale, shapes=QCONV_SHAPES[3:4])
 
 
 def test_qconv_verdict_is_cached_and_forced():

@@ -12,6 +12,7 @@ from accel.engine.onnx_lowering import (
     INT8_CONV_MIN_N,
     QCONV_KERNEL,
     QCONV_MIN_GROUP_CHANNELS,
+    QGEMM_KERNEL,
     _split_chunks,
     int_kernel_name,
     lower_layers,
@@ -30,6 +31,7 @@ from tests.support.strategies import mac_arrays
 #: other layer of the bundled models runs in float32.
 WIDE = "wide"
 QCONV = "qconv"
+QGEMM = "qgemm"  # a ReLU-clamped linear layer whose sums stay below 2^22: one QGemm where that kernel passed
 BUNDLED_PATHS = {
     "cnn_mnist": {"features.features.0.Conv": "f32", "features.features.2.MaxPool": "f32",
                   "features.features.3.Conv": QCONV, "features.features.5.MaxPool": "f32",
@@ -47,7 +49,7 @@ BUNDLED_PATHS = {
     # features.3 meets the qconv proof, but its 4x4 map is below QCONV_MIN_POSITIONS (see the test below).
     "cnn_digits": {"features.features.0.Conv": "f32", "features.features.2.MaxPool": "f32",
                    "features.features.3.Conv": "f32", "features.features.5.MaxPool": "f32",
-                   "classifier.classifier.0.Flatten": "f32", "classifier.classifier.1.Gemm": "f32",
+                   "classifier.classifier.0.Flatten": "f32", "classifier.classifier.1.Gemm": QGEMM,
                    "classifier.classifier.3.Gemm": "f32"},
 }
 ALL_KERNELS = [*INT_KERNELS, *FUSED_KERNELS, *QCONV_KERNELS]
@@ -68,7 +70,8 @@ def test_bundled_models_take_the_expected_paths(bundled, verdict):
             engine = Engine(model, int_kernels=int_kernels)
             want = {layer.name: BUNDLED_PATHS[name][layer.name] for layer in model.layers}
             taken = int_kernels and verdict
-            want = {k: {WIDE: "int8" if taken else "f64", QCONV: QCONV if taken else "f32"}.get(v, v)
+            want = {k: {WIDE: "int8" if taken else "f64", QCONV: QCONV if taken else "f32",
+                        QGEMM: QGEMM if taken else "f32"}.get(v, v)
                     for k, v in want.items()}
             assert engine.layer_paths() == want
             assert [s[0] for s in engine._segments(False)] == ["onnx"]  # one graph, no numba step
@@ -543,3 +546,44 @@ def test_residual_add_path_conditions():
     assert add_path(from_conv=False) == "f32"
     assert add_path(shift_a=7) == "f32"
     assert add_path(verdict=False) == "f32"
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_qgemm_random_layers_exact(seed):
+    """Where this CPU's QGemm passed its self-test: random clamped linear layers (uint8 or int8 input and clamp,
+    half up or floor, biases on and next to ties of every shift) take path qgemm, the second reading the first's
+    uint8 result, and equal the contract."""
+    if not kernel_verdict(QGEMM_KERNEL):
+        pytest.skip("this CPU's QGemm failed its self-test: no layer takes path qgemm here")
+    rng = np.random.default_rng(seed)
+    cfg = AcceleratorConfig(rounding=("half_up", "floor")[seed % 4 == 3], lut_scope=("layer", "channel")[seed % 2])
+    b = ModelBuilder(cfg)
+    k, n = int(rng.choice([7, 64, 300])), int(rng.integers(4, 40))
+    x = b.input("x", (k,), ("uint8", "int8")[seed // 2 % 2])
+    lo, hi = [(0, 255), (3, 192), (-128, 127), (-100, 50)][seed % 4]
+    arrays = mac_arrays(rng, cfg, n, (n, k), extreme=False)
+    arrays["lut"] = rng.integers(-3, 4, arrays["lut"].shape).astype(np.int8)
+    shift = rng.integers(1, 9, n)
+    shift[0] = 0
+    arrays["shift"] = shift
+    arrays["bias"] = (rng.integers(lo - 8, hi - 64, n) << shift) + rng.integers(0, 1 << shift)
+    y = b.linear("fc", x, **arrays, lo=lo, hi=hi)
+    second = mac_arrays(rng, cfg, 8, (8, n), extreme=False)
+    second["lut"] = rng.integers(-16, 17, second["lut"].shape).astype(np.int8)  # sums below 2^22
+    second["bias"] = rng.integers(0, 1 << 14, 8)
+    second["shift"] = np.minimum(second["shift"], 12)
+    z = b.linear("fc2", y, **second, lo=0, hi=255)
+    model = b.build([y, z])
+    paths = Engine(model).layer_paths()
+    assert paths == {"fc": QGEMM, "fc2": QGEMM}, paths
+    info = model.tensors["x"]
+    xs = np.random.default_rng(seed + 50).integers(*info.range, (64, *info.shape), endpoint=True).astype(info.dtype)
+    xs[0] = info.range[1]
+    want = run_model_contract(model, xs, return_all=True)
+    got = Engine(model).run(xs, return_all=True)
+    for t in ("fc", "fc2"):
+        assert np.array_equal(got[t].astype(np.int64), want[t]), (seed, t)
+    proto = lower_layers(model, model.layers, list(model.inputs), list(model.outputs))
+    gemm = [node for node in proto.graph.node if node.op_type == "QGemm"]
+    producer = {out: node.op_type for node in proto.graph.node for out in node.output}
+    assert len(gemm) == 2 and producer[gemm[1].input[0]] in ("QGemm", "Clip")  # uint8 from layer to layer
