@@ -26,11 +26,12 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["FUSED_KERNELS", "INT_KERNELS", "QCONV_BOUND", "QCONV_DOMAIN", "QCONV_KERNEL", "QCONV_KERNELS",
-           "QCONV_SHAPES", "QGEMM_KERNEL", "QGEMM_SHAPES", "chosen_kernels", "cpu_flags", "cpu_summary",
-           "forced_verdicts", "fused_matmul_exact", "int_matmul_exact", "kernel_verdict", "ort_matmul_integer",
-           "ort_matmul_integer_to_float", "ort_qgemm", "ort_qlinear_conv", "qconv_exact", "qconv_scale",
-           "torch_int_mm", "torch_int_mm_verdict", "int_mm_weights"]
+__all__ = ["EPILOGUE_KERNELS", "FUSED_KERNELS", "INT32_EPILOGUE", "INT_KERNELS", "QCONV_BOUND", "QCONV_DOMAIN",
+           "QCONV_SATURATING_BOUND", "QCONV_KERNEL", "QCONV_KERNELS", "QCONV_SHAPES", "QGEMM_KERNEL", "QGEMM_SHAPES",
+           "chosen_kernels", "cpu_flags", "cpu_summary", "forced_verdicts", "fused_matmul_exact",
+           "int32_epilogue_exact", "int_matmul_exact", "kernel_verdict", "ort_matmul_integer", "ort_int32_requant",
+           "ort_matmul_integer_to_float", "ort_qgemm", "ort_qlinear_conv", "qconv_exact", "qconv_saturates",
+           "qconv_scale", "torch_int_mm", "torch_int_mm_verdict", "int_mm_weights"]
 
 #: Flags that decide which integer kernels a CPU runs natively (shown in reports).
 REPORTED_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
@@ -220,9 +221,21 @@ FUSED_KERNELS: dict[str, tuple[Callable, type]] = {
 
 #: The bound below which :func:`qconv_scale`'s rounding is proved (the lowering's ``qconv`` path): |acc + bias| < 2^22.
 QCONV_BOUND = 1 << 22
+#: Beyond :data:`QCONV_BOUND`, sums up to this magnitude take path ``qconv`` where they saturate (see
+#: :func:`qconv_saturates`): far from int32's limit, where a float32 sum could round to 2^31 and convert to INT_MIN.
+QCONV_SATURATING_BOUND = 1 << 30
 #: The relative perturbation of a QLinearConv output scale that turns MLAS's ties-to-even into half-up on positive
 #: values (proof in :mod:`accel.engine.onnx_lowering`, path ``qconv``).
 QCONV_TIE_NUDGE = 2.0 ** -23
+
+
+def qconv_saturates(shift, top) -> np.ndarray:
+    """Per channel, whether ``rshift_round(2^22 - 1, s)`` (half up) reaches ``top``: then every sum from 2^22 on
+    rounds to ``top`` or more and the clamp gives ``top`` (the ``qconv`` proof's extension to large sums)."""
+    shift = np.asarray(shift, dtype=np.int64)
+    largest = QCONV_BOUND - 1
+    rounded = np.where(shift > 0, (largest + (np.int64(1) << np.maximum(shift - 1, 0))) >> shift, largest)
+    return rounded >= top
 
 
 def qconv_scale(shift) -> np.ndarray:
@@ -311,6 +324,9 @@ def _qconv_cases(rng: np.random.Generator, c: int, n: int, k: int, groups: int):
     yield rng.choice(np.array([0, 255], np.uint8), x_all.shape), pairs, None, shift
     yield (rng.integers(0, 256, x_all.shape).astype(np.uint8), rng.integers(-128, 128, (n, cg, k, k)).astype(np.int8),
            rng.integers(-(1 << 20), 1 << 20, n), rng.permutation(shift))
+    # huge sums (bias up to 2^30 in magnitude, either sign) on shifts whose rounding saturates from 2^22 on
+    big = rng.integers(QCONV_BOUND, QCONV_SATURATING_BOUND - (1 << 24), n) * rng.choice(np.array([-1, 1]), n)
+    yield rng.integers(0, 256, x_all.shape).astype(np.uint8), pairs, big, np.arange(n) % 15  # s <= 14: saturating
 
 
 def _tie_biases(rng: np.random.Generator, acc: np.ndarray, shift: np.ndarray) -> np.ndarray:
@@ -379,7 +395,9 @@ def qconv_exact(conv: Callable = ort_qlinear_conv, scale: Callable = qconv_scale
                         sums = _qconv_reference(x, x_zero_point, w, 0, shift, stride, pad, groups, dilation)[1]
                         bias = _tie_biases(rng, sums, shift)
                     want, acc = _qconv_reference(x, x_zero_point, w, bias, shift, stride, pad, groups, dilation)
-                    assert int(np.abs(acc + bias.reshape(1, -1, 1, 1)).max()) < QCONV_BOUND  # within the proof
+                    # within the proof: below 2^22, or below 2^30 where the rounding saturates from 2^22 on
+                    top = int(np.abs(acc + bias.reshape(1, -1, 1, 1)).max())
+                    assert top < QCONV_BOUND or (top < QCONV_SATURATING_BOUND and qconv_saturates(shift, 255).all())
                     got = np.asarray(conv(x, x_zero_point, w, bias, scale(shift), stride=(stride, stride),
                                           padding=(pad,) * 4, groups=groups, dilation=(dilation, dilation)))
                     if got.shape != want.shape or not np.array_equal(got.astype(np.int64), want):
@@ -403,9 +421,67 @@ QCONV_KERNELS: dict[str, Callable[[], bool]] = {
 }
 
 
+def ort_int32_requant(acc: np.ndarray, bias: np.ndarray, shift: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """onnxruntime's int32 ops as the ``int8`` path's integer epilogue uses them: ``Cast<uint8>(Clip(Div(acc + bias,
+    2^shift), lo, hi))`` on int32 ``acc`` (M, N) with per-column ``bias`` and ``shift``, scalar ``lo``/``hi``."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    n = acc.shape[1]
+    consts = {"bias": np.asarray(bias, np.int32).reshape(1, n),
+              "divisor": (np.int64(1) << np.asarray(shift, np.int64)).astype(np.int32).reshape(1, n),
+              "lo": np.int32(lo), "hi": np.int32(hi)}
+    nodes = [helper.make_node("Add", ["acc", "bias"], ["v"]), helper.make_node("Div", ["v", "divisor"], ["q"]),
+             helper.make_node("Clip", ["q", "lo", "hi"], ["c"]),
+             helper.make_node("Cast", ["c"], ["y"], to=TensorProto.UINT8)]
+    graph = helper.make_graph(nodes, "int32_requant",
+                              [helper.make_tensor_value_info("acc", TensorProto.INT32, [None, n])],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, None)],
+                              initializer=[numpy_helper.from_array(v, k) for k, v in consts.items()])
+    return _session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])).run(None, {"acc": acc})[0]
+
+
+def int32_epilogue_exact(requant: Callable = ort_int32_requant) -> bool:
+    """Whether ``requant`` (:func:`ort_int32_requant`'s signature) computes ``clamp(floor((acc + bias) / 2^s))`` for
+    clamps within [0, 255] exactly (a division truncating toward zero, C's ``/``, as the ``int8`` path's proof
+    assumes, or flooring: they differ only below 0, which clamps to lo): every shift 0..24, sums on, next to and
+    between multiples and half-multiples of 2^s, positive and negative, up to 2^31 - 1 in magnitude, in a matrix
+    large enough for vectorized and threaded code, against int64."""
+    rng = np.random.default_rng(20261201)
+    n, m = 50, 4099
+    shift = np.arange(n) % 25
+    unit = np.int64(1) << shift
+    # sums (acc + bias) on, next to and between multiples and half-multiples of 2^s, mostly rounding into 0..255
+    k = rng.integers(-(1 << 4), 1 << 9, (m, n)) * unit
+    near = rng.choice(np.array([-1, 0, 1]), (m, n)) + rng.choice(np.array([0, 1]), (m, n)) * (unit >> 1)
+    v = np.clip(k + near, -(1 << 30), (1 << 30) - 1)
+    v[: m // 4] = rng.integers(-(1 << 30), 1 << 30, (m // 4, n))
+    bias = rng.integers(-(1 << 29), 1 << 29, n)
+    acc = v - bias
+    top, bottom = (1 << 31) - 1, -(1 << 31)
+    acc[m // 2] = np.where(bias >= 0, top - bias, top)  # the extremes of the sum, each term within int32
+    acc[m // 2 + 1] = np.where(bias <= 0, bottom - bias, bottom)
+    v = acc + bias
+    quotient = np.where(v >= 0, v // unit, -((-v) // unit))
+    try:
+        for lo, hi in ((0, 255), (3, 200)):
+            got = np.asarray(requant(acc.astype(np.int32), bias, shift, lo, hi))
+            if got.shape != acc.shape or not np.array_equal(got.astype(np.int64), np.clip(quotient, lo, hi)):
+                return False
+    except Exception:  # noqa: BLE001 - an op that cannot run is as good as inexact here
+        return False
+    return True
+
+
+#: The integer epilogue of path ``int8`` where its sums reach 2^24.
+INT32_EPILOGUE = "onnxruntime int32 Add/Div/Clip epilogue"
+#: Integer epilogues: name -> their self-test.
+EPILOGUE_KERNELS: dict[str, Callable[[], bool]] = {INT32_EPILOGUE: int32_epilogue_exact}
+
+
 def _kernel_names() -> list[str]:
-    """Every kernel with a self-test: :data:`INT_KERNELS`, :data:`FUSED_KERNELS`, :data:`QCONV_KERNELS`."""
-    return [*INT_KERNELS, *FUSED_KERNELS, *QCONV_KERNELS]
+    """Every kernel with a self-test: :data:`INT_KERNELS`, :data:`FUSED_KERNELS`, :data:`QCONV_KERNELS`,
+    :data:`EPILOGUE_KERNELS`."""
+    return [*INT_KERNELS, *FUSED_KERNELS, *QCONV_KERNELS, *EPILOGUE_KERNELS]
 
 
 #: Verdicts set by :func:`forced_verdicts` (tests that check path choices independently of this CPU).
@@ -424,6 +500,8 @@ def kernel_verdict(name: str) -> bool:
 def _measured_verdict(name: str) -> bool:
     if name in QCONV_KERNELS:
         return QCONV_KERNELS[name]()
+    if name in EPILOGUE_KERNELS:
+        return EPILOGUE_KERNELS[name]()
     if name in FUSED_KERNELS:
         fn, a_dtype = FUSED_KERNELS[name]
         return fused_matmul_exact(fn, a_dtype)

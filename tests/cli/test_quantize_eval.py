@@ -136,7 +136,7 @@ def test_calibration_unlike_the_models_data_warns_in_one_line(tmp_path):
 
 
 def test_eval_reports_the_engine_and_backends_agree(tmp_path):
-    from accel.engine.capability import FUSED_KERNELS, INT_KERNELS, QCONV_KERNELS
+    from accel.engine.capability import EPILOGUE_KERNELS, FUSED_KERNELS, INT_KERNELS, QCONV_KERNELS
     from accel.engine.onnx_lowering import QCONV_KERNEL
     from accel.engine.torch_backend import cuda_available
 
@@ -148,7 +148,7 @@ def test_eval_reports_the_engine_and_backends_agree(tmp_path):
         assert rc == 0, err
         results[backend] = json.loads(out)
     fast = results["fast"]["engine"]
-    kernels = set(INT_KERNELS) | set(FUSED_KERNELS) | set(QCONV_KERNELS)
+    kernels = set(INT_KERNELS) | set(FUSED_KERNELS) | set(QCONV_KERNELS) | set(EPILOGUE_KERNELS)
     assert fast["backend"] == "fast" and set(fast["int_kernels"]) == kernels
     assert set(fast["int_kernels"].values()) <= {"exact", "rejected"}
     assert len(fast["layer_paths"]) == 7 and "numba" not in fast["layer_paths"].values()

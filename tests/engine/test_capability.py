@@ -7,6 +7,7 @@ import pytest
 from accel.datapath import conv_gemm_groups, im2col
 from accel.engine import capability
 from accel.engine.capability import (
+    EPILOGUE_KERNELS,
     FUSED_KERNELS,
     INT_KERNELS,
     QCONV_KERNELS,
@@ -83,7 +84,8 @@ def test_verdicts_are_cached_and_reported():
         INT_KERNELS[name] = original
         kernel_verdict.cache_clear()
     report = chosen_kernels()
-    assert set(report["int_kernels"]) == set(INT_KERNELS) | set(FUSED_KERNELS) | set(QCONV_KERNELS)
+    assert set(report["int_kernels"]) == (set(INT_KERNELS) | set(FUSED_KERNELS) | set(QCONV_KERNELS)
+                                           | set(EPILOGUE_KERNELS))
     assert set(report["int_kernels"].values()) <= {"exact", "rejected"}
     assert set(report["flags"]) <= set(capability.REPORTED_FLAGS) and set(report["flags"]) <= cpu_flags()
 
@@ -189,3 +191,22 @@ def test_qconv_verdict_is_cached_and_forced():
     finally:
         QCONV_KERNELS[name] = original
         kernel_verdict.cache_clear()
+
+
+def test_int32_epilogue_self_test_rejects_other_arithmetic():
+    """The int32 epilogue's self-test passes C's truncating division (and a flooring one: they differ only below 0,
+    which clamps to lo >= 0 either way) and rejects a division rounding to nearest and a sum made in float32:
+    whatever this CPU is, the self-test can fail."""
+    from accel.engine.capability import int32_epilogue_exact
+
+    def epilogue(divide, sum_dtype=np.int64):
+        def run(acc, bias, shift, lo, hi):
+            v = (acc.astype(sum_dtype) + np.asarray(bias).astype(sum_dtype).reshape(1, -1)).astype(np.int64)
+            return np.clip(divide(v, np.int64(1) << np.asarray(shift, np.int64).reshape(1, -1)), lo, hi).astype(
+                np.uint8)
+        return run
+
+    assert int32_epilogue_exact(epilogue(lambda v, d: np.where(v >= 0, v // d, -((-v) // d))))
+    assert int32_epilogue_exact(epilogue(lambda v, d: v // d))
+    assert not int32_epilogue_exact(epilogue(lambda v, d: np.round(v / d).astype(np.int64)))
+    assert not int32_epilogue_exact(epilogue(lambda v, d: v // d, np.float32))

@@ -17,6 +17,7 @@ from accel.engine.onnx_lowering import (
     int_kernel_name,
     lower_layers,
     mac_path,
+    product_bounds,
 )
 from accel.engine.torch_backend import cuda_available
 from accel.frontend import quantize_onnx
@@ -24,14 +25,17 @@ from accel.frontend.workflow import MODELS_DIR, bundled_models
 from accel.ir import MAC_OPS, ModelBuilder
 from tests.support.strategies import mac_arrays
 
-#: "wide" marks the one layer whose bound passes 2^24: int8 where this CPU's integer kernel passed its
-#: self-test, float64 otherwise. "qconv" marks the ReLU-clamped convolutions that run as one QLinearConv where
-#: that kernel passed its self-test, float32 otherwise: every one with 4 or more input channels (the first
-#: layers read 1 channel), ReLU-clamped or clamped to int8 (resnet's body.3), and resnet's residual adds. Every
-#: other layer of the bundled models runs in float32.
+#: "qconv" marks the ReLU-clamped convolutions that run as one QLinearConv where that kernel passed its self-test,
+#: float32 otherwise: every one with 4 or more input channels (the first layers read 1 channel), ReLU-clamped or
+#: clamped to int8 (resnet's body.3), and resnet's residual adds. "qgemm" marks the ReLU-clamped linear layers that
+#: run as one QGemm where that kernel passed, float32 otherwise; "wide" the one among them whose bound passes 2^24
+#: (cnn_mnist's 1568 -> 64, its rounding saturating from 2^22 on): float64 without the kernel. Every other layer of
+#: the bundled models runs in float32.
 WIDE = "wide"
 QCONV = "qconv"
-QGEMM = "qgemm"  # a ReLU-clamped linear layer whose sums stay below 2^22: one QGemm where that kernel passed
+QGEMM = "qgemm"
+#: marker -> (path with the integer kernels, path without them)
+MARKED_PATHS = {WIDE: (QGEMM, "f64"), QCONV: (QCONV, "f32"), QGEMM: (QGEMM, "f32")}
 BUNDLED_PATHS = {
     "cnn_mnist": {"features.features.0.Conv": "f32", "features.features.2.MaxPool": "f32",
                   "features.features.3.Conv": QCONV, "features.features.5.MaxPool": "f32",
@@ -70,9 +74,7 @@ def test_bundled_models_take_the_expected_paths(bundled, verdict):
             engine = Engine(model, int_kernels=int_kernels)
             want = {layer.name: BUNDLED_PATHS[name][layer.name] for layer in model.layers}
             taken = int_kernels and verdict
-            want = {k: {WIDE: "int8" if taken else "f64", QCONV: QCONV if taken else "f32",
-                        QGEMM: QGEMM if taken else "f32"}.get(v, v)
-                    for k, v in want.items()}
+            want = {k: MARKED_PATHS[v][0 if taken else 1] if v in MARKED_PATHS else v for k, v in want.items()}
             assert engine.layer_paths() == want
             assert [s[0] for s in engine._segments(False)] == ["onnx"]  # one graph, no numba step
 
@@ -191,7 +193,8 @@ def test_linear_at_the_float32_bound(bias, want_f32, raw, int_kernels):
     bias = F32_EXACT_BOUND - base + bias  # |bias| + base = 2^24 + {-1, 0, 1}
     model = _linear_model(k, 3, -128, AcceleratorConfig(), bias=-bias, raw=raw)
     path = Engine(model, int_kernels=int_kernels).layer_paths()["fc"]
-    assert (path == "f32") == want_f32
+    if not (path == QGEMM and int_kernels and not raw):  # a clamped layer whose rounding saturates: qgemm first
+        assert (path == "f32") == want_f32
     xs = np.array([[255] * k, [0] * k, list(range(256)) * 2 + [1, 2]], np.uint8)
     want = run_model_contract(model, xs)["fc"]
     for engine in (Engine(model, int_kernels=int_kernels), Engine(model, "torch")):
@@ -466,8 +469,11 @@ def test_qconv_path_conditions(verdict):
     for kw in (dict(lo=5, hi=192), dict(lo=-128, hi=127), dict(lo=-1, hi=20), dict(bias=(1 << 22) - 1 - bound),
                dict(lo=-128, hi=127, bias=(1 << 22) - 1 - bound - (128 << 4))):
         assert conv_path(**kw) == ("qconv" if verdict else "f32"), kw
-    for kw in (dict(lo=-128, hi=127, bias=(1 << 22) - bound - (128 << 4)),
-               dict(bias=(1 << 22) - bound), dict(pad_value=3),
+    # sums from 2^22 on take qconv where their rounding saturates (shift 4) and not where it does not (shift 15)
+    for kw in (dict(lo=-128, hi=127, bias=(1 << 22) - bound - (128 << 4)), dict(bias=(1 << 22) - bound)):
+        assert conv_path(**kw) == ("qconv" if verdict else "f32"), kw
+        assert conv_path(**kw, shift=15) != "qconv", kw
+    for kw in (dict(pad_value=3),
                dict(c=QCONV_MIN_GROUP_CHANNELS - 1), dict(cfg=AcceleratorConfig(requant="multiply_shift"))):
         assert conv_path(**kw) != "qconv", kw
 
@@ -587,3 +593,92 @@ def test_qgemm_random_layers_exact(seed):
     gemm = [node for node in proto.graph.node if node.op_type == "QGemm"]
     producer = {out: node.op_type for node in proto.graph.node for out in node.output}
     assert len(gemm) == 2 and producer[gemm[1].input[0]] in ("QGemm", "Clip")  # uint8 from layer to layer
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_qconv_saturating_large_sums_exact(seed):
+    """Where this CPU's QLinearConv passed its self-test: convolutions whose sums reach far beyond 2^22 (extreme
+    weights, biases up to 2^26) with shifts up to 14 take path qconv, and equal the contract, including outputs
+    that saturate from sums beyond 2^22 on both sides; a shift of 15 on the same layer does not take it."""
+    if not kernel_verdict(QCONV_KERNEL):
+        pytest.skip("this CPU's QLinearConv failed its self-test: no layer takes path qconv here")
+    rng = np.random.default_rng(seed)
+    cfg = AcceleratorConfig(rounding=("half_up", "floor")[seed % 2])
+
+    def build(top_shift):
+        b = ModelBuilder(cfg)
+        x = b.input("x", (64, 6, 6), ("uint8", "int8")[seed // 2 % 2])
+        arrays = mac_arrays(rng, cfg, 16, (16, 64, 3, 3), extreme=True)
+        arrays["shift"] = rng.integers(8, top_shift + 1, 16)
+        arrays["shift"][0] = top_shift
+        arrays["bias"] = rng.integers(-(1 << 26), 1 << 26, 16)
+        lo, hi = [(0, 255), (-128, 127), (5, 200), (-100, 50)][seed % 4]
+        return b.build([b.conv2d("conv", x, **arrays, padding=(1, 1, 1, 1), lo=lo, hi=hi)])
+
+    model = build(14)
+    assert Engine(model).layer_paths()["conv"] == QCONV
+    assert int(product_bounds(model, model.layer("conv")).max()) >= 1 << 22
+    info = model.tensors["x"]
+    xs = np.random.default_rng(seed + 9).integers(*info.range, (8, *info.shape), endpoint=True).astype(info.dtype)
+    xs[0], xs[1] = info.range[1], info.range[0]
+    want = run_model_contract(model, xs)["conv"]
+    assert np.array_equal(Engine(model).run(xs)["conv"].astype(np.int64), want)
+    layer = model.layer("conv")
+    raw = run_model_contract(_raw_copy(model), xs)["conv"]
+    big = np.abs(raw) >= 1 << 22
+    assert big.any() and np.isin(want[big], [layer.attrs["lo"], layer.attrs["hi"]]).all()
+    assert Engine(build(15)).layer_paths()["conv"] != QCONV  # 2^22 - 1 rounds to 128 at s = 15: below every top
+
+
+def _raw_copy(model):
+    """The same model with its convolution emitting the raw sums (acc + bias) instead of requantized values."""
+    import copy
+
+    raw = copy.deepcopy(model)
+    layer = raw.layer("conv")
+    layer.attrs["raw"] = True
+    raw.tensors[layer.output] = raw.tensors[layer.output].__class__(
+        layer.output, raw.tensors[layer.output].shape, "int32", None)
+    return raw
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_int32_epilogue_exact(seed):
+    """Where this CPU's MatMulInteger and int32 epilogue passed their self-tests: layers too wide for qconv (sums
+    beyond 2^22 with shifts from 15, where the rounding does not saturate) run as path int8 with the int32
+    Add/Div/Clip epilogue, a convolution feeding another in NHWC uint8, and equal the contract."""
+    from accel.engine.capability import INT32_EPILOGUE
+
+    if not (kernel_verdict(INT32_EPILOGUE) and kernel_verdict(int_kernel_name(None, None))):
+        pytest.skip("this CPU's integer GEMM or int32 epilogue failed its self-test")
+    rng = np.random.default_rng(seed)
+    cfg = AcceleratorConfig(rounding=("half_up", "floor")[seed % 2])
+    b = ModelBuilder(cfg)
+    x = b.input("x", (32, 6, 6), ("uint8", "int8")[seed // 2 % 2])
+    clamps = [(0, 255), (-128, 127), (5, 200), (-100, 50)]
+
+    def wide(name, src, c, k):
+        arrays = mac_arrays(rng, cfg, 64, (64, c, k, k) if k else (64, c), extreme=True)
+        arrays["shift"] = rng.integers(15, 18, 64)
+        arrays["bias"] = rng.integers(-(1 << 24), 1 << 24, 64)
+        lo, hi = clamps[int(rng.integers(0, 4))]
+        if k:
+            return b.conv2d(name, src, **arrays, padding=(k // 2,) * 4, lo=lo, hi=hi)
+        return b.linear(name, src, **arrays, lo=lo, hi=hi)
+
+    y = wide("conv", x, 32, 3)
+    z = wide("conv2", y, 64, 3)
+    f = wide("fc", b.flatten("flat", z), 64 * 36, 0)
+    model = b.build([y, z, f])
+    paths = Engine(model).layer_paths()
+    assert {paths[k] for k in ("conv", "conv2", "fc")} == {"int8"}, paths
+    proto = lower_layers(model, model.layers, list(model.inputs), list(model.outputs))
+    assert sum(node.op_type == "Div" for node in proto.graph.node) == 3
+    info = model.tensors["x"]
+    xs = np.random.default_rng(seed + 3).integers(*info.range, (32, *info.shape), endpoint=True).astype(info.dtype)
+    xs[0] = info.range[1]
+    want = run_model_contract(model, xs, return_all=True)
+    got = Engine(model).run(xs, return_all=True)
+    for t in ("conv", "conv2", "fc"):
+        assert np.array_equal(got[t].astype(np.int64), want[t]), (seed, t)
+        assert len(np.unique(want[t])) > 2, t  # not all clamped: the rounding is exercised
