@@ -197,9 +197,11 @@ def mac_path(model: Model, layer: Layer, int_kernel: bool | None = None) -> str:
 
 #: A ``qconv`` layer other than a depthwise one reads at least this many input channels per group: MLAS's
 #: QLinearConv ran a 1- or 2-channel 3x3 convolution at 28x28 (the bundled models' first layers) 4-6x slower than
-#: onnxruntime's float32 Conv (1 channel, 16 out, batch 256, 2 threads: 7.3 ms against 1.2 ms), and 4 channels or
-#: more faster (4 channels: 2.9 ms against 6.5 ms; 16 -> 32 at 14x14: 1.1 ms against 5.7 ms), 2026-11-30.
-QCONV_MIN_GROUP_CHANNELS = 4
+#: onnxruntime's float32 Conv (1 channel, 16 out, batch 256, 2 threads: 7.3 ms against 1.2 ms; whole models at
+#: batch 256 with it: cnn_mnist 94k against 196k images/s, cnn_digits 446k against 1,235k), and the 3-channel
+#: 224x224 stems of ResNet-18 and MobileNetV2 faster than float32 (batch 16: 394 against 356 and 1,018 against
+#: 775 images/s), 2026-12-01.
+QCONV_MIN_GROUP_CHANNELS = 3
 #: A ``qconv`` layer has at least this many output positions per image: on tiny maps MLAS's QLinearConv pays per
 #: image what onnxruntime's blocked float32 Conv spreads over the batch (cnn_digits' 3x3 convolution on 4x4, 16 ->
 #: 32 channels: the whole model 0.63x at batch 256 and 1.7x at batch 1 with it, 2026-11-30; sweeps run large batches).
@@ -407,9 +409,11 @@ class _Graph:
         """The float twin of integer value ``q`` for the layers that read floats, registered so that integer readers
         take ``q`` itself (:meth:`as_int`, :meth:`as_uint8`); pruned where no one reads it. ``form``: an ONNX
         integer type, or :data:`_SHIFTED` (uint8 holding int8 values + 128)."""
-        out = self.op("Cast", [q], hint, to=TensorProto.FLOAT)
-        if form == _SHIFTED:
-            out = self.op("Add", [out, self.const(-float(_INT8_TO_UINT8), hint + "_s8")], hint)
+        if form == _SHIFTED:  # q - 128, exactly, in one op
+            out = self.op("DequantizeLinear", [q, self.const(1.0, hint + "_one"),
+                                               self.const(_INT8_TO_UINT8, hint + "_zp", np.uint8)], hint)
+        else:
+            out = self.op("Cast", [q], hint, to=TensorProto.FLOAT)
         self.ints[out, form] = q
         return out
 
@@ -418,9 +422,14 @@ class _Graph:
         if not signed:
             return self.as_int(x, TensorProto.UINT8, hint)
         if (x, _SHIFTED) not in self.ints:
-            shifted = self.op("Add", [x, self.const(float(_INT8_TO_UINT8), hint + "_u8")], hint)
-            self.ints[x, _SHIFTED] = self.op("Cast", [shifted], hint, to=TensorProto.UINT8)
+            self.ints[x, _SHIFTED] = self.shifted_uint8(x, hint)
         return self.ints[x, _SHIFTED]
+
+    def shifted_uint8(self, x: str, hint: str) -> str:
+        """Integer-valued floats ``x`` in [-128, 127] as uint8 ``x + 128`` in one op: ``QuantizeLinear`` with scale
+        1 and zero point 128 (x / 1 is x, no rounding happens, nothing saturates)."""
+        return self.op("QuantizeLinear", [x, self.const(1.0, hint + "_one"),
+                                          self.const(_INT8_TO_UINT8, hint + "_zp", np.uint8)], hint)
 
     def nhwc_uint8(self, x: str, signed: bool, hint: str) -> str:
         """``x`` as uint8 (int8 values + 128 where ``signed``) in NHWC for a ``qconv`` layer, made once: a value
@@ -433,11 +442,14 @@ class _Graph:
                 self.u8_nhwc[x, form] = self.as_uint8(self.nhwc[x], signed, hint)
             elif (x, form) in self.ints:
                 self.u8_nhwc[x, form] = self.op("Transpose", [self.ints[x, form]], hint, perm=_TO_NHWC)
+            elif (x, TensorProto.INT8) in self.ints:  # an int8 graph input: transposed in bytes, not floats
+                t = self.op("Transpose", [self.ints[x, TensorProto.INT8]], hint, perm=_TO_NHWC)
+                t = self.shifted_uint8(self.op("Cast", [t], hint, to=TensorProto.FLOAT), hint)
+                self.u8_nhwc[x, form] = t
             else:
                 t = self.op("Transpose", [x], hint, perm=_TO_NHWC)
-                if signed:
-                    t = self.op("Add", [t, self.const(float(_INT8_TO_UINT8), hint + "_u8")], hint)
-                self.u8_nhwc[x, form] = self.op("Cast", [t], hint, to=TensorProto.UINT8)
+                self.u8_nhwc[x, form] = (self.shifted_uint8(t, hint) if signed
+                                         else self.op("Cast", [t], hint, to=TensorProto.UINT8))
         return self.u8_nhwc[x, form]
 
     def name(self, hint: str) -> str:

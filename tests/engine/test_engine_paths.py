@@ -26,7 +26,7 @@ from accel.ir import MAC_OPS, ModelBuilder
 from tests.support.strategies import mac_arrays
 
 #: "qconv" marks the ReLU-clamped convolutions that run as one QLinearConv where that kernel passed its self-test,
-#: float32 otherwise: every one with 4 or more input channels (the first layers read 1 channel), ReLU-clamped or
+#: float32 otherwise: every one with 3 or more input channels (the first layers read 1 channel), ReLU-clamped or
 #: clamped to int8 (resnet's body.3), and resnet's residual adds. "qgemm" marks the ReLU-clamped linear layers that
 #: run as one QGemm where that kernel passed, float32 otherwise; "wide" the one among them whose bound passes 2^24
 #: (cnn_mnist's 1568 -> 64, its rounding saturating from 2^22 on): float64 without the kernel. Every other layer of
