@@ -300,7 +300,8 @@ def _int8_gemm_pays(model: Model, layer: Layer) -> bool:
     n = layer.arrays["codes"].shape[0]
     large = layer.arrays["codes"][0].size >= INT8_CONV_MIN_K and n >= INT8_CONV_MIN_N
     if layer.op != "conv2d":
-        return large
+        # a linear layer emitting raw sums from a uint8 tensor: int32 sums plus an int32 bias, no float at all
+        return large or (layer.attrs["raw"] and _holds_uint8(model, layer.inputs[0]))
     lo, hi = DTYPE_RANGES[model.tensors[layer.inputs[0]].dtype]
     return large and int(layer.attrs["groups"]) == 1 and lo <= int(layer.attrs["pad_value"]) <= hi
 
@@ -718,6 +719,11 @@ def _lower_int8(g: _Graph, layer: Layer, model: Model, x: str, w: np.ndarray, hi
         t = g.op("Add", [t, g.const(((bias + offset) * scale).reshape(1, n), hint + "_bias", np.float64)], hint)
         t = _clip(g, g.op("Floor", [t], hint), a["lo"], a["hi"], np.float64, hint)
         y = g.op("Cast", [t], hint, to=TensorProto.FLOAT)
+    elif a["raw"] and layer.op == "linear" and _worst_acc(model, layer) <= cfg.acc_max and _raw_fits_int32(w, bias):
+        # raw sums in int32: the GEMM's and the (shifted) bias's, each and together within int32
+        acc = g.op("Add", [g.op("MatMulInteger", [cols, wt], hint),
+                           g.const(bias.astype(np.int64).reshape(1, n), hint + "_bias", np.int32)], hint)
+        return g.from_int(acc, TensorProto.INT32, hint)
     else:
         acc = g.op("Cast", [g.op("MatMulInteger", [cols, wt], hint)], hint, to=TensorProto.DOUBLE)
         acc = g.op("Add", [acc, g.const(bias, hint + "_bias", np.float64)], hint)
@@ -732,6 +738,12 @@ def _lower_int8(g: _Graph, layer: Layer, model: Model, x: str, w: np.ndarray, hi
     out = _keep_width(g, y, g.op("Transpose", [nhwc], hint, perm=[0, 3, 1, 2]))
     g.nhwc[out] = nhwc
     return out
+
+
+def _raw_fits_int32(w: np.ndarray, bias: np.ndarray) -> bool:
+    """Whether the uint8 GEMM's sums (``sum |w| x 255``) plus ``|bias|`` stay within int32 on every channel."""
+    sums = np.abs(w).reshape(w.shape[0], -1).sum(axis=1) * _BYTE_MAX
+    return bool(np.all(sums + np.abs(bias) < _INT32_BOUND))
 
 
 def _int32_bias(model: Model, layer: Layer, w: np.ndarray) -> np.ndarray:

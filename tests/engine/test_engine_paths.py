@@ -34,13 +34,14 @@ from tests.support.strategies import mac_arrays
 WIDE = "wide"
 QCONV = "qconv"
 QGEMM = "qgemm"
+RAW_INT8 = "raw-int8"  # the raw classifier reading a qgemm's uint8 output: int32 GEMM and bias (path int8)
 #: marker -> (path with the integer kernels, path without them)
-MARKED_PATHS = {WIDE: (QGEMM, "f64"), QCONV: (QCONV, "f32"), QGEMM: (QGEMM, "f32")}
+MARKED_PATHS = {WIDE: (QGEMM, "f64"), QCONV: (QCONV, "f32"), QGEMM: (QGEMM, "f32"), RAW_INT8: ("int8", "f32")}
 BUNDLED_PATHS = {
     "cnn_mnist": {"features.features.0.Conv": "f32", "features.features.2.MaxPool": "f32",
                   "features.features.3.Conv": QCONV, "features.features.5.MaxPool": "f32",
                   "classifier.classifier.0.Flatten": "f32", "classifier.classifier.1.Gemm": WIDE,
-                  "classifier.classifier.3.Gemm": "f32"},
+                  "classifier.classifier.3.Gemm": RAW_INT8},
     "resnet_mnist": {**dict.fromkeys(
         ["net.net.0.Conv", "net.net.3.MaxPool", "net.net.9.GlobalAveragePool", "net.net.10.Flatten",
          "net.net.11.Gemm"], "f32"),
@@ -54,7 +55,7 @@ BUNDLED_PATHS = {
     "cnn_digits": {"features.features.0.Conv": "f32", "features.features.2.MaxPool": "f32",
                    "features.features.3.Conv": "f32", "features.features.5.MaxPool": "f32",
                    "classifier.classifier.0.Flatten": "f32", "classifier.classifier.1.Gemm": QGEMM,
-                   "classifier.classifier.3.Gemm": "f32"},
+                   "classifier.classifier.3.Gemm": RAW_INT8},
 }
 ALL_KERNELS = [*INT_KERNELS, *FUSED_KERNELS, *QCONV_KERNELS]
 
