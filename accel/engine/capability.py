@@ -26,12 +26,12 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["EPILOGUE_KERNELS", "FUSED_KERNELS", "INT32_EPILOGUE", "INT_KERNELS", "QCONV_BOUND", "QCONV_DOMAIN",
-           "QCONV_SATURATING_BOUND", "QCONV_KERNEL", "QCONV_KERNELS", "QCONV_SHAPES", "QGEMM_KERNEL", "QGEMM_SHAPES",
-           "chosen_kernels", "cpu_flags", "cpu_summary", "forced_verdicts", "fused_matmul_exact",
-           "int32_epilogue_exact", "int_matmul_exact", "kernel_verdict", "ort_matmul_integer", "ort_int32_requant",
-           "ort_matmul_integer_to_float", "ort_qgemm", "ort_qlinear_conv", "qconv_exact", "qconv_saturates",
-           "qconv_scale", "torch_int_mm", "torch_int_mm_verdict", "int_mm_weights"]
+__all__ = ["CAST_FLOORS", "EPILOGUE_KERNELS", "FUSED_KERNELS", "INT32_EPILOGUE", "INT_KERNELS", "QCONV_BOUND",
+           "QCONV_DOMAIN", "QCONV_SATURATING_BOUND", "QCONV_KERNEL", "QCONV_KERNELS", "QCONV_SHAPES", "QGEMM_KERNEL",
+           "QGEMM_SHAPES", "cast_floors_exact", "chosen_kernels", "cpu_flags", "cpu_summary", "forced_verdicts",
+           "fused_matmul_exact", "int32_epilogue_exact", "int_matmul_exact", "kernel_verdict", "ort_matmul_integer",
+           "ort_cast_uint8", "ort_int32_requant", "ort_matmul_integer_to_float", "ort_qgemm", "ort_qlinear_conv",
+           "qconv_exact", "qconv_saturates", "qconv_scale", "torch_int_mm", "torch_int_mm_verdict", "int_mm_weights"]
 
 #: Flags that decide which integer kernels a CPU runs natively (shown in reports).
 REPORTED_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
@@ -472,10 +472,37 @@ def int32_epilogue_exact(requant: Callable = ort_int32_requant) -> bool:
     return True
 
 
+def ort_cast_uint8(x: np.ndarray) -> np.ndarray:
+    """onnxruntime's ``Cast`` of float32 ``x`` to uint8."""
+    from onnx import TensorProto, helper
+
+    graph = helper.make_graph([helper.make_node("Cast", ["x"], ["y"], to=TensorProto.UINT8)], "cast",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None])],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, None)])
+    return _session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])).run(None, {"x": x})[0]
+
+
+def cast_floors_exact(cast: Callable = ort_cast_uint8) -> bool:
+    """Whether ``cast`` (float32 -> uint8) floors every value in [0, 256): each integer 0..255 plus fractions from
+    2^-16 to 1 - 2^-16 (halves included, where rounding would differ), in an array long enough for vectorized and
+    threaded code (C++'s conversion truncates; what the ``f32`` path's lazy rounding assumes)."""
+    ints = np.arange(256, dtype=np.float64).reshape(-1, 1)
+    fractions = np.array([0.0, 2.0 ** -16, 0.25, 0.5, 0.5 + 2.0 ** -16, 0.75, 1 - 2.0 ** -16])
+    x = np.tile((ints + fractions).astype(np.float32).reshape(-1), 64)
+    try:
+        got = np.asarray(cast(x))
+        return got.shape == x.shape and np.array_equal(got.astype(np.int64), np.floor(x).astype(np.int64))
+    except Exception:  # noqa: BLE001 - an op that cannot run is as good as inexact here
+        return False
+
+
 #: The integer epilogue of path ``int8`` where its sums reach 2^24.
 INT32_EPILOGUE = "onnxruntime int32 Add/Div/Clip epilogue"
+#: The conversion that floors a float32 layer's non-negative results where only uint8 readers take them.
+CAST_FLOORS = "onnxruntime Cast float32->uint8 floors"
 #: Integer epilogues: name -> their self-test.
-EPILOGUE_KERNELS: dict[str, Callable[[], bool]] = {INT32_EPILOGUE: int32_epilogue_exact}
+EPILOGUE_KERNELS: dict[str, Callable[[], bool]] = {INT32_EPILOGUE: int32_epilogue_exact,
+                                                   CAST_FLOORS: cast_floors_exact}
 
 
 def _kernel_names() -> list[str]:

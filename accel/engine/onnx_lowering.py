@@ -394,6 +394,9 @@ class _Graph:
         self.double: set[str] = set()  # names of float64 values (raw accumulators beyond float32)
         self.nhwc: dict[str, str] = {}  # NCHW value -> the same values in NHWC (outputs of integer convolutions)
         self.u8_nhwc: dict[tuple[str, int | str], str] = {}  # (float value, form) -> its uint8 values in NHWC
+        self.unfloored: set[str] = set()  # float values whose floor is the layer's result (read as uint8 only)
+        self.layers: list[Layer] = []  # the segment's layers
+        self.outputs: set[str] = set()  # the segment's output tensors
         self.ints: dict[tuple[str, int | str], str] = {}  # (float value, ONNX integer type) -> the value in it
         self.roundings: dict[str, list[onnx.NodeProto]] = {}  # output -> the nodes that round their input
         self.readers: dict[str, set[str]] = {}  # tensor of the model -> the ops of the layers that read it
@@ -613,7 +616,8 @@ def _lower_mac(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hin
     folded = not a["raw"] and mult is None and _fold_fits(w, bias, shift, xmax, half_up)
     # onnxruntime fuses an Add into the convolution before it (as its "Sum" input, summed in an order of its
     # choosing), which would add to the rounder's large intermediate: a tensor that an add layer reads is floored.
-    rounded = (folded and "add" not in g.readers.get(layer.output, ())
+    lazy = folded and not a["raw"] and _floors_by_cast(g, model, layer)
+    rounded = (folded and not lazy and "add" not in g.readers.get(layer.output, ())
                and _rounds_in_blocks(layer, w, bias, shift, xmax))
     if folded:
         # Fold the rounding offset and the power-of-two scale into the weights and bias:
@@ -634,6 +638,10 @@ def _lower_mac(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hin
                             g.const(bias.astype(np.float32), hint + "_bias")], hint, transB=1)
     if a["raw"]:
         return acc
+    if lazy:  # the uint8 readers' Cast floors the clipped value (_floors_by_cast)
+        t = _clip(g, acc, a["lo"], a["hi"], np.float32, hint)
+        g.unfloored.add(t)
+        return t
     if rounded:
         t = _clip(g, acc, a["lo"], a["hi"], np.float32, hint)
         ones = np.ones((w.shape[0], 1, 1, 1))
@@ -647,6 +655,34 @@ def _lower_mac(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hin
     # The float32 epilogue doubles values (the s = 0 case of the half-up identity): below 2^23 only.
     wide = mult is not None or _worst_acc(model, layer) >= _F32_SAFE
     return _requant(g, acc, layer, model, rank, shift, mult, hint, wide)
+
+
+#: Readers that take a value as uint8 (its Cast floors), by op and path; max pooling and flatten pass it on.
+_UINT8_READERS = {("conv2d", "qconv"), ("conv2d", "int8"), ("linear", "qgemm"), ("linear", "int8"), ("add", "qconv")}
+
+
+def _floors_by_cast(g: _Graph, model: Model, layer: Layer) -> bool:
+    """Whether a folded float32 layer can leave out its rounding: its output is uint8 (a clamp within [0, 255]; an
+    int8 one, even when non-negative, is read through ``QuantizeLinear``, which rounds), and every reader, through
+    max pooling and flatten (monotone, so they commute with the floor), takes it as uint8 (:data:`_UINT8_READERS`),
+    whose ``Cast`` floors the clipped value (:data:`~accel.engine.capability.CAST_FLOORS`, self-tested); the value
+    is no output of the segment. Saves the ``Floor`` or the two rounding convolutions."""
+    if model.tensors[layer.output].dtype != "uint8" or not g.int_kernels:  # an int8 tensor is read shifted instead
+        return False
+    pending = [layer.output]
+    while pending:
+        tensor = pending.pop()
+        readers = [r for r in g.layers if tensor in r.inputs]
+        if tensor in g.outputs or not readers:
+            return False
+        for reader in readers:
+            if reader.op in _TWIN_KEEPERS:
+                pending.append(reader.output)
+            elif (reader.op, layer_path(model, reader)) not in _UINT8_READERS:
+                return False
+    from .capability import CAST_FLOORS, kernel_verdict
+
+    return kernel_verdict(CAST_FLOORS)
 
 
 def _im2col_nhwc(g: _Graph, layer: Layer, model: Model, x: str, hint: str) -> tuple[str, int, int]:
@@ -1003,8 +1039,15 @@ def _on_uint8_twin(g: _Graph, x: str, hint: str, op_type: str, **attrs) -> str |
 def _lower_max_pool(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
     a = layer.attrs
     attrs = dict(kernel_shape=list(a["kernel"]), strides=list(a["stride"]), pads=list(a["padding"]))
-    return (_on_uint8_twin(g, names[layer.inputs[0]], hint, "MaxPool", **attrs)
-            or g.op("MaxPool", [names[layer.inputs[0]]], hint, **attrs))
+    x = names[layer.inputs[0]]
+    return _on_uint8_twin(g, x, hint, "MaxPool", **attrs) or _pass_unfloored(g, x, g.op("MaxPool", [x], hint, **attrs))
+
+
+def _pass_unfloored(g: _Graph, source: str, out: str) -> str:
+    """Max pooling and flatten of a value left unfloored (:func:`_floors_by_cast`) leave it unfloored."""
+    if source in g.unfloored:
+        g.unfloored.add(out)
+    return out
 
 
 def _lower_avg_pool(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
@@ -1052,7 +1095,8 @@ def _keep_width(g: _Graph, source: str, out: str) -> str:
 
 def _lower_flatten(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
     x = names[layer.inputs[0]]
-    return _on_uint8_twin(g, x, hint, "Flatten", axis=1) or _keep_width(g, x, g.op("Flatten", [x], hint, axis=1))
+    return (_on_uint8_twin(g, x, hint, "Flatten", axis=1)
+            or _pass_unfloored(g, x, _keep_width(g, x, g.op("Flatten", [x], hint, axis=1))))
 
 
 def _lower_reshape(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
@@ -1128,6 +1172,7 @@ def lower_layers(model: Model, layers: list[Layer], inputs: list[str], outputs: 
     """An ONNX graph computing ``layers`` from integer tensors ``inputs`` to integer tensors ``outputs``
     (``int_kernels=False``: no integer GEMM even where its self-test passed)."""
     g = _Graph(int_kernels)
+    g.layers, g.outputs = list(layers), set(outputs)
     names: dict[str, str] = {}
     graph_inputs = []
     for t in inputs:

@@ -210,3 +210,11 @@ def test_int32_epilogue_self_test_rejects_other_arithmetic():
     assert int32_epilogue_exact(epilogue(lambda v, d: v // d))
     assert not int32_epilogue_exact(epilogue(lambda v, d: np.round(v / d).astype(np.int64)))
     assert not int32_epilogue_exact(epilogue(lambda v, d: v // d, np.float32))
+
+
+def test_cast_self_test_rejects_rounding():
+    """The Cast self-test passes flooring and rejects rounding to nearest: whatever this CPU is, it can fail."""
+    from accel.engine.capability import cast_floors_exact
+
+    assert cast_floors_exact(lambda x: np.floor(x).astype(np.uint8))
+    assert not cast_floors_exact(lambda x: np.rint(x).astype(np.uint8))

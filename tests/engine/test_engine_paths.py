@@ -338,10 +338,13 @@ def test_bundled_models_exact_with_qconv_forced_on(bundled):
         engine = Engine(model)
         paths = engine.layer_paths()
         got = engine.run(xs, return_all=True)
+        outputs = Engine(model).run(xs)  # its own graph: no intermediate tensor is an output there
     assert [k for k, v in paths.items() if v == QCONV] == [k for k, v in BUNDLED_PATHS[name].items() if v == QCONV]
     want = Engine(model, "reference").run(xs, return_all=True)
     for t, values in want.items():
         assert got[t].dtype == values.dtype and np.array_equal(got[t], values), (name, t)
+    for t, values in outputs.items():
+        assert np.array_equal(values, want[t]), (name, t)
 
 
 def test_qconv_layers_pass_uint8_tensors(bundled):
@@ -683,3 +686,44 @@ def test_int32_epilogue_exact(seed):
     for t in ("conv", "conv2", "fc"):
         assert np.array_equal(got[t].astype(np.int64), want[t]), (seed, t)
         assert len(np.unique(want[t])) > 2, t  # not all clamped: the rounding is exercised
+
+
+def test_float_layers_read_as_uint8_leave_the_rounding_to_the_cast():
+    """A folded float32 convolution whose every reader (through max pooling and flatten) takes uint8 ends in its
+    Clip: the readers' Cast floors it (self-tested). One also read by a float32 layer, or a segment output, keeps its
+    rounding; both graphs equal the contract."""
+    from accel.engine.capability import CAST_FLOORS
+
+    if not (kernel_verdict(CAST_FLOORS) and kernel_verdict(QGEMM_KERNEL)):
+        pytest.skip("this CPU's Cast or QGemm failed its self-test")
+    rng = np.random.default_rng(11)
+    cfg = AcceleratorConfig()
+
+    def build(also_float: bool, dtype: str = "uint8"):
+        b = ModelBuilder(cfg)
+        x = b.input("x", (1, 8, 8), "uint8")
+        arrays = mac_arrays(rng, cfg, 16, (16, 1, 3, 3), extreme=False)
+        arrays["shift"] = rng.integers(1, 6, 16)
+        arrays["bias"] = rng.integers(-64, 64, 16) << arrays["shift"]
+        y = b.conv2d("conv", x, **arrays, padding=(1, 1, 1, 1), lo=0, hi=127 if dtype == "int8" else 255, dtype=dtype)
+        flat = b.flatten("flat", b.max_pool("pool", y, kernel=(2, 2)))
+        fc = mac_arrays(rng, cfg, 8, (8, 256), extreme=False)
+        fc["lut"] = rng.integers(-8, 9, fc["lut"].shape).astype(np.int8)
+        fc["bias"], fc["shift"] = rng.integers(0, 1 << 10, 8), np.full(8, 6)
+        outs = [b.linear("fc", flat, **fc, lo=0, hi=255)]
+        if also_float:  # a float32 reader of the convolution's output
+            outs.append(b.conv2d("conv2", y, **mac_arrays(rng, cfg, 2, (2, 16, 1, 1), extreme=False), raw=True))
+        return b.build(outs)
+
+    # an int8 tensor, even clamped at 0, is read through QuantizeLinear (which rounds): it keeps its rounding
+    for also_float, dtype, lazy in ((False, "uint8", True), (True, "uint8", False), (False, "int8", False)):
+        model = build(also_float, dtype)
+        assert Engine(model).layer_paths()["fc"] == QGEMM
+        proto = lower_layers(model, model.layers, list(model.inputs), list(model.outputs))
+        rounding = [n for n in proto.graph.node if n.name.startswith("conv__") and n.op_type in ("Floor", "Conv")]
+        assert (len(rounding) == 1) == lazy, [n.op_type for n in rounding]  # the convolution itself only
+        xs = rng.integers(0, 256, (16, 1, 8, 8)).astype(np.uint8)
+        want = run_model_contract(model, xs, return_all=True)
+        got = Engine(model).run(xs, return_all=True)
+        for t in want:
+            assert np.array_equal(got[t].astype(np.int64), want[t]), (also_float, dtype, t)
