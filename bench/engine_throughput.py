@@ -169,8 +169,10 @@ def check_exact(bm: BenchModel) -> None:
 
 
 #: Pause before each executor's turn in a round: the previous executor's thread pool (onnxruntime's spinning
-#: workers, OpenMP's) goes idle instead of competing with the next one for the 2 cores.
-SETTLE_S = 0.05
+#: workers, OpenMP's) goes idle instead of competing with the next one for the 2 cores. 50 ms was not enough
+#: behind the torch and numba executors: with 0.3 s the fast backend measured 2x more on mlp_mnist and
+#: mobilenet_mnist at batch 256 (454k -> 909k and 102k -> 243k images/s, onnxruntime int8 1.7x), 2026-12-01.
+SETTLE_S = 0.3
 #: Least wall time of one timed block: fast executors run several calls per block, so that the clock's and the
 #: thread pool's wake-up overheads do not dominate.
 BLOCK_S = 0.05

@@ -63,3 +63,19 @@ def test_batching_and_run_layer_agree():
     layer = model.layer("block.add")
     single = run_layer(model, layer, [whole["stem"], whole["block.dw"]])
     assert np.array_equal(single, whole["block.add"])
+
+
+def test_small_calls_run_on_one_thread_with_the_same_results(monkeypatch):
+    """A segment call below SINGLE_THREAD_MACS runs on a one-thread session (built on first use), a larger one on
+    the configured threads; the results are the same either way."""
+    from accel.engine import runner
+
+    model = small_resnet(seed=3)
+    x = np.random.default_rng(4).integers(-128, 128, (6, 1, 12, 12)).astype(np.int8)
+    outs = []
+    for limit in (0, 1 << 40):
+        monkeypatch.setattr(runner, "SINGLE_THREAD_MACS", limit)
+        engine = Engine(model)
+        outs.append(engine.run({"image": x})["fc"])
+        assert set(engine._segments(False)[0][1].built) == ({1} if limit else {runner._threads()})
+    assert np.array_equal(outs[0], outs[1])
