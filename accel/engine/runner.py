@@ -256,7 +256,6 @@ class Engine:
         return steps
 
     def _onnx_segment(self, run: list[Layer], later: list[Layer], return_all: bool):
-
         from .onnx_lowering import lower_layers
 
         produced = [layer.output for layer in run]
