@@ -29,7 +29,11 @@ sums by ``sum_k |w[n,k]| * max|x| + |bias[n]|`` and picks one path per layer:
     where another op reads it. The epilogue is fused into the GEMM
     (``MatMulIntegerToFloat``: ``acc * 2^-s + (bias + 2^(s-1)) 2^-s`` in one
     op, then ``Clip`` and ``Floor``) where that kernel passed its own self-test
-    and every value stays below 2^24; otherwise the float64 epilogue below.
+    and every value stays below 2^24; otherwise, for a clamp within uint8, the
+    int32 epilogue (``Add``, ``Div`` by 2^s, ``Clip``, ``Cast``; self-tested,
+    :func:`_int32_epilogue`) whose result stays NHWC uint8, else the float64
+    epilogue below. A raw linear layer reading a uint8 tensor adds its bias in
+    int32.
 ``qconv``
     a convolution with a clamp within [0, 255] (ReLU) or [-128, 127] as ONE onnxruntime ``QLinearConv`` (MLAS u8 x
     s8 kernels with their requantization fused) where that kernel passed its self-test
@@ -70,7 +74,10 @@ depthwise 1x1 convolutions with weight 1 and bias +-1.5 x 2^23: each computes
 one addition, the first rounds to an integer (float32's spacing is 1 between
 2^23 and 2^24), the second is exact. A tensor that an ``add`` layer reads keeps
 ``Floor``: onnxruntime fuses an Add into the convolution before it, summed in
-an order of its choosing.
+an order of its choosing. A folded float32 layer whose uint8 result only uint8
+readers take (``qconv``, ``qgemm``, ``int8``, through max pooling and flatten)
+ends in its ``Clip``: the readers' ``Cast`` to uint8 floors it (self-tested,
+:func:`_floors_by_cast`).
 ``multiply_shift`` and pooling multipliers run in float64 (exact below 2^52).
 """
 
