@@ -27,11 +27,12 @@ from typing import Callable
 import numpy as np
 
 __all__ = ["CAST_FLOORS", "EPILOGUE_KERNELS", "FUSED_KERNELS", "INT32_EPILOGUE", "INT_KERNELS", "QCONV_BOUND",
-           "QCONV_DOMAIN", "QCONV_SATURATING_BOUND", "QCONV_KERNEL", "QCONV_KERNELS", "QCONV_SHAPES", "QGEMM_KERNEL",
-           "QGEMM_SHAPES", "cast_floors_exact", "chosen_kernels", "cpu_flags", "cpu_summary", "forced_verdicts",
-           "fused_matmul_exact", "int32_epilogue_exact", "int_matmul_exact", "kernel_verdict", "ort_matmul_integer",
-           "ort_cast_uint8", "ort_int32_requant", "ort_matmul_integer_to_float", "ort_qgemm", "ort_qlinear_conv",
-           "qconv_exact", "qconv_saturates", "qconv_scale", "torch_int_mm", "torch_int_mm_verdict", "int_mm_weights"]
+           "QCONV_DOMAIN", "QCONV_SATURATING_BOUND", "QADD_KERNEL", "QCONV_KERNEL", "QCONV_KERNELS", "QCONV_SHAPES",
+           "QGEMM_KERNEL", "QGEMM_SHAPES", "cast_floors_exact", "chosen_kernels", "cpu_flags", "cpu_summary",
+           "forced_verdicts", "fused_matmul_exact", "int32_epilogue_exact", "int_matmul_exact", "kernel_verdict",
+           "ort_matmul_integer", "ort_cast_uint8", "ort_int32_requant", "ort_matmul_integer_to_float", "ort_qgemm",
+           "ort_qlinear_add", "ort_qlinear_conv", "qadd_exact", "qconv_exact", "qconv_saturates", "qconv_scale",
+           "torch_int_mm", "torch_int_mm_verdict", "int_mm_weights"]
 
 #: Flags that decide which integer kernels a CPU runs natively (shown in reports).
 REPORTED_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
@@ -407,6 +408,45 @@ def qconv_exact(conv: Callable = ort_qlinear_conv, scale: Callable = qconv_scale
     return True
 
 
+def ort_qlinear_add(a: np.ndarray, a_zero_point: int, shift_a: int, b: np.ndarray, b_zero_point: int, shift_b: int,
+                    y_zero_point: int) -> np.ndarray:
+    """onnxruntime's ``QLinearAdd`` (:data:`QCONV_DOMAIN`) as a ``qconv`` add of shift 0 uses it: uint8 ``a`` and
+    ``b`` with scales ``2^shift_a`` and ``2^shift_b``, output scale 1 -> uint8 ``(a - za) 2^sa + (b - zb) 2^sb + zy``,
+    saturated."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    consts = {"sa": np.float32(2.0 ** shift_a), "za": np.uint8(a_zero_point), "sb": np.float32(2.0 ** shift_b),
+              "zb": np.uint8(b_zero_point), "one": np.float32(1.0), "zy": np.uint8(y_zero_point)}
+    node = helper.make_node("QLinearAdd", ["a", "sa", "za", "b", "sb", "zb", "one", "zy"], ["y"], domain=QCONV_DOMAIN)
+    graph = helper.make_graph([node], "qlinear_add",
+                              [helper.make_tensor_value_info(n, TensorProto.UINT8, [None]) for n in ("a", "b")],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, None)],
+                              initializer=[numpy_helper.from_array(v, k) for k, v in consts.items()])
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(QCONV_DOMAIN, 1)])
+    return _session(proto).run(None, {"a": a, "b": b})[0]
+
+
+def qadd_exact(add: Callable = ort_qlinear_add) -> bool:
+    """Whether ``add`` (:func:`ort_qlinear_add`'s signature) computes ``clamp((a - za) 2^sa + (b - zb) 2^sb + zy, 0,
+    255)`` exactly: every pair of uint8 values (and a length that leaves a vector tail), zero points 0 and 128,
+    shifts 0 to 6 in mixed pairs, output zero points 0 and 128, against int64. Shift 0 only: MLAS rounds a sum with
+    fraction half to even (``qladd_avx2.cpp``: float32 fma, then round-to-nearest-even), which no integer zero point
+    can turn into half up."""
+    a, b = (v.reshape(-1).astype(np.uint8) for v in np.meshgrid(np.arange(256), np.arange(256)))
+    a, b = np.concatenate([a, a[:7]]), np.concatenate([b, b[:7]])
+    try:
+        for shift_a, shift_b in ((0, 0), (1, 0), (0, 1), (6, 0), (2, 6)):
+            for za, zb, zy in ((0, 0, 0), (128, 0, 0), (0, 128, 128), (128, 128, 128)):
+                want = np.clip((a.astype(np.int64) - za) * (1 << shift_a) + (b.astype(np.int64) - zb) * (1 << shift_b)
+                               + zy, 0, 255)
+                got = np.asarray(add(a, za, shift_a, b, zb, shift_b, zy))
+                if got.shape != a.shape or not np.array_equal(got.astype(np.int64), want):
+                    return False
+    except Exception:  # noqa: BLE001 - a kernel that cannot run is as good as inexact here
+        return False
+    return True
+
+
 #: The quantized convolution that path ``qconv`` runs: onnxruntime's NHWC ``QLinearConv`` of this domain
 #: (``channels_last=1``, what onnxruntime itself makes of an ONNX ``QLinearConv`` on x86), emitted as such so that
 #: the graph holds its uint8 activations in NHWC from one layer to the next without transposes.
@@ -414,10 +454,13 @@ QCONV_DOMAIN = "com.microsoft"
 QCONV_KERNEL = "onnxruntime QLinearConv u8xs8"
 #: The quantized GEMM that path ``qgemm`` runs (a linear layer, the ``qconv`` proof).
 QGEMM_KERNEL = "onnxruntime QGemm u8xs8"
+#: The quantized add that a ``qconv`` add layer of shift 0 runs (others: a 1x1 ``QLinearConv``).
+QADD_KERNEL = "onnxruntime QLinearAdd u8 (shift 0)"
 #: Quantized convolutions and GEMMs with a fused requantization (paths ``qconv``, ``qgemm``): name -> self-test.
 QCONV_KERNELS: dict[str, Callable[[], bool]] = {
     QCONV_KERNEL: lambda: qconv_exact(ort_qlinear_conv),
     QGEMM_KERNEL: lambda: qconv_exact(ort_qgemm, shapes=QGEMM_SHAPES),
+    QADD_KERNEL: qadd_exact,
 }
 
 

@@ -218,3 +218,19 @@ def test_cast_self_test_rejects_rounding():
 
     assert cast_floors_exact(lambda x: np.floor(x).astype(np.uint8))
     assert not cast_floors_exact(lambda x: np.rint(x).astype(np.uint8))
+
+
+def test_qadd_self_test_rejects_wrapping_and_rounding():
+    """The QLinearAdd self-test passes the exact saturating sum and rejects one that wraps at 256 and one that
+    halves the shift-6 input: whatever this CPU is, it can fail."""
+    from accel.engine.capability import qadd_exact
+
+    def add(wrap=False, scale_a=lambda s: 1 << s):
+        def run(a, za, sa, b, zb, sb, zy):
+            v = (a.astype(np.int64) - za) * scale_a(sa) + (b.astype(np.int64) - zb) * (1 << sb) + zy
+            return (v % 256 if wrap else np.clip(v, 0, 255)).astype(np.uint8)
+        return run
+
+    assert qadd_exact(add())
+    assert not qadd_exact(add(wrap=True))
+    assert not qadd_exact(add(scale_a=lambda s: 1 << max(s - 1, 0)))

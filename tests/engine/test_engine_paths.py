@@ -10,6 +10,7 @@ from accel.engine.onnx_lowering import (
     F32_EXACT_BOUND,
     INT8_CONV_MIN_K,
     INT8_CONV_MIN_N,
+    QADD_KERNEL,
     QCONV_KERNEL,
     QCONV_MIN_GROUP_CHANNELS,
     QGEMM_KERNEL,
@@ -358,7 +359,7 @@ def test_qconv_layers_pass_uint8_tensors(bundled):
     producer = {out: node for node in proto.graph.node for out in node.output}
     maker = {layer.output: layer for layer in model.layers}
     qconvs = {layer.name.replace("/", "_"): layer for layer in model.layers if paths[layer.name] == QCONV}
-    nodes = [node for node in proto.graph.node if node.op_type == "QLinearConv"]
+    nodes = [node for node in proto.graph.node if node.op_type in ("QLinearConv", "QLinearAdd")]
     assert sorted(node.name.rsplit("__", 1)[0] for node in nodes) == sorted(qconvs)
     for node in nodes:
         source = maker.get(qconvs[node.name.rsplit("__", 1)[0]].inputs[0])
@@ -530,7 +531,11 @@ def test_residual_add_as_qconv_exact(seed):
     for t in want:
         assert got[t].dtype == model.tensors[t].dtype and np.array_equal(got[t], want[t]), (seed, t, paths)
     proto = lower_layers(model, model.layers, list(model.inputs), list(model.outputs))
-    assert sum(node.op_type == "QLinearConv" for node in proto.graph.node) == 2 + (seed % 3 != 0)
+    ops = [node.op_type for node in proto.graph.node]
+    # the add: QLinearAdd at shift 0 where that kernel passed its self-test (no rounding), else a 1x1 QLinearConv
+    as_qadd = model.layer("add").attrs["shift"] == 0 and kernel_verdict(QADD_KERNEL)
+    assert ops.count("QLinearAdd") == as_qadd
+    assert ops.count("QLinearConv") == 1 + (seed % 3 != 0) + (not as_qadd)
 
 
 def test_residual_add_path_conditions():
