@@ -222,6 +222,12 @@ def _qconv_offset(layer: Layer) -> int:
     return 0 if layer.attrs["lo"] >= _U8_LO else _INT8_TO_UINT8
 
 
+def _clamp_fits_uint8(layer: Layer) -> bool:
+    """Whether the layer's clamp, moved by :func:`_qconv_offset`, lies within uint8."""
+    offset = _qconv_offset(layer)
+    return _U8_LO <= layer.attrs["lo"] + offset <= layer.attrs["hi"] + offset <= _U8_HI
+
+
 def _qconv_bias(model: Model, layer: Layer) -> np.ndarray:
     """The int64 bias of a ``qconv`` layer: the layer's, plus ``offset x 2^s`` (:func:`_qconv_offset`: the result
     moves by exactly the offset, a multiple of 2^s changes no rounding), less 2^(s-1) under ``floor`` rounding
@@ -242,11 +248,9 @@ def _requant_fits_uint8(model: Model, layer: Layer) -> bool:
     a = layer.attrs
     if not QCONV_ENABLED or a["raw"] or model.config.requant is not Requant.SHIFT or layer.points is not None:
         return False
+    if not _clamp_fits_uint8(layer) or model.tensors[layer.inputs[0]].dtype not in ("int8", "uint8"):
+        return False
     offset = _qconv_offset(layer)
-    if not _U8_LO <= a["lo"] + offset <= a["hi"] + offset <= _U8_HI:
-        return False
-    if model.tensors[layer.inputs[0]].dtype not in ("int8", "uint8"):
-        return False
     bias = np.abs(_qconv_bias(model, layer))
     bound = product_bounds(model, layer) + bias
     gemm_sums = _abs_weights(layer).reshape(len(bias), -1).sum(axis=1) * (_BYTE_MAX + _INT8_TO_UINT8) + bias
@@ -402,7 +406,6 @@ class _Graph:
         self.double: set[str] = set()  # names of float64 values (raw accumulators beyond float32)
         self.nhwc: dict[str, str] = {}  # NCHW value -> the same values in NHWC (outputs of integer convolutions)
         self.u8_nhwc: dict[tuple[str, int | str], str] = {}  # (float value, form) -> its uint8 values in NHWC
-        self.unfloored: set[str] = set()  # float values whose floor is the layer's result (read as uint8 only)
         self.layers: list[Layer] = []  # the segment's layers
         self.outputs: set[str] = set()  # the segment's output tensors
         self.ints: dict[tuple[str, int | str], str] = {}  # (float value, ONNX integer type) -> the value in it
@@ -647,9 +650,7 @@ def _lower_mac(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hin
     if a["raw"]:
         return acc
     if lazy:  # the uint8 readers' Cast floors the clipped value (_floors_by_cast)
-        t = _clip(g, acc, a["lo"], a["hi"], np.float32, hint)
-        g.unfloored.add(t)
-        return t
+        return _clip(g, acc, a["lo"], a["hi"], np.float32, hint)
     if rounded:
         t = _clip(g, acc, a["lo"], a["hi"], np.float32, hint)
         ones = np.ones((w.shape[0], 1, 1, 1))
@@ -763,7 +764,7 @@ def _lower_int8(g: _Graph, layer: Layer, model: Model, x: str, w: np.ndarray, hi
         t = g.op("Add", [t, g.const(((bias + offset) * scale).reshape(1, n), hint + "_bias", np.float64)], hint)
         t = _clip(g, g.op("Floor", [t], hint), a["lo"], a["hi"], np.float64, hint)
         y = g.op("Cast", [t], hint, to=TensorProto.FLOAT)
-    elif a["raw"] and layer.op == "linear" and _worst_acc(model, layer) <= cfg.acc_max and _raw_fits_int32(w, bias):
+    elif a["raw"] and layer.op == "linear" and _worst_acc(model, layer) <= cfg.acc_max and _gemm_fits_int32(w, bias):
         # raw sums in int32: the GEMM's and the (shifted) bias's, each and together within int32
         acc = g.op("Add", [g.op("MatMulInteger", [cols, wt], hint),
                            g.const(bias.astype(np.int64).reshape(1, n), hint + "_bias", np.int32)], hint)
@@ -784,7 +785,7 @@ def _lower_int8(g: _Graph, layer: Layer, model: Model, x: str, w: np.ndarray, hi
     return out
 
 
-def _raw_fits_int32(w: np.ndarray, bias: np.ndarray) -> bool:
+def _gemm_fits_int32(w: np.ndarray, bias: np.ndarray) -> bool:
     """Whether the uint8 GEMM's sums (``sum |w| x 255``) plus ``|bias|`` stay within int32 on every channel."""
     sums = np.abs(w).reshape(w.shape[0], -1).sum(axis=1) * _BYTE_MAX
     return bool(np.all(sums + np.abs(bias) < _INT32_BOUND))
@@ -807,12 +808,7 @@ def _int32_bias(model: Model, layer: Layer, w: np.ndarray) -> np.ndarray:
 def _int32_epilogue_fits(model: Model, layer: Layer, w: np.ndarray) -> bool:
     """Whether the integer epilogue (:func:`_int32_epilogue`) applies: a clamp within uint8 (held shifted where it is
     int8), and every GEMM sum plus the bias of :func:`_int32_bias` within int32."""
-    a = layer.attrs
-    offset = _qconv_offset(layer)
-    if not _U8_LO <= a["lo"] + offset <= a["hi"] + offset <= _U8_HI:
-        return False
-    gemm_sums = np.abs(w).reshape(w.shape[0], -1).sum(axis=1).astype(np.int64) * _BYTE_MAX
-    return int((gemm_sums + np.abs(_int32_bias(model, layer, w))).max(initial=0)) < _INT32_BOUND
+    return _clamp_fits_uint8(layer) and _gemm_fits_int32(w, _int32_bias(model, layer, w))
 
 
 def _epilogue_verdict(g: _Graph) -> bool:
@@ -992,10 +988,7 @@ def add_fits_qconv(model: Model, layer: Layer) -> bool:
     a = layer.attrs
     if not QCONV_ENABLED or layer.op != "add" or max(a["shift_a"], a["shift_b"]) > _QADD_MAX_SHIFT:
         return False
-    if any(model.tensors[t].dtype not in ("int8", "uint8") for t in layer.inputs):
-        return False
-    offset = _qconv_offset(layer)
-    if not _U8_LO <= a["lo"] + offset <= a["hi"] + offset <= _U8_HI:
+    if any(model.tensors[t].dtype not in ("int8", "uint8") for t in layer.inputs) or not _clamp_fits_uint8(layer):
         return False
     bound = _BYTE_MAX * ((1 << a["shift_a"]) + (1 << a["shift_b"])) + abs(_qadd_bias(model, layer))
     return (bound < QCONV_BOUND and any(_holds_uint8(model, t) for t in layer.inputs)
@@ -1059,14 +1052,7 @@ def _lower_max_pool(g: _Graph, layer: Layer, model: Model, names: dict[str, str]
     a = layer.attrs
     attrs = dict(kernel_shape=list(a["kernel"]), strides=list(a["stride"]), pads=list(a["padding"]))
     x = names[layer.inputs[0]]
-    return _on_uint8_twin(g, x, hint, "MaxPool", **attrs) or _pass_unfloored(g, x, g.op("MaxPool", [x], hint, **attrs))
-
-
-def _pass_unfloored(g: _Graph, source: str, out: str) -> str:
-    """Max pooling and flatten of a value left unfloored (:func:`_floors_by_cast`) leave it unfloored."""
-    if source in g.unfloored:
-        g.unfloored.add(out)
-    return out
+    return _on_uint8_twin(g, x, hint, "MaxPool", **attrs) or g.op("MaxPool", [x], hint, **attrs)
 
 
 def _lower_avg_pool(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
@@ -1114,8 +1100,7 @@ def _keep_width(g: _Graph, source: str, out: str) -> str:
 
 def _lower_flatten(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
     x = names[layer.inputs[0]]
-    return (_on_uint8_twin(g, x, hint, "Flatten", axis=1)
-            or _pass_unfloored(g, x, _keep_width(g, x, g.op("Flatten", [x], hint, axis=1))))
+    return _on_uint8_twin(g, x, hint, "Flatten", axis=1) or _keep_width(g, x, g.op("Flatten", [x], hint, axis=1))
 
 
 def _lower_reshape(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
