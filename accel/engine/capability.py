@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -31,7 +32,8 @@ __all__ = ["CAST_FLOORS", "EPILOGUE_KERNELS", "FUSED_KERNELS", "INT32_EPILOGUE",
            "QGEMM_KERNEL", "QGEMM_SHAPES", "cast_floors_exact", "chosen_kernels", "cpu_flags", "cpu_summary",
            "forced_verdicts", "fused_matmul_exact", "int32_epilogue_exact", "int_matmul_exact", "kernel_verdict",
            "ort_matmul_integer", "ort_cast_uint8", "ort_int32_requant", "ort_matmul_integer_to_float", "ort_qgemm",
-           "ort_qlinear_add", "ort_qlinear_conv", "qadd_exact", "qconv_exact", "qconv_saturates", "qconv_scale",
+           "ort_qlinear_add", "ort_qlinear_conv", "QAddPlan", "QADD_NUDGES", "qadd_exact", "qadd_plan",
+           "qadd_plan_exact", "qconv_exact", "qconv_saturates", "qconv_scale",
            "torch_int_mm", "torch_int_mm_verdict", "int_mm_weights"]
 
 #: Flags that decide which integer kernels a CPU runs natively (shown in reports).
@@ -408,14 +410,14 @@ def qconv_exact(conv: Callable = ort_qlinear_conv, scale: Callable = qconv_scale
     return True
 
 
-def ort_qlinear_add(a: np.ndarray, a_zero_point: int, shift_a: int, b: np.ndarray, b_zero_point: int, shift_b: int,
-                    y_zero_point: int) -> np.ndarray:
-    """onnxruntime's ``QLinearAdd`` (:data:`QCONV_DOMAIN`) as a ``qconv`` add of shift 0 uses it: uint8 ``a`` and
-    ``b`` with scales ``2^shift_a`` and ``2^shift_b``, output scale 1 -> uint8 ``(a - za) 2^sa + (b - zb) 2^sb + zy``,
-    saturated."""
+def ort_qlinear_add(a: np.ndarray, a_zero_point: int, scale_a: float, b: np.ndarray, b_zero_point: int,
+                    scale_b: float, y_zero_point: int) -> np.ndarray:
+    """onnxruntime's ``QLinearAdd`` (:data:`QCONV_DOMAIN`) as a ``qconv`` add uses it: uint8 ``a`` and ``b`` with
+    scales ``scale_a`` and ``scale_b`` (float32), output scale 1 -> uint8 ``round((a - za) scale_a + (b - zb)
+    scale_b) + zy``, saturated (MLAS: float32 fma, then round half to even)."""
     from onnx import TensorProto, helper, numpy_helper
 
-    consts = {"sa": np.float32(2.0 ** shift_a), "za": np.uint8(a_zero_point), "sb": np.float32(2.0 ** shift_b),
+    consts = {"sa": np.float32(scale_a), "za": np.uint8(a_zero_point), "sb": np.float32(scale_b),
               "zb": np.uint8(b_zero_point), "one": np.float32(1.0), "zy": np.uint8(y_zero_point)}
     node = helper.make_node("QLinearAdd", ["a", "sa", "za", "b", "sb", "zb", "one", "zy"], ["y"], domain=QCONV_DOMAIN)
     graph = helper.make_graph([node], "qlinear_add",
@@ -426,25 +428,118 @@ def ort_qlinear_add(a: np.ndarray, a_zero_point: int, shift_a: int, b: np.ndarra
     return _session(proto).run(None, {"a": a, "b": b})[0]
 
 
+def _uint8_pairs() -> tuple[np.ndarray, np.ndarray]:
+    """Every pair of uint8 values, and 7 more: a length that leaves a vector tail."""
+    a, b = (v.reshape(-1).astype(np.uint8) for v in np.meshgrid(np.arange(256), np.arange(256)))
+    return np.concatenate([a, a[:7]]), np.concatenate([b, b[:7]])
+
+
 def qadd_exact(add: Callable = ort_qlinear_add) -> bool:
     """Whether ``add`` (:func:`ort_qlinear_add`'s signature) computes ``clamp((a - za) 2^sa + (b - zb) 2^sb + zy, 0,
     255)`` exactly: every pair of uint8 values (and a length that leaves a vector tail), zero points 0 and 128,
-    shifts 0 to 6 in mixed pairs, output zero points 0 and 128, against int64. Shift 0 only: MLAS rounds a sum with
-    fraction half to even (``qladd_avx2.cpp``: float32 fma, then round-to-nearest-even), which no integer zero point
-    can turn into half up."""
-    a, b = (v.reshape(-1).astype(np.uint8) for v in np.meshgrid(np.arange(256), np.arange(256)))
-    a, b = np.concatenate([a, a[:7]]), np.concatenate([b, b[:7]])
+    shifts 0 to 6 in mixed pairs, output zero points 0 and 128, against int64. Sums with a fraction take
+    :func:`qadd_plan`, which checks each configuration it returns on every pair."""
+    a, b = _uint8_pairs()
     try:
         for shift_a, shift_b in ((0, 0), (1, 0), (0, 1), (6, 0), (2, 6)):
             for za, zb, zy in ((0, 0, 0), (128, 0, 0), (0, 128, 128), (128, 128, 128)):
                 want = np.clip((a.astype(np.int64) - za) * (1 << shift_a) + (b.astype(np.int64) - zb) * (1 << shift_b)
                                + zy, 0, 255)
-                got = np.asarray(add(a, za, shift_a, b, zb, shift_b, zy))
+                got = np.asarray(add(a, za, float(1 << shift_a), b, zb, float(1 << shift_b), zy))
                 if got.shape != a.shape or not np.array_equal(got.astype(np.int64), want):
                     return False
     except Exception:  # noqa: BLE001 - a kernel that cannot run is as good as inexact here
         return False
     return True
+
+
+@dataclass(frozen=True)
+class QAddPlan:
+    """The arguments of one ``QLinearAdd`` (output scale 1) for a ``qconv`` add: scales and zero points of the two
+    uint8 inputs, and the output zero point (:func:`qadd_plan`)."""
+
+    scale_a: float
+    zero_a: int
+    scale_b: float
+    zero_b: int
+    zero_y: int
+
+
+#: Relative nudges tried, in this order, on the scale of an input whose contribution has a fraction (``shift_x <
+#: shift``): large enough that every tie lands above its half-integer after MLAS's float32 roundings, small enough
+#: that no other value crosses one (:func:`qadd_plan`). Each candidate is checked on all 65,536 input pairs.
+QADD_NUDGES = tuple(2.0 ** -k for k in (12, 13, 11, 14, 10, 15, 9, 16, 17, 8, 18, 19, 20))
+
+
+def _qadd_zero_points(shift_a: int, shift_b: int, shift: int, bias: int) -> tuple[int, int, int] | None:
+    """Zero points ``(za, zb, zy)`` in [0, 255] with ``(zy 2^s - za 2^sa - zb 2^sb) = bias`` exactly, where an input
+    whose contribution has a fraction (``shift_x < s``) keeps zero point 0 (so its nudged scale only ever adds);
+    the one with the smallest fixed part (MLAS's ``zy - za ra - zb rb``, the fewest rounding bits), or None."""
+    grids = [np.arange(256, dtype=np.int64) if s_x >= shift else np.zeros(1, np.int64) for s_x in (shift_a, shift_b)]
+    za, zb = (v.reshape(-1) for v in np.meshgrid(*grids, indexing="ij"))
+    scaled = bias + (za << shift_a) + (zb << shift_b)  # zy 2^s
+    zy = scaled >> shift
+    ok = ((scaled & ((1 << shift) - 1)) == 0) & (zy >= 0) & (zy <= 255)
+    if not ok.any():
+        return None
+    cost = np.where(ok, (za << shift_a) + (zb << shift_b) + (zy << shift), np.iinfo(np.int64).max)
+    i = int(np.argmin(cost))
+    return int(za[i]), int(zb[i]), int(zy[i])
+
+
+def qadd_plan_exact(plan: QAddPlan, shift_a: int, shift_b: int, shift: int, bias: int,
+                    add: Callable = ort_qlinear_add) -> bool:
+    """Whether ``add`` with ``plan`` gives ``clamp(rshift_round((a << sa) + (b << sb) + bias, s), 0, 255)`` (half up)
+    for every pair of uint8 inputs (and a length that leaves a vector tail): for an elementwise kernel that computes
+    each element alike, a proof for this configuration on this machine."""
+    from ..datapath import rshift_round
+
+    a, b = _uint8_pairs()
+    want = np.clip(rshift_round((a.astype(np.int64) << shift_a) + (b.astype(np.int64) << shift_b) + bias, shift),
+                   0, 255)
+    try:
+        got = np.asarray(add(a, plan.zero_a, plan.scale_a, b, plan.zero_b, plan.scale_b, plan.zero_y))
+    except Exception:  # noqa: BLE001 - a kernel that cannot run is as good as inexact here
+        return False
+    return got.shape == a.shape and np.array_equal(got.astype(np.int64), want)
+
+
+def qadd_plan(shift_a: int, shift_b: int, shift: int, bias: int) -> QAddPlan | None:
+    """One ``QLinearAdd`` that computes a ``qconv`` add, ``clamp(rshift_round((a << sa) + (b << sb) + bias, s), 0,
+    255)`` half up on uint8 ``a``, ``b``, where :data:`QADD_KERNEL` passed its self-test and a plan passes
+    :func:`qadd_plan_exact`; else None (cached per configuration).
+
+    MLAS computes ``rne(fma(a, ra, fma(b, rb, zy - ra za - rb zb)))`` in float32 with ``rx = scale_x`` here.
+    The exact value is ``t = v / 2^s`` on a grid of ``2^-s``; rounding it half to even differs from half up only at
+    ties. An input with ``shift_x >= s`` adds integers: its ratio is ``2^(sx - s)`` exactly and its zero point takes
+    part of the bias. An input with ``shift_x < s`` (the only source of fractions, so of ties) keeps zero point 0
+    and the ratio ``2^(sx - s) (1 + e)``: the computed value is ``t + e x 2^(sx - s)``, never below t and above it at
+    every tie (a tie needs such an input nonzero). With e large enough to outweigh the float32 roundings
+    (half an ulp of values below 2^10 or so, three times) and small enough that ``e x 255 x 2^(sx - s)`` stays below
+    the grid's ``2^-s``, ties round up and nothing else moves. Rather than trust those margins, each nudge of
+    :data:`QADD_NUDGES` is checked on all 65,536 pairs and the first that passes is used. At ``s = 0`` nothing is
+    nudged and the plan is exact outright."""
+    if not kernel_verdict(QADD_KERNEL):
+        return None
+    return _checked_qadd_plan(int(shift_a), int(shift_b), int(shift), int(bias))
+
+
+@functools.lru_cache(maxsize=None)
+def _checked_qadd_plan(shift_a: int, shift_b: int, shift: int, bias: int,
+                       add: Callable = ort_qlinear_add) -> QAddPlan | None:
+    zeros = _qadd_zero_points(shift_a, shift_b, shift, bias)
+    if zeros is None:
+        return None
+    za, zb, zy = zeros
+    fractional = (shift_a < shift, shift_b < shift)
+    for nudge in QADD_NUDGES if any(fractional) else (0.0,):
+        scale_a, scale_b = (2.0 ** (s_x - shift) * (1.0 + nudge * f) for s_x, f in zip((shift_a, shift_b), fractional))
+        if float(np.float32(scale_a)) != scale_a or float(np.float32(scale_b)) != scale_b:
+            continue
+        plan = QAddPlan(scale_a, za, scale_b, zb, zy)
+        if qadd_plan_exact(plan, shift_a, shift_b, shift, bias, add):
+            return plan
+    return None
 
 
 #: The quantized convolution that path ``qconv`` runs: onnxruntime's NHWC ``QLinearConv`` of this domain
@@ -454,8 +549,9 @@ QCONV_DOMAIN = "com.microsoft"
 QCONV_KERNEL = "onnxruntime QLinearConv u8xs8"
 #: The quantized GEMM that path ``qgemm`` runs (a linear layer, the ``qconv`` proof).
 QGEMM_KERNEL = "onnxruntime QGemm u8xs8"
-#: The quantized add that a ``qconv`` add layer of shift 0 runs (others: a 1x1 ``QLinearConv``).
-QADD_KERNEL = "onnxruntime QLinearAdd u8 (shift 0)"
+#: The quantized add that a ``qconv`` add layer runs where :func:`qadd_plan` finds a checked configuration (others: a
+#: 1x1 ``QLinearConv``).
+QADD_KERNEL = "onnxruntime QLinearAdd u8"
 #: Quantized convolutions and GEMMs with a fused requantization (paths ``qconv``, ``qgemm``): name -> self-test.
 QCONV_KERNELS: dict[str, Callable[[], bool]] = {
     QCONV_KERNEL: lambda: qconv_exact(ort_qlinear_conv),

@@ -91,12 +91,12 @@ from ..config import Overflow, Requant, Rounding
 from ..datapath import DTYPE_RANGES, conv_output_size, effective_weights, window_counts
 from ..ir import MAC_OPS, Layer, Model
 from .capability import (
-    QADD_KERNEL,
     QCONV_BOUND,
     QCONV_DOMAIN,
     QCONV_KERNEL,
     QCONV_SATURATING_BOUND,
     QGEMM_KERNEL,
+    qadd_plan,
     qconv_saturates,
     qconv_scale,
 )
@@ -996,22 +996,23 @@ def add_fits_qconv(model: Model, layer: Layer) -> bool:
 
 
 def _lower_qadd(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
-    """Path ``qconv`` of an add layer (:func:`add_fits_qconv`). At shift 0 (no rounding), where its self-test
-    passed, one ``QLinearAdd`` (:data:`~accel.engine.capability.QADD_KERNEL`). Otherwise one ``QLinearConv`` with a
-    (C, 2C) 1x1 weight ``[2^sa I | 2^sb I]`` over the channel concatenation of the two uint8 inputs (int8 ones
-    held as ``x + 128``, the bias takes the 128s off), zero points 0 and ``w_scale = qconv_scale(s)``: the proof of
-    :func:`_lower_qconv` with ``v = (a << sa) + (b << sb) + bias``."""
+    """Path ``qconv`` of an add layer (:func:`add_fits_qconv`). Where :func:`~accel.engine.capability.qadd_plan`
+    finds a ``QLinearAdd`` checked on every pair of uint8 inputs for this layer's shifts and bias, that one
+    elementwise op. Otherwise one ``QLinearConv`` with a (C, 2C) 1x1 weight ``[2^sa I | 2^sb I]`` over the channel
+    concatenation of the two uint8 inputs (int8 ones held as ``x + 128``, the bias takes the 128s off), zero points 0
+    and ``w_scale = qconv_scale(s)``: the proof of :func:`_lower_qconv` with ``v = (a << sa) + (b << sb) + bias``."""
     a = layer.attrs
     c = model.tensors[layer.output].shape[0]
     parts = [g.nhwc_uint8(names[t], model.tensors[t].dtype == "int8", hint) for t in layer.inputs]
-    if a["shift"] == 0 and _qconv_verdict(None, QADD_KERNEL):
-        # no rounding: (a - za) 2^sa + (b - zb) 2^sb + offset, saturated, in one elementwise QLinearAdd (an int8
-        # input's zero point 128 takes its +128 off); 2026-12-01, batch 16: ResNet-18 384 -> 418 images/s
-        zps = [g.const(_INT8_TO_UINT8 * (model.tensors[t].dtype == "int8"), hint + "_zp", np.uint8)
-               for t in layer.inputs]
-        q = g.op("QLinearAdd", [parts[0], g.const(float(1 << a["shift_a"]), hint + "_sa"), zps[0],
-                                parts[1], g.const(float(1 << a["shift_b"]), hint + "_sb"), zps[1],
-                                g.const(1.0, hint + "_one"), g.const(_qconv_offset(layer), hint + "_zy", np.uint8)],
+    plan = qadd_plan(a["shift_a"], a["shift_b"], a["shift"], _qadd_bias(model, layer))
+    if plan is not None:
+        # against the 1x1 QLinearConv, 2026-12-01: adds of shift 0, batch 16, ResNet-18 384 -> 418 images/s; then
+        # the shifted ones too, batch 32 (7 interleaved rounds): ResNet-18 433 -> 441, MobileNetV2 925 -> 955
+        q = g.op("QLinearAdd", [parts[0], g.const(plan.scale_a, hint + "_sa"),
+                                g.const(plan.zero_a, hint + "_za", np.uint8),
+                                parts[1], g.const(plan.scale_b, hint + "_sb"),
+                                g.const(plan.zero_b, hint + "_zb", np.uint8),
+                                g.const(1.0, hint + "_one"), g.const(plan.zero_y, hint + "_zy", np.uint8)],
                  hint, domain=QCONV_DOMAIN)
         return _qconv_result(g, q, layer, hint)
     x = g.op("Concat", parts, hint, axis=3)

@@ -5,15 +5,22 @@ import pytest
 
 from accel.config import AcceleratorConfig
 from accel.engine import Engine, run_model_contract
-from accel.engine.capability import FUSED_KERNELS, INT_KERNELS, QCONV_KERNELS, forced_verdicts, kernel_verdict
+from accel.engine.capability import (
+    FUSED_KERNELS,
+    INT_KERNELS,
+    QCONV_KERNELS,
+    forced_verdicts,
+    kernel_verdict,
+    qadd_plan,
+)
 from accel.engine.onnx_lowering import (
     F32_EXACT_BOUND,
     INT8_CONV_MIN_K,
     INT8_CONV_MIN_N,
-    QADD_KERNEL,
     QCONV_KERNEL,
     QCONV_MIN_GROUP_CHANNELS,
     QGEMM_KERNEL,
+    _qadd_bias,
     _split_chunks,
     int_kernel_name,
     lower_layers,
@@ -532,8 +539,9 @@ def test_residual_add_as_qconv_exact(seed):
         assert got[t].dtype == model.tensors[t].dtype and np.array_equal(got[t], want[t]), (seed, t, paths)
     proto = lower_layers(model, model.layers, list(model.inputs), list(model.outputs))
     ops = [node.op_type for node in proto.graph.node]
-    # the add: QLinearAdd at shift 0 where that kernel passed its self-test (no rounding), else a 1x1 QLinearConv
-    as_qadd = model.layer("add").attrs["shift"] == 0 and kernel_verdict(QADD_KERNEL)
+    # the add: QLinearAdd where a configuration passed its check on every input pair, else a 1x1 QLinearConv
+    a = model.layer("add").attrs
+    as_qadd = qadd_plan(a["shift_a"], a["shift_b"], a["shift"], _qadd_bias(model, model.layer("add"))) is not None
     assert ops.count("QLinearAdd") == as_qadd
     assert ops.count("QLinearConv") == 1 + (seed % 3 != 0) + (not as_qadd)
 
