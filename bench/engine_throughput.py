@@ -211,7 +211,8 @@ def profile_fast(bm: BenchModel, batch: int, repeats: int = 3) -> list[tuple[str
     """onnxruntime's profiler over accel fast's graph: (op type, ms per batch, share) by total time."""
     import onnxruntime as ort
 
-    from accel.engine.onnx_lowering import lower_layers
+    from accel.engine.onnx_lowering import lower_layers, segment_inputs
+    from accel.engine.runner import segment_feed
 
     m = bm.model
     proto = lower_layers(m, m.layers, list(m.inputs), list(m.outputs))
@@ -222,7 +223,7 @@ def profile_fast(bm: BenchModel, batch: int, repeats: int = 3) -> list[tuple[str
     sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     x_int, _ = bm.inputs(batch)
     for _ in range(repeats + 1):
-        sess.run(None, {m.inputs[0]: x_int})
+        sess.run(None, segment_feed(segment_inputs(proto), {m.inputs[0]: x_int}))
     path = Path(sess.end_profiling())
     events = json.loads(path.read_text())
     path.unlink()

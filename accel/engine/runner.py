@@ -25,12 +25,12 @@ from typing import Mapping
 import numpy as np
 
 from ..config import Overflow, Requant, Rounding
-from ..datapath import combine_points, conv_output_size, decode_weights, point_weights, requantize
+from ..datapath import DTYPE_RANGES, combine_points, conv_output_size, decode_weights, point_weights, requantize
 from ..errors import DataError, ModelError
 from ..ir import MAC_OPS, Layer, Model, layer_macs
 from . import kernels
 
-__all__ = ["BACKENDS", "Engine", "NUMBA_HANDLERS", "run_model", "run_layer"]
+__all__ = ["BACKENDS", "Engine", "NUMBA_HANDLERS", "run_model", "run_layer", "segment_feed"]
 
 #: The CPU backends (every test runs each of them); "cuda" runs the "torch" backend's code on a GPU.
 BACKENDS = ("fast", "reference", "torch")
@@ -211,7 +211,8 @@ class Engine:
                 raise DataError(f"input {name!r}: expected shape (batch, {', '.join(map(str, info.shape))}), "
                                 f"got {arr.shape}")
             lo, hi = info.range
-            if arr.size and (arr.min() < lo or arr.max() > hi):
+            full = DTYPE_RANGES.get(info.dtype) == (lo, hi) and arr.dtype == _NP_DTYPE[info.dtype]
+            if arr.size and not full and (arr.min() < lo or arr.max() > hi):  # (a full-range dtype cannot leave it)
                 raise DataError(f"input {name!r}: values {arr.min()}..{arr.max()} outside {info.dtype} "
                                 f"range {lo}..{hi}")
             checked[name] = np.ascontiguousarray(arr.astype(_NP_DTYPE[info.dtype], copy=False))
@@ -256,7 +257,7 @@ class Engine:
         return steps
 
     def _onnx_segment(self, run: list[Layer], later: list[Layer], return_all: bool):
-        from .onnx_lowering import lower_layers
+        from .onnx_lowering import lower_layers, segment_inputs
 
         produced = [layer.output for layer in run]
         inputs = []
@@ -266,9 +267,9 @@ class Engine:
                     inputs.append(t)
         needed = {t for layer in later for t in layer.inputs} | set(self.model.outputs)
         outputs = [t for t in produced if return_all or t in needed]
-        proto = lower_layers(self.model, run, inputs, outputs, self.int_kernels).SerializeToString()
+        proto = lower_layers(self.model, run, inputs, outputs, self.int_kernels)
         macs = sum(layer_macs(self.model, layer) for layer in run)
-        return ("onnx", _Sessions(proto), inputs, outputs, macs)
+        return ("onnx", _Sessions(proto.SerializeToString()), segment_inputs(proto), outputs, macs)
 
     def _run_batch(self, inputs: dict[str, np.ndarray], return_all: bool) -> dict[str, np.ndarray]:
         if self._torch is not None:
@@ -279,8 +280,8 @@ class Engine:
                 layer = step[1]
                 values[layer.output] = self.run_layer(layer, [values[t] for t in layer.inputs])
             else:
-                _, session, names, outputs, macs = step
-                feed = {t: values[t] for t in names}
+                _, session, specs, outputs, macs = step
+                feed = segment_feed(specs, values)
                 batch = len(next(iter(feed.values()))) if feed else 1
                 # a small call runs on one thread: waking and joining a second costs more than it saves
                 threads = 1 if batch * macs < SINGLE_THREAD_MACS else _threads()
@@ -289,6 +290,14 @@ class Engine:
         if return_all:
             return values
         return {name: values[name] for name in self.model.outputs}
+
+
+def segment_feed(specs: list[tuple[str, str, bool]], values: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The inputs of a :func:`~accel.engine.onnx_lowering.lower_layers` graph (its
+    :func:`~accel.engine.onnx_lowering.segment_inputs`) from the model's tensors: an int8 tensor's
+    :func:`~accel.engine.onnx_lowering.shifted_input` is its bytes with the sign bit flipped, ``x + 128`` exactly."""
+    return {name: values[tensor].view(np.uint8) ^ np.uint8(0x80) if shifted else values[tensor]
+            for name, tensor, shifted in specs}
 
 
 class _Sessions:

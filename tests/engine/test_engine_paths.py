@@ -26,6 +26,8 @@ from accel.engine.onnx_lowering import (
     lower_layers,
     mac_path,
     product_bounds,
+    segment_inputs,
+    shifted_input,
 )
 from accel.engine.torch_backend import cuda_available
 from accel.frontend import quantize_onnx
@@ -610,6 +612,8 @@ def test_qgemm_random_layers_exact(seed):
     gemm = [node for node in proto.graph.node if node.op_type == "QGemm"]
     producer = {out: node.op_type for node in proto.graph.node for out in node.output}
     assert len(gemm) == 2 and producer[gemm[1].input[0]] in ("QGemm", "Clip")  # uint8 from layer to layer
+    # an int8 input reaches the QGemm as the caller's x + 128 (sign bit flipped), not through graph casts
+    assert [i.name for i in proto.graph.input] == [shifted_input("x") if info.dtype == "int8" else "x"]
 
 
 @pytest.mark.parametrize("seed", range(8))
@@ -740,3 +744,31 @@ def test_float_layers_read_as_uint8_leave_the_rounding_to_the_cast():
         got = Engine(model).run(xs, return_all=True)
         for t in want:
             assert np.array_equal(got[t].astype(np.int64), want[t]), (also_float, dtype, t)
+
+
+def test_int8_input_fed_as_flipped_sign_bit():
+    """An int8 input read by a float layer and by an 8-bit kernel arrives twice, as itself and as uint8 x + 128 (its
+    bytes with the sign bit flipped: exact for all 256 values); the engine equals the contract on every int8 value."""
+    from accel.engine.runner import segment_feed
+
+    every = np.arange(-128, 128).astype(np.int8)
+    flipped = segment_feed([("x__u8", "x", True)], {"x": every})["x__u8"]
+    assert flipped.dtype == np.uint8 and np.array_equal(flipped.astype(np.int64), every.astype(np.int64) + 128)
+    rng = np.random.default_rng(4)
+    cfg = AcceleratorConfig()
+    b = ModelBuilder(cfg)
+    x = b.input("x", (256,), "int8")
+    arrays = mac_arrays(rng, cfg, 8, (8, 256), extreme=False)
+    arrays["lut"] = rng.integers(-2, 3, arrays["lut"].shape).astype(np.int8)
+    arrays["shift"] = np.full(8, 6)
+    raw = mac_arrays(rng, cfg, 4, (4, 256), extreme=False)
+    model = b.build([b.linear("fc", x, **arrays, lo=0, hi=255), b.linear("raw", x, **raw, raw=True)])
+    proto = lower_layers(model, model.layers, list(model.inputs), list(model.outputs))
+    if kernel_verdict(QGEMM_KERNEL):
+        assert Engine(model).layer_paths()["fc"] == QGEMM
+        assert sorted(name for name, _, _ in segment_inputs(proto)) == ["x", "x__u8"]
+    xs = np.stack([every, every[::-1], rng.integers(-128, 128, 256).astype(np.int8)])
+    want = run_model_contract(model, xs)
+    got = Engine(model).run(xs)
+    for t in want:
+        assert np.array_equal(got[t].astype(np.int64), want[t]), t
