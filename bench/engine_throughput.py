@@ -216,7 +216,7 @@ def profile_fast(bm: BenchModel, batch: int, repeats: int = 3) -> list[tuple[str
     """onnxruntime's profiler over accel fast's graph: (op type, ms per batch, share) by total time."""
     import onnxruntime as ort
 
-    from accel.engine.onnx_lowering import lower_layers, segment_inputs
+    from accel.engine.onnx_lowering import lower_layers, segment_inputs, session_config
     from accel.engine.runner import segment_feed
 
     m = bm.model
@@ -224,6 +224,8 @@ def profile_fast(bm: BenchModel, batch: int, repeats: int = 3) -> list[tuple[str
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = THREADS
     opts.enable_profiling = True
+    for key, value in session_config(proto).items():
+        opts.add_session_config_entry(key, value)
     opts.profile_file_prefix = str(Path(tempfile.gettempdir()) / f"accel_profile_{bm.name}")
     sess = ort.InferenceSession(proto.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     x_int, _ = bm.inputs(batch)

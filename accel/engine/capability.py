@@ -27,14 +27,15 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["CAST_FLOORS", "EPILOGUE_KERNELS", "FUSED_KERNELS", "INT32_EPILOGUE", "INT_KERNELS", "QCONV_BOUND",
-           "QCONV_DOMAIN", "QCONV_SATURATING_BOUND", "QADD_KERNEL", "QCONV_KERNEL", "QCONV_KERNELS", "QCONV_SHAPES",
-           "QGEMM_KERNEL", "QGEMM_SHAPES", "cast_floors_exact", "chosen_kernels", "cpu_flags", "cpu_summary",
-           "forced_verdicts", "fused_matmul_exact", "int32_epilogue_exact", "int_matmul_exact", "kernel_verdict",
-           "ort_matmul_integer", "ort_cast_uint8", "ort_int32_requant", "ort_matmul_integer_to_float", "ort_qgemm",
-           "ort_qlinear_add", "ort_qlinear_conv", "QAddPlan", "QADD_NUDGES", "qadd_exact", "qadd_plan",
-           "qadd_plan_exact", "qconv_exact", "qconv_saturates", "qconv_scale",
-           "torch_int_mm", "torch_int_mm_verdict", "int_mm_weights"]
+__all__ = ["CAST_FLOORS", "cast_floors_exact", "chosen_kernels", "cpu_flags", "cpu_summary", "EPILOGUE_KERNELS",
+           "forced_verdicts", "FUSED_KERNELS", "fused_matmul_exact", "INT32_EPILOGUE", "int32_epilogue_exact",
+           "INT_KERNELS", "int_matmul_exact", "int_mm_weights", "kernel_verdict", "ort_cast_uint8",
+           "ort_int32_requant", "ort_matmul_integer", "ort_matmul_integer_to_float", "ort_qgemm", "ort_qlinear_add",
+           "ort_qlinear_conv", "ort_quantize_uint8", "qadd_exact", "QADD_KERNEL", "QADD_NUDGES", "qadd_plan",
+           "qadd_plan_exact", "QAddPlan", "QCONV_BOUND", "QCONV_DOMAIN", "qconv_exact", "QCONV_KERNEL",
+           "QCONV_KERNELS", "qconv_saturates", "QCONV_SATURATING_BOUND", "qconv_scale", "QCONV_SHAPES",
+           "QGEMM_KERNEL", "QGEMM_SHAPES", "QUANTIZE_ROUNDS", "quantize_rounds_exact", "torch_int_mm",
+           "torch_int_mm_verdict"]
 
 #: Flags that decide which integer kernels a CPU runs natively (shown in reports).
 REPORTED_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
@@ -635,13 +636,46 @@ def cast_floors_exact(cast: Callable = ort_cast_uint8) -> bool:
         return False
 
 
+def ort_quantize_uint8(x: np.ndarray) -> np.ndarray:
+    """onnxruntime's ``QuantizeLinear`` of float32 ``x`` to uint8 with scale 1 and zero point 0."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.float32(1.0), "one"), numpy_helper.from_array(np.uint8(0), "zero")]
+    graph = helper.make_graph([helper.make_node("QuantizeLinear", ["x", "one", "zero"], ["y"])], "quantize",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [None])],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, None)], initializer=inits)
+    return _session(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])).run(None, {"x": x})[0]
+
+
+def quantize_rounds_exact(quantize: Callable = ort_quantize_uint8) -> bool:
+    """Whether ``quantize`` (float32 -> uint8) rounds every value that is no tie to the nearest integer and
+    saturates to [0, 255]: the odd multiples of 2^-k (k = 2..16) and the integers from -300 to 600, large values of
+    both signs, in an array long enough for vectorized and threaded code (what the ``f32`` path's saturating
+    readers assume: their values are never ties)."""
+    values = [np.arange(-300, 601, dtype=np.float64), np.array([-2.0 ** 24, -1e6, 2.0 ** 22, 1e6, 2.0 ** 24])]
+    for k in range(2, 17):
+        step = 2.0 ** -k
+        near = np.concatenate([np.arange(1, 64, 2) * step, 1 - np.arange(1, 64, 2) * step, [0.5 - step, 0.5 + step]])
+        values.append((np.arange(-3, 260, dtype=np.float64).reshape(-1, 1) + near[(near > 0) & (near < 1)]).ravel())
+    x = np.tile(np.concatenate(values).astype(np.float32), 4)
+    try:
+        got = np.asarray(quantize(x))
+        want = np.clip(np.floor(x.astype(np.float64) + 0.5), 0, 255)
+        return got.shape == x.shape and np.array_equal(got.astype(np.int64), want.astype(np.int64))
+    except Exception:  # noqa: BLE001 - an op that cannot run is as good as inexact here
+        return False
+
+
 #: The integer epilogue of path ``int8`` where its sums reach 2^24.
 INT32_EPILOGUE = "onnxruntime int32 Add/Div/Clip epilogue"
 #: The conversion that floors a float32 layer's non-negative results where only uint8 readers take them.
 CAST_FLOORS = "onnxruntime Cast float32->uint8 floors"
+#: The conversion that rounds and saturates a float32 layer's results where only uint8 readers take them.
+QUANTIZE_ROUNDS = "onnxruntime QuantizeLinear float32->uint8 rounds, saturates"
 #: Integer epilogues: name -> their self-test.
 EPILOGUE_KERNELS: dict[str, Callable[[], bool]] = {INT32_EPILOGUE: int32_epilogue_exact,
-                                                   CAST_FLOORS: cast_floors_exact}
+                                                   CAST_FLOORS: cast_floors_exact,
+                                                   QUANTIZE_ROUNDS: quantize_rounds_exact}
 
 
 def _kernel_names() -> list[str]:

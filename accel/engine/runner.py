@@ -257,7 +257,7 @@ class Engine:
         return steps
 
     def _onnx_segment(self, run: list[Layer], later: list[Layer], return_all: bool):
-        from .onnx_lowering import lower_layers, segment_inputs
+        from .onnx_lowering import lower_layers, segment_inputs, session_config
 
         produced = [layer.output for layer in run]
         inputs = []
@@ -269,7 +269,8 @@ class Engine:
         outputs = [t for t in produced if return_all or t in needed]
         proto = lower_layers(self.model, run, inputs, outputs, self.int_kernels)
         macs = sum(layer_macs(self.model, layer) for layer in run)
-        return ("onnx", _Sessions(proto.SerializeToString()), segment_inputs(proto), outputs, macs)
+        return ("onnx", _Sessions(proto.SerializeToString(), session_config(proto)), segment_inputs(proto), outputs,
+                macs)
 
     def _run_batch(self, inputs: dict[str, np.ndarray], return_all: bool) -> dict[str, np.ndarray]:
         if self._torch is not None:
@@ -303,8 +304,9 @@ def segment_feed(specs: list[tuple[str, str, bool]], values: Mapping[str, np.nda
 class _Sessions:
     """One graph segment's onnxruntime sessions, one per intra-op thread count, each built on first use."""
 
-    def __init__(self, proto: bytes):
+    def __init__(self, proto: bytes, config: dict[str, str] | None = None):
         self.proto = proto
+        self.config = config or {}  # session config entries (onnx_lowering.session_config)
         self.built: dict = {}
 
     def get(self, threads: int):
@@ -315,6 +317,8 @@ class _Sessions:
             opts.intra_op_num_threads = threads
             opts.inter_op_num_threads = 1
             opts.log_severity_level = 3
+            for key, value in self.config.items():
+                opts.add_session_config_entry(key, value)
             self.built[threads] = ort.InferenceSession(self.proto, opts, providers=["CPUExecutionProvider"])
         return self.built[threads]
 

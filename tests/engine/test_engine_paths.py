@@ -125,16 +125,28 @@ def test_floor_sinks_behind_max_pool(bundled):
     # the float paths' graph (int_kernels=False: no qconv layer, whose uint8 output needs no rounding)
     proto = lower_layers(model, model.layers, list(model.inputs), list(model.outputs), int_kernels=False)
     producer = {out: node for node in proto.graph.node for out in node.output}
+    users = {name: node for node in proto.graph.node for name in node.input}
     pools = [node for node in proto.graph.node if node.op_type == "MaxPool"]
     for pool in pools:
-        assert producer[pool.input[0]].op_type == "Clip", name
+        # the convolution's clamp: before the pool (a Clip fused into it), or with CLAMP_LATER after the rounding
+        # that follows the pool (fused into the second rounding convolution)
+        before = producer[pool.input[0]]
+        if before.op_type == "Conv":
+            after = users[users[pool.output[0]].output[0]]
+            assert users[pool.output[0]].op_type == "Conv" and after.op_type == "Conv", name
+            assert users[after.output[0]].op_type == "Clip", name
+        else:
+            assert before.op_type == "Clip", name
     kept = lower_layers(model, model.layers, list(model.inputs), [layer.output for layer in model.layers],
                         int_kernels=False)
     producer = {out: node for node in kept.graph.node for out in node.output}
     for pool in (node for node in kept.graph.node if node.op_type == "MaxPool"):
         # every tensor read: nothing moves (the rounding is a Floor or the pair of 1x1 rounding convolutions)
-        assert producer[pool.input[0]].op_type in ("Floor", "Conv"), name
-        assert producer[pool.input[0]].op_type == "Floor" or len(producer[pool.input[0]].input) == 3
+        source = producer[pool.input[0]]
+        if source.op_type == "Clip":  # CLAMP_LATER: the clamp after the rounding convolutions
+            source = producer[source.input[0]]
+        assert source.op_type in ("Floor", "Conv"), name
+        assert source.op_type == "Floor" or len(source.input) == 3
 
 
 def _rounding_convs(proto) -> int:
@@ -360,7 +372,7 @@ def test_bundled_models_exact_with_qconv_forced_on(bundled):
 def test_qconv_layers_pass_uint8_tensors(bundled):
     """Graph structure under a passing verdict (forced; lowering runs nothing): one QLinearConv per qconv layer; one
     that reads another's output (directly or through MaxPool/Flatten) takes its uint8 tensor with no cast; a float
-    reader gets one Cast per tensor."""
+    reader gets one Cast (or QuantizeLinear) per tensor."""
     name, model = bundled
     with forced_verdicts(True):
         paths = Engine(model).layer_paths()
@@ -375,7 +387,11 @@ def test_qconv_layers_pass_uint8_tensors(bundled):
         while source is not None and source.op in ("max_pool", "flatten"):
             source = maker.get(source.inputs[0])
         from_qconv = source is not None and paths[source.name] == QCONV
-        assert (producer[node.input[0]].op_type != "Cast") == from_qconv, (name, node.name)
+        feed = producer[node.input[0]]
+        if feed.op_type == "Clip" and producer[feed.input[0]].op_type == "QuantizeLinear":
+            feed = producer[feed.input[0]]  # a float layer's clamp narrower than uint8, after its rounding
+        # a float tensor arrives through its Cast, or (CLAMP_LATER) the QuantizeLinear that rounds and clamps it
+        assert (feed.op_type not in ("Cast", "QuantizeLinear")) == from_qconv, (name, node.name)
     cast_inputs = [node.input[0] for node in proto.graph.node if node.op_type == "Cast"]
     assert len(cast_inputs) == len(set(cast_inputs)), name
 
@@ -772,3 +788,53 @@ def test_int8_input_fed_as_flipped_sign_bit():
     got = Engine(model).run(xs)
     for t in want:
         assert np.array_equal(got[t].astype(np.int64), want[t]), t
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_float_layers_clamped_by_their_uint8_readers_exact(seed):
+    """A folded float32 convolution read only as uint8 (through max pooling, and flatten for a QGemm reader or
+    directly by a QLinearConv in NHWC) carries no clamp of its own: its readers' QuantizeLinear rounds (the folded
+    half-integer offset leaves no ties) and saturates, then a uint8 Clip narrows to the layer's clamp. Random clamps
+    within uint8, both roundings, biases on ties, inputs large enough to pass the clamp's top: equal to the contract,
+    with outputs only (where the path applies) and with every tensor."""
+    from accel.engine.capability import QUANTIZE_ROUNDS
+
+    if not (kernel_verdict(QUANTIZE_ROUNDS) and kernel_verdict(QGEMM_KERNEL) and kernel_verdict(QCONV_KERNEL)):
+        pytest.skip("this CPU's QuantizeLinear, QGemm or QLinearConv failed its self-test")
+    rng = np.random.default_rng(seed)
+    cfg = AcceleratorConfig(rounding=("half_up", "floor")[seed % 4 == 3])
+    b = ModelBuilder(cfg)
+    x = b.input("x", (1, 10, 10), "uint8")
+    arrays = mac_arrays(rng, cfg, 16, (16, 1, 3, 3), extreme=False)
+    arrays["lut"] = rng.integers(-40, 41, arrays["lut"].shape).astype(np.int8)
+    shift = rng.integers(0, 7, 16)
+    arrays["shift"] = shift
+    arrays["bias"] = (rng.integers(-64, 64, 16) << shift) + np.where(shift > 0, 1 << np.maximum(shift - 1, 0), 0)
+    lo, hi = [(0, 255), (0, 192), (5, 200), (3, 255)][seed % 4]
+    y = b.conv2d("conv", x, **arrays, padding=(1, 1, 1, 1), lo=lo, hi=hi)
+    pooled = b.max_pool("pool", y, kernel=(2, 2))
+    if seed % 2:
+        fc = mac_arrays(rng, cfg, 8, (8, 400), extreme=False)
+        fc["lut"] = rng.integers(-4, 5, fc["lut"].shape).astype(np.int8)
+        fc["bias"], fc["shift"] = rng.integers(0, 1 << 10, 8), np.full(8, 8)
+        out = b.linear("reader", b.flatten("flat", pooled), **fc, lo=0, hi=255)
+    else:
+        conv2 = mac_arrays(rng, cfg, 8, (8, 16, 3, 3), extreme=False)
+        conv2["lut"] = rng.integers(-4, 5, conv2["lut"].shape).astype(np.int8)
+        conv2["bias"], conv2["shift"] = rng.integers(0, 1 << 10, 8), np.full(8, 8)
+        out = b.conv2d("reader", pooled, **conv2, padding=(1, 1, 1, 1), lo=0, hi=255)
+    model = b.build([out])
+    paths = Engine(model).layer_paths()
+    assert paths["conv"] == "f32" and paths["reader"] in (QCONV, QGEMM), paths
+    proto = lower_layers(model, model.layers, list(model.inputs), list(model.outputs))
+    ops = [node.op_type for node in proto.graph.node]
+    assert "QuantizeLinear" in ops and "Floor" not in ops, ops
+    xs = rng.integers(0, 256, (8, 1, 10, 10)).astype(np.uint8)
+    xs[0] = 255
+    want = run_model_contract(model, xs, return_all=True)
+    got = Engine(model).run(xs)
+    assert np.array_equal(got["reader"].astype(np.int64), want["reader"]), seed
+    every = Engine(model).run(xs, return_all=True)
+    for t in want:
+        assert np.array_equal(every[t].astype(np.int64), want[t]), (seed, t)
+    assert len(np.unique(want["conv"])) > 2 and (want["conv"] == hi).any(), "the clamp's top is reached"
