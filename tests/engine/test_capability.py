@@ -220,6 +220,16 @@ def test_cast_self_test_rejects_rounding():
     assert not cast_floors_exact(lambda x: np.rint(x).astype(np.uint8))
 
 
+def test_quantize_self_test_rejects_flooring_and_wrapping():
+    """The QuantizeLinear self-test passes rounding to nearest with saturation and rejects flooring and a conversion
+    that wraps past 255: whatever this CPU is, it can fail."""
+    from accel.engine.capability import quantize_rounds_exact
+
+    assert quantize_rounds_exact(lambda x: np.clip(np.rint(x), 0, 255).astype(np.uint8))
+    assert not quantize_rounds_exact(lambda x: np.clip(np.floor(x), 0, 255).astype(np.uint8))
+    assert not quantize_rounds_exact(lambda x: (np.clip(np.rint(x), 0, None).astype(np.int64) % 256).astype(np.uint8))
+
+
 def test_qadd_self_test_rejects_wrapping_and_rounding():
     """The QLinearAdd self-test passes the exact saturating sum and rejects one that wraps at 256 and one that
     halves the shift-6 input: whatever this CPU is, it can fail."""
