@@ -28,14 +28,14 @@ from typing import Callable
 import numpy as np
 
 __all__ = ["CAST_FLOORS", "cast_floors_exact", "chosen_kernels", "cpu_flags", "cpu_summary", "EPILOGUE_KERNELS",
-           "forced_verdicts", "FUSED_KERNELS", "fused_matmul_exact", "INT32_EPILOGUE", "int32_epilogue_exact",
-           "INT_KERNELS", "int_matmul_exact", "int_mm_weights", "kernel_verdict", "ort_cast_uint8",
-           "ort_int32_requant", "ort_matmul_integer", "ort_matmul_integer_to_float", "ort_qgemm", "ort_qlinear_add",
-           "ort_qlinear_conv", "ort_quantize_uint8", "qadd_exact", "QADD_KERNEL", "QADD_NUDGES", "qadd_plan",
-           "qadd_plan_exact", "QAddPlan", "QCONV_BOUND", "QCONV_DOMAIN", "qconv_exact", "QCONV_KERNEL",
-           "QCONV_KERNELS", "qconv_saturates", "QCONV_SATURATING_BOUND", "qconv_scale", "QCONV_SHAPES",
-           "QGEMM_KERNEL", "QGEMM_SHAPES", "QUANTIZE_ROUNDS", "quantize_rounds_exact", "torch_int_mm",
-           "torch_int_mm_verdict"]
+           "forced_verdicts", "FUSED_KERNELS", "fused_matmul_exact", "GAP_MAX_WINDOW", "gap_scale",
+           "gap_scale_exact", "INT32_EPILOGUE", "int32_epilogue_exact", "INT_KERNELS", "int_matmul_exact",
+           "int_mm_weights", "kernel_verdict", "ort_cast_uint8", "ort_int32_requant", "ort_matmul_integer",
+           "ort_matmul_integer_to_float", "ort_qgemm", "ort_qlinear_add", "ort_qlinear_conv", "ort_quantize_uint8",
+           "qadd_exact", "QADD_KERNEL", "QADD_NUDGES", "qadd_plan", "qadd_plan_exact", "QAddPlan", "QCONV_BOUND",
+           "QCONV_DOMAIN", "qconv_exact", "QCONV_KERNEL", "QCONV_KERNELS", "qconv_saturates",
+           "QCONV_SATURATING_BOUND", "qconv_scale", "QCONV_SHAPES", "qgap_exact", "QGAP_KERNEL", "QGEMM_KERNEL",
+           "QGEMM_SHAPES", "QUANTIZE_ROUNDS", "quantize_rounds_exact", "torch_int_mm", "torch_int_mm_verdict"]
 
 #: Flags that decide which integer kernels a CPU runs natively (shown in reports).
 REPORTED_FLAGS = ("avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "asimddp", "i8mm")
@@ -553,11 +553,14 @@ QGEMM_KERNEL = "onnxruntime QGemm u8xs8"
 #: The quantized add that a ``qconv`` add layer runs where :func:`qadd_plan` finds a checked configuration (others: a
 #: 1x1 ``QLinearConv``).
 QADD_KERNEL = "onnxruntime QLinearAdd u8"
+#: The global average pooling of a ``qconv`` layer's output where :func:`gap_scale` finds a checked scale.
+QGAP_KERNEL = "onnxruntime QLinearGlobalAveragePool u8"
 #: Quantized convolutions and GEMMs with a fused requantization (paths ``qconv``, ``qgemm``): name -> self-test.
 QCONV_KERNELS: dict[str, Callable[[], bool]] = {
     QCONV_KERNEL: lambda: qconv_exact(ort_qlinear_conv),
     QGEMM_KERNEL: lambda: qconv_exact(ort_qgemm, shapes=QGEMM_SHAPES),
     QADD_KERNEL: qadd_exact,
+    QGAP_KERNEL: lambda: qgap_exact(),  # (defined below)
 }
 
 
@@ -664,6 +667,89 @@ def quantize_rounds_exact(quantize: Callable = ort_quantize_uint8) -> bool:
         return got.shape == x.shape and np.array_equal(got.astype(np.int64), want.astype(np.int64))
     except Exception:  # noqa: BLE001 - an op that cannot run is as good as inexact here
         return False
+
+
+def ort_qlinear_global_avg_pool(x: np.ndarray, x_scale: float) -> np.ndarray:
+    """onnxruntime's NHWC ``QLinearGlobalAveragePool`` (:data:`QCONV_DOMAIN`) of uint8 ``x`` (B, H, W, C), zero
+    points 0, output scale 1: uint8 ``round(sum x_scale / (H W))`` per image and channel, saturated, as (B, C)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    inits = [numpy_helper.from_array(np.float32(x_scale), "xs"), numpy_helper.from_array(np.uint8(0), "zp"),
+             numpy_helper.from_array(np.float32(1.0), "one")]
+    node = helper.make_node("QLinearGlobalAveragePool", ["x", "xs", "zp", "one", "zp"], ["y"], domain=QCONV_DOMAIN,
+                            channels_last=1)
+    graph = helper.make_graph([node], "qlinear_gap", [helper.make_tensor_value_info("x", TensorProto.UINT8, None)],
+                              [helper.make_tensor_value_info("y", TensorProto.UINT8, None)], initializer=inits)
+    proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid(QCONV_DOMAIN, 1)])
+    return _session(proto).run(None, {"x": x})[0].reshape(len(x), -1)
+
+
+#: The largest pooling window whose every sum :func:`gap_scale` checks (the check holds 255 x window^2 bytes).
+GAP_MAX_WINDOW = 256
+
+
+def _gap_sums(window: int, channels: int) -> tuple[np.ndarray, np.ndarray]:
+    """Every sum of ``window`` uint8 values (0 to 255 x window) as one channel each of (B, 1, window, channels)
+    images, the tail padded with zero sums, and the sums in that order."""
+    sums = np.arange(255 * window + 1)
+    images = -(-len(sums) // channels)
+    sums = np.concatenate([sums, np.zeros(images * channels - len(sums), np.int64)])
+    full = sums // 255
+    k = np.arange(window).reshape(-1, 1)
+    values = np.where(full > k, 255, np.where(full == k, sums % 255, 0))  # (window, sums): 255s, the rest, zeros
+    x = values.T.reshape(images, channels, 1, window).transpose(0, 2, 3, 1)
+    return np.ascontiguousarray(x).astype(np.uint8), sums
+
+
+def gap_scale_exact(x_scale: float, window: int, mult: int, shift: int, rounding, channels: int,
+                    pool: Callable = ort_qlinear_global_avg_pool) -> bool:
+    """Whether ``pool`` with ``x_scale`` gives ``clamp(rshift_round(sum x mult, shift), 0, 255)`` for every sum of a
+    ``window`` of uint8 values, laid out over ``channels`` channels (the kernel's own loop)."""
+    from ..datapath import rshift_round
+
+    x, sums = _gap_sums(window, channels)
+    want = np.clip(rshift_round(sums * np.int64(mult), shift, rounding), 0, 255)
+    try:
+        got = np.asarray(pool(x, x_scale)).reshape(-1)
+    except Exception:  # noqa: BLE001 - a kernel that cannot run is as good as inexact here
+        return False
+    return got.shape == want.shape and np.array_equal(got.astype(np.int64), want)
+
+
+def gap_scale(window: int, mult: int, shift: int, rounding, channels: int) -> float | None:
+    """An ``x_scale`` with which onnxruntime's ``QLinearGlobalAveragePool`` computes a global average pool's
+    ``clamp(rshift_round(sum x mult, shift), 0, 255)`` exactly, or None (cached per configuration).
+
+    MLAS sums in int32 (exact) and requantizes ``sum x (x_scale / window)`` in float32, rounding half to even.
+    Rather than bound that float arithmetic, every possible sum (0 to 255 x window) is run through the kernel
+    for the float32 nearest to ``mult x window / 2^shift`` and, where that fails, for its neighbours up to 32 ulps
+    away, and the first scale that gives every sum exactly is used: for a kernel that requantizes each channel
+    alike, a proof for this configuration on this machine. Windows up to :data:`GAP_MAX_WINDOW`."""
+    if window > GAP_MAX_WINDOW or not kernel_verdict(QGAP_KERNEL):
+        return None
+    return _checked_gap_scale(int(window), int(mult), int(shift), str(getattr(rounding, "value", rounding)),
+                              int(channels))
+
+
+@functools.lru_cache(maxsize=None)
+def _checked_gap_scale(window: int, mult: int, shift: int, rounding: str, channels: int,
+                       pool: Callable = ort_qlinear_global_avg_pool) -> float | None:
+    start = np.float32(mult * window * 2.0 ** -shift)
+    up, down = [start], [start]
+    for _ in range(32):
+        up.append(np.nextafter(up[-1], np.float32(np.inf)))
+        down.append(np.nextafter(down[-1], np.float32(0)))
+    for scale in [start] + [v for pair in zip(up[1:], down[1:]) for v in pair]:
+        if gap_scale_exact(float(scale), window, mult, shift, rounding, channels, pool):
+            return float(scale)
+    return None
+
+
+def qgap_exact(pool: Callable = ort_qlinear_global_avg_pool) -> bool:
+    """The general self-test of :data:`QGAP_KERNEL`: a 3x3 window with scale 9 (each output is its sum, saturated),
+    over every sum and 3, 64 and 1280 channels. Each configuration a model uses is checked in full by
+    :func:`gap_scale`."""
+    return all(gap_scale_exact(9.0, 9, 1, 0, "half_up", c, pool) for c in (3, 64, 1280))
 
 
 #: The integer epilogue of path ``int8`` where its sums reach 2^24.

@@ -98,6 +98,7 @@ from .capability import (
     QCONV_KERNEL,
     QCONV_SATURATING_BOUND,
     QGEMM_KERNEL,
+    gap_scale,
     qadd_plan,
     qconv_saturates,
     qconv_scale,
@@ -133,6 +134,8 @@ QGEMM_ENABLED = True
 #: ``QuantizeLinear`` (else its own ``Clip``, floored by their ``Cast``), and a rounding by convolutions clamps after
 #: them (else before): either way no ``Clip`` fuses into the main convolution (see :func:`_lower_mac`).
 CLAMP_LATER = True
+#: Whether a global average pool of a uint8-held tensor runs as QLinearGlobalAveragePool (gap_fits_qconv).
+GAP_QLINEAR = True
 #: What :func:`lower_layers` asks of the session that runs its graph (:func:`session_config`): QDQ propagation
 #: off where a graph quantizes a float value for its uint8 readers (:meth:`_Graph.quantized`).
 _SESSION_CONFIG_PROP = "accel.session_config"
@@ -380,7 +383,7 @@ def layer_path(model: Model, layer: Layer, int_kernels: bool = True) -> str:
     (its onnxruntime lowering) or "numba". ``int_kernels=False`` leaves the integer kernels out."""
     if layer.op in MAC_OPS:
         return mac_path(model, layer, None if int_kernels else False)
-    if int_kernels and add_fits_qconv(model, layer):
+    if int_kernels and (add_fits_qconv(model, layer) or gap_fits_qconv(model, layer)):
         return "qconv"
     return "f32" if exact_in_float(model, layer) else "numba"
 
@@ -1136,13 +1139,38 @@ def _lower_avg_pool(g: _Graph, layer: Layer, model: Model, names: dict[str, str]
     return _requant(g, total, layer, model, 4, a["shift"], a["mult"], hint)
 
 
+def gap_fits_qconv(model: Model, layer: Layer) -> bool:
+    """Whether a global average pool runs as one ``QLinearGlobalAveragePool`` (path ``qconv``): a uint8 input held
+    in uint8 (:func:`_holds_uint8`), a clamp within uint8, and an input scale that
+    :func:`~accel.engine.capability.gap_scale` checked on every possible sum."""
+    a = layer.attrs
+    info = model.tensors[layer.inputs[0]]
+    if not (QCONV_ENABLED and GAP_QLINEAR) or layer.op != "global_avg_pool" or info.dtype != "uint8":
+        return False
+    if not _clamp_fits_uint8(layer) or _qconv_offset(layer) or not _holds_uint8(model, layer.inputs[0]):
+        return False
+    return gap_scale(info.shape[1] * info.shape[2], a["mult"], a["shift"], model.config.rounding,
+                     info.shape[0]) is not None
+
+
 def _lower_global_avg_pool(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
     """Sum over the map, then the requantization. The input of a ``qconv`` layer is summed in its NHWC uint8 form
     (the map's axes are 1 and 2 there, and no transpose back to NCHW is needed); a held ``y + 128`` gives
-    ``128 x H x W`` more per channel, taken off exactly (integers far below 2^24)."""
+    ``128 x H x W`` more per channel, taken off exactly (integers far below 2^24). Where :func:`gap_fits_qconv`,
+    one ``QLinearGlobalAveragePool`` on that form does it all (batch 256 on mobilenet_mnist: 0.03 against 0.12 ms
+    for the cast, the sum and the float64 epilogue; A/B at batch 256: resnet_mnist +9%, mobilenet_mnist +5%)."""
     a = layer.attrs
     x = names[layer.inputs[0]]
     c, h, w = model.tensors[layer.inputs[0]].shape
+    if g.int_kernels and gap_fits_qconv(model, layer):
+        scale = gap_scale(h * w, a["mult"], a["shift"], model.config.rounding, c)
+        zero = g.const(0, hint + "_zp", np.uint8)
+        q = g.op("QLinearGlobalAveragePool", [g.nhwc_uint8(x, False, hint), g.const(scale, hint + "_xscale"), zero,
+                                              g.const(1.0, hint + "_one"), zero], hint, domain=QCONV_DOMAIN,
+                 channels_last=1)
+        q, form = _clamp_uint8(g, g.op("Reshape", [q, g.const([-1, c, 1, 1], hint + "_nchw", np.int64)], hint),
+                               layer, hint)
+        return g.from_int(q, form, hint)
     twin = next((form for form in (TensorProto.UINT8, _SHIFTED) if (x, form) in g.u8_nhwc), None)
     if twin is None:
         total = g.op("ReduceSum", [x, g.const(np.array([2, 3]), hint + "_axes", np.int64)], hint, keepdims=0)

@@ -286,3 +286,28 @@ def test_qadd_plan_needs_a_zero_point_solution():
 
     assert _qadd_zero_points(0, 0, 1, -128) is None
     assert _checked_qadd_plan(0, 0, 1, -128, _mlas_qadd_avx2) is None
+
+
+def _rounding_pool(truncate=False):
+    """A global average pool in numpy as MLAS computes it (int32 sum, float32 product with x_scale / window,
+    round half to even, saturation), or truncating instead of rounding."""
+    def pool(x, x_scale):
+        window = x.shape[1] * x.shape[2]
+        total = x.reshape(len(x), window, -1).astype(np.int64).sum(axis=1).astype(np.float32)
+        v = total * np.float32(np.float32(x_scale) / np.float32(window))
+        return np.clip(np.trunc(v) if truncate else np.rint(v), 0, 255).astype(np.uint8)
+    return pool
+
+
+def test_gap_scale_search_checks_every_sum():
+    """The global average pool's scale search, on MLAS's arithmetic in numpy (independent of this CPU): the scale it
+    returns passes every sum of the window; a truncating kernel finds none; floor rounding, which no rounding to
+    nearest gives, finds none either."""
+    from accel.engine.capability import _checked_gap_scale, gap_scale_exact
+
+    pool = _rounding_pool()
+    for window, mult, shift, channels in ((49, 42799, 20, 64), (49, 42799, 21, 1280), (16, 1, 4, 3)):
+        scale = _checked_gap_scale(window, mult, shift, "half_up", channels, pool)
+        assert scale is not None and gap_scale_exact(scale, window, mult, shift, "half_up", channels, pool)
+    assert _checked_gap_scale(49, 42799, 20, "half_up", 64, _rounding_pool(truncate=True)) is None
+    assert _checked_gap_scale(16, 1, 4, "floor", 3, pool) is None

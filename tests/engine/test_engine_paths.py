@@ -45,7 +45,7 @@ from tests.support.strategies import mac_arrays
 WIDE = "wide"
 QCONV = "qconv"
 QGEMM = "qgemm"
-RAW_INT8 = "raw-int8"  # the raw classifier reading a qgemm's uint8 output: int32 GEMM and bias (path int8)
+RAW_INT8 = "raw-int8"  # a raw classifier reading a uint8-held output: int32 GEMM and bias (path int8)
 #: marker -> (path with the integer kernels, path without them)
 MARKED_PATHS = {WIDE: (QGEMM, "f64"), QCONV: (QCONV, "f32"), QGEMM: (QGEMM, "f32"), RAW_INT8: ("int8", "f32")}
 BUNDLED_PATHS = {
@@ -54,14 +54,15 @@ BUNDLED_PATHS = {
                   "classifier.classifier.0.Flatten": "f32", "classifier.classifier.1.Gemm": WIDE,
                   "classifier.classifier.3.Gemm": RAW_INT8},
     "resnet_mnist": {**dict.fromkeys(
-        ["net.net.0.Conv", "net.net.3.MaxPool", "net.net.9.GlobalAveragePool", "net.net.10.Flatten",
-         "net.net.11.Gemm"], "f32"),
-        # the residual adds run as a 1x1 QLinearConv over both inputs (add_fits_qconv)
+        ["net.net.0.Conv", "net.net.3.MaxPool", "net.net.10.Flatten"], "f32"), "net.net.11.Gemm": RAW_INT8,
+        # the residual adds run as a QLinearAdd or a 1x1 QLinearConv over both inputs (add_fits_qconv), the global
+        # average pool as a QLinearGlobalAveragePool (gap_fits_qconv)
         **dict.fromkeys(["net.net.4.body.body.0.Conv", "net.net.4.body.body.3.Conv", "net.net.4.Add", "net.net.5.Conv",
-                         "net.net.8.body.body.0.Conv", "net.net.8.body.body.3.Conv", "net.net.8.Add"], QCONV)},
-    "mobilenet_mnist": {**dict.fromkeys(
-        ["net.net.0.Conv", "net.net.21.GlobalAveragePool", "net.net.22.Flatten", "net.net.23.Gemm"], "f32"),
-        **dict.fromkeys([f"net.net.{i}.Conv" for i in (3, 6, 9, 12, 15, 18)], QCONV)},
+                         "net.net.8.body.body.0.Conv", "net.net.8.body.body.3.Conv", "net.net.8.Add",
+                         "net.net.9.GlobalAveragePool"], QCONV)},
+    "mobilenet_mnist": {**dict.fromkeys(["net.net.0.Conv", "net.net.22.Flatten"], "f32"), "net.net.23.Gemm": RAW_INT8,
+        **dict.fromkeys([f"net.net.{i}.Conv" for i in (3, 6, 9, 12, 15, 18)] + ["net.net.21.GlobalAveragePool"],
+                        QCONV)},
     # features.3 meets the qconv proof, but its 4x4 map is below QCONV_MIN_POSITIONS (see the test below).
     "cnn_digits": {"features.features.0.Conv": "f32", "features.features.2.MaxPool": "f32",
                    "features.features.3.Conv": "f32", "features.features.5.MaxPool": "f32",
@@ -381,7 +382,8 @@ def test_qconv_layers_pass_uint8_tensors(bundled):
     producer = {out: node for node in proto.graph.node for out in node.output}
     maker = {layer.output: layer for layer in model.layers}
     qconvs = {layer.name.replace("/", "_"): layer for layer in model.layers if paths[layer.name] == QCONV}
-    nodes = [node for node in proto.graph.node if node.op_type in ("QLinearConv", "QLinearAdd")]
+    nodes = [node for node in proto.graph.node
+             if node.op_type in ("QLinearConv", "QLinearAdd", "QLinearGlobalAveragePool")]
     assert sorted(node.name.rsplit("__", 1)[0] for node in nodes) == sorted(qconvs)
     for node in nodes:
         source = maker.get(qconvs[node.name.rsplit("__", 1)[0]].inputs[0])
