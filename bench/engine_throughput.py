@@ -339,7 +339,8 @@ def main(argv=None) -> int:
                    f" (`make bench`); median of {repeats} interleaved rounds ({max(2, repeats // 2)} for the "
                    f"ImageNet-scale networks, at batch {imagenet_batch} and 1; the others at 256 and 1), each "
                    f"executor's turn a {SETTLE_S * 1e3:.0f} ms pause, one untimed call and a timed block of at least "
-                   f"{BLOCK_S * 1e3:.0f} ms; load average "
+                   f"{BLOCK_S * 1e3:.0f} ms; accel fast and the two onnxruntime executors in rounds of their own, the "
+                   f"other executors in a third as many beside accel fast; load average "
                    f"(1 minute, os.getloadavg) {min(loads):.1f} to {max(loads):.1f} while it ran.\n\n"
                    "Layer paths of the fast backend:\n\n"
                    + "\n".join(paths_lines) + f"\n\n{short.markdown()}\n\n" + "\n".join(lines) + "\n" + prof
