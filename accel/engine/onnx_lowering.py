@@ -44,9 +44,12 @@ sums by ``sum_k |w[n,k]| * max|x| + |bias[n]|`` and picks one path per layer:
     output stays uint8 for the next ``qconv`` (or 8-bit GEMM) layer, through ``MaxPool`` and ``Flatten``; a ``Cast``
     to float, made once per tensor, feeds the layers that read floats. :func:`_lower_qconv` has the proof. The
     graph emits onnxruntime's NHWC form of the op (``channels_last=1``) and keeps a chain of ``qconv`` layers in
-    NHWC uint8 with no transposes (:meth:`_Graph.nhwc_uint8`); a residual ``add`` that reads one runs as a 1x1
-    ``QLinearConv`` over both inputs side by side (:func:`add_fits_qconv`), and global average pooling sums the
-    NHWC form.
+    NHWC uint8 with no transposes (:meth:`_Graph.nhwc_uint8`); a residual ``add`` that reads one runs as one
+    ``QLinearAdd`` whose configuration passed a check on every uint8 pair (:func:`~accel.engine.capability.qadd_plan`)
+    or else a 1x1 ``QLinearConv`` over both inputs side by side (:func:`add_fits_qconv`), and global average pooling
+    is one ``QLinearGlobalAveragePool`` whose scale passed a check on every sum of the window
+    (:func:`gap_fits_qconv`), or else sums the NHWC form. An int8 graph input that these kernels read arrives as
+    uint8 ``x + 128`` too (:func:`shifted_input`).
 ``qgemm``
     a linear layer with the same requantization and bound as ``qconv``, as one onnxruntime ``QGemm``
     (:data:`~accel.engine.capability.QGEMM_KERNEL`, its own self-test; the proof is ``qconv``'s).
@@ -76,8 +79,12 @@ one addition, the first rounds to an integer (float32's spacing is 1 between
 ``Floor``: onnxruntime fuses an Add into the convolution before it, summed in
 an order of its choosing. A folded float32 layer whose uint8 result only uint8
 readers take (``qconv``, ``qgemm``, ``int8``, through max pooling and flatten)
-ends in its ``Clip``: the readers' ``Cast`` to uint8 floors it (self-tested,
-:func:`_floors_by_cast`).
+carries neither clamp nor rounding (:func:`_floors_by_cast`): with that same
+half-integer offset its readers' ``QuantizeLinear`` rounds it to nearest (never
+halfway) and saturates, then a uint8 ``Clip`` narrows (self-tested; where the
+offset does not fit, the layer ends in its ``Clip`` and the readers' ``Cast``
+floors). A rounding by convolutions clamps after them: no ``Clip`` fuses into
+the main convolution, which onnxruntime's blocked kernel runs 2.3x slower.
 ``multiply_shift`` and pooling multipliers run in float64 (exact below 2^52).
 """
 
