@@ -125,7 +125,7 @@ def ort_session(path: Path, threads: int = THREADS):
     return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
-def ort_int8(bm: BenchModel, workdir: Path):
+def ort_int8_model(bm: BenchModel, workdir: Path) -> Path:
     """onnxruntime's own int8 quantization (QDQ, per-channel s8 weights, u8 activations) of the float net."""
     from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
@@ -142,7 +142,7 @@ def ort_int8(bm: BenchModel, workdir: Path):
     quant_pre_process(str(bm.onnx_path), str(pre), skip_symbolic_shape=True)
     quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                     activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8)
-    return ort_session(out)
+    return out
 
 
 def executors(bm: BenchModel, workdir: Path, batch: int) -> dict:
@@ -158,10 +158,11 @@ def executors(bm: BenchModel, workdir: Path, batch: int) -> dict:
         runs["accel torch (cpu)"] = lambda: torch_engine.run(x_int)
         ref = Engine(bm.model, "reference")
         runs["accel reference (numba)"] = lambda: ref.run(x_int)
-    sessions = [(ORT_FLOAT, ort_session(bm.onnx_path)), (ORT_INT8, ort_int8(bm, workdir))]
+    int8 = ort_int8_model(bm, workdir)
+    sessions = [(ORT_FLOAT, ort_session(bm.onnx_path)), (ORT_INT8, ort_session(int8))]
     if batch == 1 and THREADS > 1:  # the better of both counts is the reference: its pools are bimodal on tiny calls
         sessions += [(one_thread(ORT_FLOAT), ort_session(bm.onnx_path, 1)),
-                     (one_thread(ORT_INT8), ort_session(workdir / f"{bm.name}_int8.onnx", 1))]
+                     (one_thread(ORT_INT8), ort_session(int8, 1))]
     for label, sess in sessions:
         feed = {sess.get_inputs()[0].name: x_float}
         runs[label] = lambda s=sess, f=feed: s.run(None, f)

@@ -458,19 +458,20 @@ class _Graph:
         """``x`` (exact integers in a float tensor, or an integer graph input) in ONNX integer type ``to``, cast
         once however many layers read it."""
         if (x, to) not in self.ints:
-            self.ints[x, to] = (self.quantized(x, hint) if x in self.saturating
+            self.ints[x, to] = (self.quantized(x, self.saturating[x], hint) if x in self.saturating
                                 else self.op("Cast", [x], hint, to=to))
         return self.ints[x, to]
 
-    def quantized(self, x: str, hint: str) -> str:
-        """A :attr:`saturating` value as uint8: ``QuantizeLinear`` (scale 1) rounds it to nearest (it holds no ties)
-        and saturates to [0, 255], then a uint8 ``Clip`` where the clamp is narrower.
+    def quantized(self, x: str, clamp: tuple[int, int], hint: str) -> str:
+        """A :attr:`saturating` value (or its transpose) ``x`` as uint8, clamped to ``clamp``: ``QuantizeLinear``
+        (scale 1) rounds it to nearest (it holds no ties) and saturates to [0, 255], then a uint8 ``Clip`` where the
+        clamp is narrower.
 
         The session runs with onnxruntime's QDQ transformers off: their propagation moves such a
         ``QuantizeLinear`` up through ``Transpose`` and ``MaxPool``, and a uint8 NCHW ``MaxPool`` took 4.4 ms where
         the blocked float one takes 0.2 (cnn_mnist, batch 256). A per-channel scale, which stops the propagation,
         made MLAS quantize element by element in NHWC (14.5 ms against 0.46 on 256 x 16 x 14 x 14)."""
-        lo, hi = self.saturating[x]
+        lo, hi = clamp
         self.session_config["session.disable_quant_qdq"] = "1"
         q = self.op("QuantizeLinear", [x, self.const(1.0, hint + "_one"), self.const(0, hint + "_zp", np.uint8)], hint)
         if lo > _U8_LO or hi < _U8_HI:
@@ -521,8 +522,7 @@ class _Graph:
                 self.u8_nhwc[x, form] = t
             elif x in self.saturating:  # (only unsigned values are) transposed first: onnxruntime folds that into
                 t = self.op("Transpose", [x], hint, perm=_TO_NHWC)  # the blocked layout's reorder
-                self.saturating[t] = self.saturating[x]
-                self.u8_nhwc[x, form] = self.quantized(t, hint)
+                self.u8_nhwc[x, form] = self.quantized(t, self.saturating[x], hint)
             else:
                 t = self.op("Transpose", [x], hint, perm=_TO_NHWC)
                 self.u8_nhwc[x, form] = (self.shifted_uint8(t, hint) if signed
@@ -1147,17 +1147,22 @@ def _lower_avg_pool(g: _Graph, layer: Layer, model: Model, names: dict[str, str]
 
 
 def gap_fits_qconv(model: Model, layer: Layer) -> bool:
-    """Whether a global average pool runs as one ``QLinearGlobalAveragePool`` (path ``qconv``): a uint8 input held
-    in uint8 (:func:`_holds_uint8`), a clamp within uint8, and an input scale that
-    :func:`~accel.engine.capability.gap_scale` checked on every possible sum."""
+    """Whether a global average pool runs as one ``QLinearGlobalAveragePool`` (path ``qconv``, :func:`_gap_qscale`)."""
+    return _gap_qscale(model, layer) is not None
+
+
+def _gap_qscale(model: Model, layer: Layer) -> float | None:
+    """The ``QLinearGlobalAveragePool`` input scale of a global average pool with a uint8 input held in uint8
+    (:func:`_holds_uint8`) and a clamp within uint8, as :func:`~accel.engine.capability.gap_scale` checked it on
+    every possible sum; None where any of that fails."""
     a = layer.attrs
     info = model.tensors[layer.inputs[0]]
     if not (QCONV_ENABLED and GAP_QLINEAR) or layer.op != "global_avg_pool" or info.dtype != "uint8":
-        return False
+        return None
     if not _clamp_fits_uint8(layer) or _qconv_offset(layer) or not _holds_uint8(model, layer.inputs[0]):
-        return False
-    return gap_scale(info.shape[1] * info.shape[2], a["mult"], a["shift"], model.config.rounding,
-                     info.shape[0]) is not None
+        return None
+    c, h, w = info.shape
+    return gap_scale(h * w, a["mult"], a["shift"], model.config.rounding, c)
 
 
 def _lower_global_avg_pool(g: _Graph, layer: Layer, model: Model, names: dict[str, str], hint: str) -> str:
@@ -1169,8 +1174,8 @@ def _lower_global_avg_pool(g: _Graph, layer: Layer, model: Model, names: dict[st
     a = layer.attrs
     x = names[layer.inputs[0]]
     c, h, w = model.tensors[layer.inputs[0]].shape
-    if g.int_kernels and gap_fits_qconv(model, layer):
-        scale = gap_scale(h * w, a["mult"], a["shift"], model.config.rounding, c)
+    scale = _gap_qscale(model, layer) if g.int_kernels else None
+    if scale is not None:
         zero = g.const(0, hint + "_zp", np.uint8)
         q = g.op("QLinearGlobalAveragePool", [g.nhwc_uint8(x, False, hint), g.const(scale, hint + "_xscale"), zero,
                                               g.const(1.0, hint + "_one"), zero], hint, domain=QCONV_DOMAIN,
@@ -1290,11 +1295,11 @@ def shifted_input(tensor: str) -> str:
 def segment_inputs(proto: onnx.ModelProto) -> list[tuple[str, str, bool]]:
     """Per graph input of a :func:`lower_layers` graph: its name, the model tensor it carries, and whether as
     :func:`shifted_input` (only the inputs some node reads are kept)."""
+    suffix = shifted_input("")
     specs = []
     for value in proto.graph.input:
-        tensor = value.name[:-len(shifted_input(""))]
-        shifted = value.type.tensor_type.elem_type == TensorProto.UINT8 and shifted_input(tensor) == value.name
-        specs.append((value.name, tensor if shifted else value.name, shifted))
+        shifted = value.type.tensor_type.elem_type == TensorProto.UINT8 and value.name.endswith(suffix)
+        specs.append((value.name, value.name.removesuffix(suffix) if shifted else value.name, shifted))
     return specs
 
 
