@@ -727,8 +727,11 @@ def gap_scale(window: int, mult: int, shift: int, rounding, channels: int) -> fl
     alike, a proof for this configuration on this machine. Windows up to :data:`GAP_MAX_WINDOW`."""
     if window > GAP_MAX_WINDOW or not kernel_verdict(QGAP_KERNEL):
         return None
-    return _checked_gap_scale(int(window), int(mult), int(shift), str(getattr(rounding, "value", rounding)),
-                              int(channels))
+    checked = _checked_gap_scale(int(window), int(mult), int(shift), str(getattr(rounding, "value", rounding)),
+                                 int(channels))
+    if checked is None and _FORCED.get(QGAP_KERNEL):  # a forced verdict decides paths on any CPU, never results
+        return float(np.float32(mult * window * 2.0 ** -shift))
+    return checked
 
 
 @functools.lru_cache(maxsize=None)
