@@ -8,7 +8,7 @@ the network, device to host, median of ``--repeats`` after a warm-up), of the CP
 (``--onnx`` files, named after the models), all on this machine. Writes one JSON
 file (``--out``) and prints it.
 
-Usage: ``python bench/engine_gpu.py --models DIR --out results.json [--batch 256] [--onnx DIR]``
+Usage: ``python bench/engine_gpu.py --models DIR --out results.json [--batch 256] [--onnx DIR] [--force]``
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 from accel.engine import Engine  # noqa: E402
 from accel.engine.capability import chosen_kernels  # noqa: E402
+from accel.errors import OutputError  # noqa: E402
 from accel.ir import load_model  # noqa: E402
+from accel.report import check_output, write_json  # noqa: E402
 
 
 def median_rate(fn, images: int, repeats: int) -> float:
@@ -58,6 +60,7 @@ def main(argv=None) -> int:
     ap.add_argument("--models", required=True, type=Path)
     ap.add_argument("--onnx", type=Path, help="folder of float .onnx files named like the models")
     ap.add_argument("--out", required=True, type=Path)
+    ap.add_argument("--force", action="store_true", help="overwrite --out if it exists")
     ap.add_argument("--batch", type=int, default=256)
     ap.add_argument("--cpu-batch", type=int, default=32)
     ap.add_argument("--exact-batch", type=int, default=16)
@@ -65,6 +68,11 @@ def main(argv=None) -> int:
     ap.add_argument("--backend", default="cuda", choices=("cuda", "torch"),
                     help="torch: the same code on the CPU (a dry run of this script without a GPU)")
     args = ap.parse_args(argv)
+    try:  # before the run, not after it
+        check_output(args.out, overwrite=args.force)
+    except OutputError as exc:
+        print(f"engine_gpu: error: {exc}", file=sys.stderr)
+        return 2
 
     import onnxruntime as ort
     import torch
@@ -95,7 +103,7 @@ def main(argv=None) -> int:
                                                               max(2, args.repeats // 2))
         result["models"][path.stem] = entry
         print(path.stem, json.dumps({k: v for k, v in entry.items() if k != "paths"}), flush=True)
-    args.out.write_text(json.dumps(result, indent=1))
+    write_json(args.out, result, overwrite=args.force, indent=1)
     print(json.dumps({k: v for k, v in result.items() if k != "models"}))
     return 0
 
